@@ -1,0 +1,74 @@
+/**
+ * Values are JSON: what a peer reads back equals `JSON.parse(JSON.stringify(value))` of what was
+ * written. `encodeValue` refuses anything that JSON would carry unfaithfully instead of letting
+ * `JSON.stringify` silently turn it into something else.
+ */
+
+import { ErrorCodes, SessionStoreError } from './errors.js'
+
+export type Json = null | boolean | number | string | Json[] | { [key: string]: Json }
+
+const MAX_DEPTH = 1000
+
+const invalid = (path: string, what: string): SessionStoreError =>
+  new SessionStoreError(ErrorCodes.INVALID_VALUE, `value${path} is ${what}, which JSON cannot carry faithfully`)
+
+const check = (value: unknown, path: string, seen: Set<object>): void => {
+  switch (typeof value) {
+    case 'string':
+    case 'boolean':
+      return
+    case 'number':
+      if (!Number.isFinite(value)) throw invalid(path, String(value))
+      return
+    case 'object':
+      break
+    default:
+      throw invalid(path, `a ${typeof value}`)
+  }
+  if (value === null) return
+  if (seen.has(value)) throw invalid(path, 'a cycle')
+  if (seen.size >= MAX_DEPTH) throw invalid(path, `nested deeper than ${MAX_DEPTH}`)
+  seen.add(value)
+  if (Array.isArray(value)) {
+    if (Object.getPrototypeOf(value) !== Array.prototype) throw invalid(path, 'an Array subclass')
+    for (let i = 0; i < value.length; i++) {
+      if (!(i in value)) throw invalid(`${path}[${i}]`, 'a hole in an array')
+      check(value[i], `${path}[${i}]`, seen)
+    }
+  } else {
+    const proto: unknown = Object.getPrototypeOf(value)
+    if (proto !== Object.prototype && proto !== null) {
+      throw invalid(path, `an instance of ${(value as object).constructor?.name ?? 'a class'}`)
+    }
+    if (Object.getOwnPropertySymbols(value).length > 0) throw invalid(path, 'an object with symbol keys')
+    for (const [k, v] of Object.entries(value)) {
+      // Properties holding undefined are dropped, as JSON does.
+      if (v !== undefined) check(v, `${path}.${k}`, seen)
+    }
+  }
+  seen.delete(value)
+}
+
+/** Returns the JSON text of `value`, or throws SessionStoreError INVALID_VALUE. */
+export const encodeValue = (value: unknown): string => {
+  if (value === undefined) throw invalid('', 'undefined')
+  check(value, '', new Set())
+  return JSON.stringify(value)
+}
+
+/**
+ * Parses JSON text written by a peer. Returns undefined when the text is not JSON that this
+ * library would have written (a peer cannot be trusted to obey).
+ */
+export const decodeValue = (text: unknown): Json | undefined => {
+  if (typeof text !== 'string') return undefined
+  let value: unknown
+  try {
+    value = JSON.parse(text)
+    check(value, '', new Set())
+  } catch {
+    return undefined
+  }
+  return value as Json
+}

@@ -1,0 +1,386 @@
+import { describe, expect, it, vi } from 'vitest'
+import * as Y from 'yjs'
+import { SessionStore } from '../src/store.js'
+import { SessionStoreError } from '../src/errors.js'
+import { Mesh } from './helpers/mesh.js'
+
+const newStore = (limits = {}) => {
+  const doc = new Y.Doc()
+  const errors: SessionStoreError[] = []
+  const store = new SessionStore(doc.getMap('session-store'), { limits, onError: (err) => errors.push(err) })
+  return { doc, store, errors }
+}
+
+/** A string whose JSON text is exactly `bytes` bytes (two of them are the quotes). */
+const jsonOfBytes = (bytes: number): string => 'x'.repeat(bytes - 2)
+
+const codeOf = async (p: Promise<unknown> | (() => unknown)): Promise<string | undefined> => {
+  try {
+    await (typeof p === 'function' ? p() : p)
+  } catch (err) {
+    expect(err).toBeInstanceOf(SessionStoreError)
+    return (err as SessionStoreError).code
+  }
+  return undefined
+}
+
+describe('set, get, object, delete', () => {
+  it('resolves the final value and reads it back', async () => {
+    const { store } = newStore()
+    await expect(store.set('pinned', 'hello')).resolves.toBe('hello')
+    expect(store.get('pinned')).toBe('hello')
+    await expect(store.object('pinned')).resolves.toBe('hello')
+    expect(store.has('pinned')).toBe(true)
+    expect(store.keys()).toEqual(['pinned'])
+  })
+
+  it('reads back what JSON carries: objects, arrays, numbers, null; undefined properties dropped', async () => {
+    const { store } = newStore()
+    const value = { a: 1, b: [true, null, 'x', { c: -0.5 }], d: undefined, e: {} }
+    const final = await store.set('k', value)
+    expect(final).toEqual(JSON.parse(JSON.stringify(value)))
+    expect(Object.keys(store.get('k') as object)).toEqual(['a', 'b', 'e'])
+    expect(store.toJSON()).toEqual({ k: { a: 1, b: [true, null, 'x', { c: -0.5 }], e: {} } })
+  })
+
+  it('hands every reader its own copy, so mutating a read does not change the store', async () => {
+    const { store } = newStore()
+    await store.set('k', { n: 1 })
+    const read = store.get('k') as { n: number }
+    read.n = 2
+    expect(store.get('k')).toEqual({ n: 1 })
+  })
+
+  it('object() of a missing key is undefined', async () => {
+    const { store } = newStore()
+    await expect(store.object('missing')).resolves.toBeUndefined()
+    expect(store.get('missing')).toBeUndefined()
+  })
+
+  it('delete() and set(key, undefined) both delete; deleting a missing key is fine', async () => {
+    const { store } = newStore()
+    await store.set('a', 1)
+    await store.set('b', 2)
+    await store.delete('a')
+    await expect(store.set('b', undefined)).resolves.toBeUndefined()
+    await store.delete('never-set')
+    expect(store.keys()).toEqual([])
+    expect(store.usage().bytes).toBe(0)
+  })
+
+  it('the completion form reports the final value, or the error, as in the SDK', async () => {
+    const { store } = newStore()
+    const ok = await new Promise<unknown[]>((resolve) => store.set('k', 'v', (...args) => resolve(args)))
+    expect(ok).toEqual(['v', null])
+    const bad = await new Promise<unknown[]>((resolve) => store.set('', 'v', (...args) => resolve(args)))
+    expect(bad[0]).toBeUndefined()
+    expect((bad[1] as SessionStoreError).code).toBe('INVALID_KEY')
+  })
+
+  it('a completion that throws is reported as an error, not an unhandled rejection', async () => {
+    const { store, errors } = newStore()
+    store.set('k', 'v', () => { throw new Error('boom') })
+    await vi.waitFor(() => expect(errors.map((e) => e.code)).toEqual(['CALLBACK_FAILED']))
+    expect(store.get('k')).toBe('v')
+  })
+})
+
+describe('refusals', () => {
+  it.each([
+    ['an empty string', ''],
+    ['a number', 1],
+    ['undefined', undefined],
+    ['a lone surrogate', 'a\uD800b'],
+    ['a key over maxKeyBytes', 'k'.repeat(1025)]
+  ])('INVALID_KEY for %s', async (_what, key) => {
+    const { store } = newStore()
+    expect(await codeOf(store.set(key as string, 1))).toBe('INVALID_KEY')
+    expect(await codeOf(store.delete(key as string))).toBe('INVALID_KEY')
+    expect(store.keys()).toEqual([])
+  })
+
+  class Point { x = 1 }
+  const cyclic: Record<string, unknown> = { a: 1 }
+  cyclic.self = cyclic
+  it.each([
+    ['a function', () => 1],
+    ['a symbol', Symbol('s')],
+    ['a BigInt', 10n],
+    ['NaN', NaN],
+    ['Infinity', Infinity],
+    ['-Infinity inside an object', { n: -Infinity }],
+    ['a cycle', cyclic],
+    ['a Date', new Date(0)],
+    ['a Map', new Map()],
+    ['a Set', new Set([1])],
+    ['a class instance', new Point()],
+    ['a typed array', new Uint8Array(2)],
+    ['a hole in an array', [1, , 3]], // eslint-disable-line no-sparse-arrays
+    ['undefined inside an array', [1, undefined]],
+    ['a function-valued property', { f: () => 1 }],
+    ['a symbol key', { [Symbol('k')]: 1 }],
+    ['a nested Date', { when: [new Date(0)] }]
+  ])('INVALID_VALUE for %s', async (_what, value) => {
+    const { store } = newStore()
+    await store.set('k', 'before')
+    expect(await codeOf(store.set('k', value))).toBe('INVALID_VALUE')
+    expect(store.get('k')).toBe('before')
+  })
+
+  it('accepts objects without a prototype and shared (non-cyclic) references', async () => {
+    const { store } = newStore()
+    const shared = { s: 1 }
+    const bare = Object.assign(Object.create(null) as object, { a: 1 })
+    await expect(store.set('k', { x: shared, y: shared, bare })).resolves.toEqual({ x: { s: 1 }, y: { s: 1 }, bare: { a: 1 } })
+  })
+
+  it('VALUE_TOO_LARGE above maxValueBytes, measured in UTF-8 bytes of the JSON text', async () => {
+    const { store } = newStore()
+    await expect(store.set('k', jsonOfBytes(1024))).resolves.toHaveLength(1022)
+    expect(await codeOf(store.set('k', jsonOfBytes(1025)))).toBe('VALUE_TOO_LARGE')
+    // 'é' is 2 bytes: 511 of them and the quotes make 1024 bytes; 512 make 1026.
+    await expect(store.set('e', 'é'.repeat(511))).resolves.toBeDefined()
+    expect(await codeOf(store.set('e', 'é'.repeat(512)))).toBe('VALUE_TOO_LARGE')
+    // An emoji is 4 bytes (a surrogate pair): 255 of them and the quotes make 1022 bytes.
+    await expect(store.set('m', '😀'.repeat(255))).resolves.toBeDefined()
+    expect(await codeOf(store.set('m', '😀'.repeat(256)))).toBe('VALUE_TOO_LARGE')
+    expect(store.get('k')).toHaveLength(1022)
+  })
+
+  it('TOO_MANY_KEYS at the 101st key; overwriting and deleting stay possible at the limit', async () => {
+    const { store } = newStore()
+    for (let i = 0; i < 100; i++) await store.set(`k${i}`, i)
+    expect(store.usage().keys).toBe(100)
+    const err = await store.set('k100', 100).catch((e: SessionStoreError) => e)
+    expect(err).toMatchObject({ code: 'TOO_MANY_KEYS', key: 'k100' })
+    expect(store.has('k100')).toBe(false)
+    await expect(store.set('k99', 'overwritten')).resolves.toBe('overwritten')
+    await store.delete('k0')
+    await expect(store.set('k100', 100)).resolves.toBe(100)
+    expect(store.usage().keys).toBe(100)
+  })
+
+  it('STORE_TOO_LARGE past maxTotalBytes, keys counted, overwrites measured against the entry they replace', async () => {
+    const { store } = newStore()
+    // 64 entries of key 'kNN' (3 bytes) + value 1021 bytes = 1024 bytes each: exactly 65536.
+    for (let i = 0; i < 64; i++) await store.set(`k${String(i).padStart(2, '0')}`, jsonOfBytes(1021))
+    expect(store.usage()).toMatchObject({ keys: 64, bytes: 65536 })
+    expect(await codeOf(store.set('x', 1))).toBe('STORE_TOO_LARGE')
+    expect(await codeOf(store.set('k00', jsonOfBytes(1022)))).toBe('STORE_TOO_LARGE')
+    await expect(store.set('k00', jsonOfBytes(1021))).resolves.toBeDefined()
+    await expect(store.set('k01', jsonOfBytes(1020))).resolves.toBeDefined()
+    expect(store.usage().bytes).toBe(65535)
+    await expect(store.set('k00', jsonOfBytes(1022))).resolves.toBeDefined()
+    expect(store.usage().bytes).toBe(65536)
+    expect(store.has('x')).toBe(false)
+  })
+
+  it('limits are configurable and validated', async () => {
+    const { store } = newStore({ maxValueBytes: 10, maxKeys: 2, maxTotalBytes: 30 })
+    expect(store.usage().limits).toEqual({ maxValueBytes: 10, maxKeys: 2, maxTotalBytes: 30, maxKeyBytes: 1024 })
+    expect(await codeOf(store.set('a', 'x'.repeat(9)))).toBe('VALUE_TOO_LARGE')
+    await store.set('a', 1)
+    await store.set('b', 2)
+    expect(await codeOf(store.set('c', 3))).toBe('TOO_MANY_KEYS')
+    expect(() => newStore({ maxKeys: 0 })).toThrow(expect.objectContaining({ code: 'INVALID_OPTION' }))
+    expect(() => newStore({ maxValueBytes: 1.5 })).toThrow(expect.objectContaining({ code: 'INVALID_OPTION' }))
+  })
+
+  it('NOT_AVAILABLE for every call after close()', async () => {
+    const { store } = newStore()
+    await store.set('k', 1)
+    store.close()
+    expect(store.closed).toBe(true)
+    expect(await codeOf(store.set('k', 2))).toBe('NOT_AVAILABLE')
+    expect(await codeOf(store.object('k'))).toBe('NOT_AVAILABLE')
+    expect(await codeOf(store.delete('k'))).toBe('NOT_AVAILABLE')
+    for (const call of [() => store.get('k'), () => store.keys(), () => store.toJSON(), () => store.usage(), () => store.observeChanges(['k'], () => {})]) {
+      expect(await codeOf(call)).toBe('NOT_AVAILABLE')
+    }
+  })
+})
+
+describe('observeChanges', () => {
+  it('calls once per key with the initial value, then on local changes', async () => {
+    const { store } = newStore()
+    await store.set('date', 'mon')
+    const calls: unknown[] = []
+    store.observeChanges(['date', 'time'], (key, value) => calls.push([key, value]))
+    expect(calls).toEqual([['date', 'mon'], ['time', undefined]])
+    await store.set('time', '10:00')
+    await store.set('other', 1)
+    await store.delete('date')
+    expect(calls).toEqual([['date', 'mon'], ['time', undefined], ['time', '10:00'], ['date', undefined]])
+  })
+
+  it('sees remote changes, and stops after removeObserver', () => {
+    const mesh = new Mesh(2)
+    const [a, b] = mesh.replicas as [typeof mesh.replicas[0], typeof mesh.replicas[0]]
+    const seen: unknown[] = []
+    const observer = b.store.observeChanges(['spotlight'], (key, value) => seen.push(value))
+    void a.store.set('spotlight', 'peer-1')
+    mesh.flush()
+    expect(seen).toEqual([undefined, 'peer-1'])
+    expect(b.store.removeObserver(observer)).toBe(true)
+    expect(b.store.removeObserver(observer)).toBe(false)
+    void a.store.set('spotlight', 'peer-2')
+    mesh.flush()
+    expect(seen).toEqual([undefined, 'peer-1'])
+    expect(b.store.get('spotlight')).toBe('peer-2')
+  })
+
+  it('runs many observers; one that throws breaks neither the others, nor the writer, nor sync', async () => {
+    const mesh = new Mesh(2)
+    const [a, b] = mesh.replicas as [typeof mesh.replicas[0], typeof mesh.replicas[0]]
+    const first: unknown[] = []
+    const last: unknown[] = []
+    b.store.observeChanges(['k'], (_key, value) => first.push(value))
+    b.store.observeChanges(['k'], (_key, value) => { if (value !== undefined) throw new Error('observer bug') })
+    b.store.observeChanges(['k'], (_key, value) => last.push(value))
+    a.store.observeChanges(['k'], () => { throw new Error('local observer bug') })
+    await expect(a.store.set('k', 1)).resolves.toBe(1)
+    mesh.flush()
+    await b.store.set('k', 2)
+    mesh.flush()
+    expect(first).toEqual([undefined, 1, 2])
+    expect(last).toEqual([undefined, 1, 2])
+    expect(a.store.get('k')).toBe(2)
+    expect(b.errors.map((e) => e.code)).toEqual(['CALLBACK_FAILED', 'CALLBACK_FAILED'])
+    expect(b.errors[0]?.cause).toBeInstanceOf(Error)
+    expect(a.errors.map((e) => e.code)).toEqual(['CALLBACK_FAILED', 'CALLBACK_FAILED', 'CALLBACK_FAILED'])
+  })
+
+  it('an observer may remove another observer, or itself, while being called', async () => {
+    const { store } = newStore()
+    const calls: string[] = []
+    let second: ReturnType<typeof store.observeChanges> | undefined
+    const first = store.observeChanges(['k'], (_k, value) => {
+      calls.push(`first:${String(value)}`)
+      if (value === 1 && second !== undefined) {
+        store.removeObserver(second)
+        store.removeObserver(first)
+      }
+    })
+    second = store.observeChanges(['k'], (_k, value) => calls.push(`second:${String(value)}`))
+    await store.set('k', 1)
+    await store.set('k', 2)
+    expect(calls).toEqual(['first:undefined', 'second:undefined', 'first:1'])
+  })
+
+  it('an observer may write to the store from its callback', async () => {
+    const { store } = newStore()
+    store.observeChanges(['ping'], (_k, value) => { if (value !== undefined) void store.set('pong', value) })
+    await store.set('ping', 7)
+    expect(store.get('pong')).toBe(7)
+  })
+
+  it('refuses invalid keys', () => {
+    const { store } = newStore()
+    expect(() => store.observeChanges([''], () => {})).toThrow(expect.objectContaining({ code: 'INVALID_KEY' }))
+    expect(() => store.observeChanges('k' as unknown as string[], () => {})).toThrow(expect.objectContaining({ code: 'INVALID_KEY' }))
+  })
+})
+
+describe('between peers', () => {
+  it('concurrent writers to one key converge to one winner (last writer wins)', async () => {
+    const mesh = new Mesh(3)
+    await Promise.all(mesh.replicas.map((r, i) => r.store.set('spotlight', `peer-${i}`)))
+    mesh.flush()
+    const values = mesh.replicas.map((r) => r.store.get('spotlight'))
+    expect(new Set(values).size).toBe(1)
+    expect(['peer-0', 'peer-1', 'peer-2']).toContain(values[0])
+  })
+
+  it('concurrent writers may push the merged map over maxKeys: nothing is dropped, growing writes are refused until back under', async () => {
+    const mesh = new Mesh(2, { limits: { maxKeys: 4 } })
+    const [a, b] = mesh.replicas as [typeof mesh.replicas[0], typeof mesh.replicas[0]]
+    await a.store.set('shared', 0)
+    mesh.flush()
+    await a.store.set('a1', 1)
+    await a.store.set('a2', 2)
+    await b.store.set('b1', 1)
+    await b.store.set('b2', 2)
+    mesh.flush()
+    expect(a.store.usage().keys).toBe(5)
+    expect(b.store.toJSON()).toEqual(a.store.toJSON())
+    expect(await codeOf(a.store.set('a3', 3))).toBe('TOO_MANY_KEYS')
+    await expect(a.store.set('a1', 'overwrite is fine')).resolves.toBeDefined()
+    await a.store.delete('a1')
+    mesh.flush()
+    expect(await codeOf(b.store.set('b3', 3))).toBe('TOO_MANY_KEYS')
+    await b.store.delete('b1')
+    mesh.flush()
+    await expect(b.store.set('b3', 3)).resolves.toBe(3)
+  })
+
+  it('concurrent writers may push the merged map over maxTotalBytes: shrinking writes pass, growing ones do not', async () => {
+    const mesh = new Mesh(2, { limits: { maxTotalBytes: 100 } })
+    const [a, b] = mesh.replicas as [typeof mesh.replicas[0], typeof mesh.replicas[0]]
+    await a.store.set('a', jsonOfBytes(59)) // 60 bytes with its key
+    await b.store.set('b', jsonOfBytes(59))
+    mesh.flush()
+    expect(a.store.usage().bytes).toBe(120)
+    expect(await codeOf(a.store.set('a', jsonOfBytes(60)))).toBe('STORE_TOO_LARGE')
+    // Still over the limit after it, but smaller than before: allowed.
+    await expect(a.store.set('a', jsonOfBytes(49))).resolves.toBeDefined()
+    expect(a.store.usage().bytes).toBe(110)
+    expect(await codeOf(a.store.set('c', 1))).toBe('STORE_TOO_LARGE')
+    await expect(a.store.set('a', jsonOfBytes(10))).resolves.toBeDefined()
+    mesh.flush()
+    expect(b.store.usage().bytes).toBe(71)
+    await expect(b.store.set('c', jsonOfBytes(28))).resolves.toBeDefined()
+    expect(await codeOf(b.store.set('d', 1))).toBe('STORE_TOO_LARGE')
+  })
+
+  it('an entry from another peer that breaks the per-entry rules is invisible and reported', () => {
+    const mesh = new Mesh(2)
+    const [hostile, honest] = mesh.replicas as [typeof mesh.replicas[0], typeof mesh.replicas[0]]
+    const seen: unknown[] = []
+    honest.store.observeChanges(['big', 'bin', 'text', 'inf', 'ok'], (key, value) => seen.push([key, value]))
+    seen.length = 0
+    mesh.rawSet(hostile, 'big', JSON.stringify('x'.repeat(2000)))
+    mesh.rawSet(hostile, 'bin', new Uint8Array([1, 2]))
+    mesh.rawSet(hostile, 'text', 'not json {')
+    mesh.rawSet(hostile, 'inf', '1e400')
+    mesh.rawSet(hostile, 'ok', JSON.stringify({ fine: true }))
+    mesh.rawSet(hostile, 'k'.repeat(2000), '1')
+    mesh.flush()
+    expect(honest.store.toJSON()).toEqual({ ok: { fine: true } })
+    expect(honest.store.usage()).toMatchObject({ keys: 1, bytes: 2 + '{"fine":true}'.length })
+    expect(seen).toEqual([['ok', { fine: true }]])
+    expect(honest.errors.map((e) => [e.code, e.key?.slice(0, 4)])).toEqual([
+      ['INVALID_REMOTE_ENTRY', 'big'],
+      ['INVALID_REMOTE_ENTRY', 'bin'],
+      ['INVALID_REMOTE_ENTRY', 'text'],
+      ['INVALID_REMOTE_ENTRY', 'inf'],
+      ['INVALID_REMOTE_ENTRY', 'kkkk']
+    ])
+  })
+
+  it('a valid entry overwritten by an invalid one reads as absent; the honest peer can clean it up', async () => {
+    const mesh = new Mesh(2)
+    const [hostile, honest] = mesh.replicas as [typeof mesh.replicas[0], typeof mesh.replicas[0]]
+    await honest.store.set('pinned', 'hello')
+    mesh.flush()
+    const seen: unknown[] = []
+    honest.store.observeChanges(['pinned'], (_k, value) => seen.push(value))
+    mesh.rawSet(hostile, 'pinned', 42)
+    mesh.flush()
+    expect(seen).toEqual(['hello', undefined])
+    expect(honest.store.has('pinned')).toBe(false)
+    await honest.store.delete('pinned')
+    mesh.flush()
+    expect(hostile.map.has('pinned')).toBe(false)
+  })
+
+  it('a store created over a map that already holds entries sees the valid ones and reports the others', () => {
+    const doc = new Y.Doc()
+    const map = doc.getMap('session-store')
+    map.set('a', '1')
+    map.set('b', 'nope')
+    const errors: SessionStoreError[] = []
+    const store = new SessionStore(map, { onError: (e) => errors.push(e) })
+    expect(store.toJSON()).toEqual({ a: 1 })
+    expect(errors.map((e) => e.key)).toEqual(['b'])
+  })
+})
