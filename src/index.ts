@@ -1,0 +1,15 @@
+/**
+ * p2p-session-store: a shared realtime key-value store for everyone in a room, synced
+ * peer-to-peer over WebRTC with Yjs. This is the isomorphic entry: it uses the runtime's
+ * WebSocket and RTCPeerConnection (browsers). Node programs import `p2p-session-store/node`.
+ */
+
+export { joinRoom, Session } from './session.js'
+export type { JoinOptions, Peer, SessionEvents, SessionStatus, SyncState, ConnectionInfo } from './session.js'
+export { SessionStore } from './store.js'
+export type { ChangeObserver, Completion, Observer, Usage, StoreOptions } from './store.js'
+export { SessionStoreError, ErrorCodes } from './errors.js'
+export type { ErrorCode } from './errors.js'
+export { DEFAULT_LIMITS } from './limits.js'
+export type { Limits } from './limits.js'
+export type { Json } from './json.js'

@@ -1,0 +1,130 @@
+/**
+ * Real peers over real WebRTC: each peer is its own Node process (@roamhq/wrtc), introduced by
+ * this project's signaling server. Runs the built package (`npm test` builds first).
+ */
+import { describe, expect, it } from 'vitest'
+import { joinPeer, type PeerProcess } from './helpers/peers.js'
+import { startSignaling, uniqueRoom } from './helpers/server.js'
+import { waitFor } from './helpers/wait.js'
+
+const expectWebrtc = async (peer: PeerProcess, count: number): Promise<void> => {
+  const connections: Array<{ connectionState: string, dataChannels: string[] }> = await peer.call('connections')
+  const live = connections.filter((c) => c.connectionState === 'connected' && c.dataChannels.includes('open'))
+  expect(live.length).toBeGreaterThanOrEqual(count)
+}
+
+describe('peers in separate processes over WebRTC', () => {
+  it('two peers sync both ways and see each other with their metadata', async () => {
+    const server = await startSignaling()
+    const room = uniqueRoom()
+    const a = await joinPeer('a', room, { signaling: [server.url], metadata: { name: 'Ada' } })
+    expect(a.joined.sync).toBe('alone')
+    await a.call('set', { key: 'pinned', value: { text: 'hello', by: 'Ada' } })
+    const b = await joinPeer('b', room, { signaling: [server.url], metadata: { name: 'Bob' } })
+    expect(b.joined.sync).toBe('synced')
+    expect(b.joined.json).toEqual({ pinned: { text: 'hello', by: 'Ada' } })
+
+    await b.call('set', { key: 'spotlight', value: 'Bob' })
+    await a.call('waitForValue', { key: 'spotlight', value: 'Bob' })
+    await a.call('delete', { key: 'pinned' })
+    await b.call('waitForJSON', { json: { spotlight: 'Bob' } })
+
+    await a.call('waitForPeers', { count: 2 })
+    await b.call('waitForPeers', { count: 2 })
+    const names = (await a.call<Array<{ metadata: { name: string } }>>('peers')).map((p) => p.metadata.name).sort()
+    expect(names).toEqual(['Ada', 'Bob'])
+    await expectWebrtc(a, 1)
+    await expectWebrtc(b, 1)
+  })
+
+  it('observers in another process see the initial value, then every remote change', async () => {
+    const server = await startSignaling()
+    const room = uniqueRoom()
+    const a = await joinPeer('a', room, { signaling: [server.url] })
+    await a.call('set', { key: 'timer', value: 60 })
+    const b = await joinPeer('b', room, { signaling: [server.url] })
+    await b.call('observe', { keys: ['timer'] })
+    for (const value of [59, 58, 57]) await a.call('set', { key: 'timer', value })
+    await b.call('waitForValue', { key: 'timer', value: 57 })
+    const seen = b.events.filter((e) => e.event === 'change').map((e) => e.value)
+    expect(seen[0]).toBe(60)
+    expect(seen.at(-1)).toBe(57)
+    expect(seen).toEqual([...seen].sort((x, y) => Number(y) - Number(x))) // in order, none out of place
+  })
+
+  it('a late joiner receives the full state', async () => {
+    const server = await startSignaling()
+    const room = uniqueRoom()
+    const a = await joinPeer('a', room, { signaling: [server.url] })
+    const b = await joinPeer('b', room, { signaling: [server.url] })
+    const expected: Record<string, unknown> = {}
+    for (let i = 0; i < 100; i++) {
+      const value = { i, text: 'x'.repeat(500) }
+      expected[`k${i}`] = value
+      await (i % 2 === 0 ? a : b).call('set', { key: `k${i}`, value })
+    }
+    await a.call('waitForJSON', { json: expected })
+    const late = await joinPeer('late', room, { signaling: [server.url] })
+    expect(late.joined.sync).toBe('synced')
+    expect(late.joined.json).toEqual(expected)
+    expect((await late.call('usage')).keys).toBe(100)
+  })
+
+  it('a late joiner of a long-lived room gets the whole state even when it is far over 256 KiB', async () => {
+    const server = await startSignaling()
+    const room = uniqueRoom()
+    const a = await joinPeer('a', room, { signaling: [server.url] })
+    // Alternating overwrites of two keys: each leaves a tombstone, so history grows ~10 bytes a write.
+    await a.call('overwrite', { keys: ['spotlight', 'timer'], count: 50_000 }, 120_000)
+    const stateBytes = await a.call<number>('stateBytes')
+    expect(stateBytes).toBeGreaterThan(262_144) // what kills an unframed data channel
+    const late = await joinPeer('late', room, { signaling: [server.url] })
+    expect(late.joined.sync).toBe('synced')
+    expect(late.joined.json).toEqual({ spotlight: { n: 49_998, by: 'writer' }, timer: { n: 49_999, by: 'writer' } })
+    await expectWebrtc(late, 1)
+    expect(await late.call<number>('stateBytes')).toBe(stateBytes)
+    // The connection survived the large message: it still carries writes both ways.
+    await late.call('set', { key: 'after', value: true })
+    await a.call('waitForValue', { key: 'after', value: true })
+  })
+
+  it('when every peer has left, a new peer finds the store empty', async () => {
+    const server = await startSignaling()
+    const room = uniqueRoom()
+    const a = await joinPeer('a', room, { signaling: [server.url] })
+    const b = await joinPeer('b', room, { signaling: [server.url] })
+    await a.call('set', { key: 'pinned', value: 'gone soon' })
+    await b.call('waitForValue', { key: 'pinned', value: 'gone soon' })
+    await a.call('leave')
+    await b.call('leave')
+    await waitFor(() => server.stats().topics === 0, { what: 'the room to be empty on the server' })
+    const c = await joinPeer('c', room, { signaling: [server.url] })
+    expect(c.joined.sync).toBe('alone')
+    expect(c.joined.json).toEqual({})
+  })
+
+  it('a peer killed with SIGKILL does not disturb the others', { timeout: 90_000 }, async () => {
+    const server = await startSignaling()
+    const room = uniqueRoom()
+    const a = await joinPeer('a', room, { signaling: [server.url] })
+    const b = await joinPeer('b', room, { signaling: [server.url] })
+    const victim = await joinPeer('victim', room, { signaling: [server.url] })
+    await a.call('waitForPeers', { count: 3 })
+    await victim.call('set', { key: 'from-victim', value: 1 })
+    await a.call('waitForValue', { key: 'from-victim', value: 1 })
+    await b.call('waitForValue', { key: 'from-victim', value: 1 })
+
+    await victim.kill('SIGKILL')
+    await a.call('set', { key: 'after-kill', value: 'a' })
+    await b.call('set', { key: 'also-after', value: 'b' })
+    const expected = { 'from-victim': 1, 'after-kill': 'a', 'also-after': 'b' }
+    await a.call('waitForJSON', { json: expected })
+    await b.call('waitForJSON', { json: expected })
+    // libwebrtc declares the dead peer's connection failed after ~15 s here; then it leaves the
+    // peer list at once, without waiting for awareness to time it out (another 30 s).
+    await a.call('waitForPeers', { count: 2, timeout: 40_000 }, 45_000)
+    await b.call('waitForPeers', { count: 2, timeout: 40_000 }, 45_000)
+    const late = await joinPeer('late', room, { signaling: [server.url] })
+    expect(late.joined.json).toEqual(expected)
+  })
+})
