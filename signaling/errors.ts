@@ -1,0 +1,20 @@
+/**
+ * The one error class of the signaling server. Callers switch on `err.code`, never on the message
+ * text, so the text can improve without breaking anyone.
+ */
+
+export type SignalingErrorCode =
+  /** An option of `createSignalingServer` or `createToken` is out of range or of the wrong type. */
+  | 'ERR_INVALID_OPTION'
+  /** The HS256 secret is shorter than 32 bytes (RFC 7518 §3.2 asks for at least the hash size). */
+  | 'ERR_WEAK_SECRET'
+
+export class SignalingError extends Error {
+  readonly code: SignalingErrorCode
+
+  constructor (code: SignalingErrorCode, message: string) {
+    super(message)
+    this.name = 'SignalingError'
+    this.code = code
+  }
+}

@@ -1,0 +1,60 @@
+/**
+ * Prometheus metrics for one server, in a registry of its own (never prom-client's global one), so
+ * several servers can live in one process. Values are read from the server's plain counters at
+ * scrape time; the message path never touches prom-client.
+ */
+
+import { Counter, Gauge, Registry } from 'prom-client'
+import { REJECTION_REASONS, type Counters } from './stats.js'
+
+export interface Levels {
+  connections: number
+  topics: number
+  subscriptions: number
+}
+
+export const createMetricsRegistry = (counters: Counters, levels: () => Levels): Registry => {
+  const registry = new Registry()
+  const registers = [registry]
+
+  const gauge = (name: string, help: string, read: (levels: Levels) => number): void => {
+    new Gauge({ name, help, registers, collect () { this.set(read(levels())) } })
+  }
+  gauge('signaling_connections', 'Open WebSocket connections.', (l) => l.connections)
+  gauge('signaling_topics', 'Topics with at least one subscriber.', (l) => l.topics)
+  gauge('signaling_subscriptions', 'Topic subscriptions over all connections.', (l) => l.subscriptions)
+
+  // prom-client counters only go up by increments, so each scrape adds what happened since the last.
+  const counter = (name: string, help: string, read: () => number): void => {
+    let reported = 0
+    new Counter({
+      name,
+      help,
+      registers,
+      collect () {
+        const value = read()
+        this.inc(value - reported)
+        reported = value
+      }
+    })
+  }
+  counter('signaling_messages_received_total', 'Frames received from clients, refused ones included.', () => counters.messagesIn)
+  counter('signaling_messages_sent_total', 'Frames sent to clients (relayed publishes and pongs).', () => counters.messagesOut)
+
+  const reported = new Map<string, number>(REJECTION_REASONS.map((reason) => [reason, 0]))
+  new Counter({
+    name: 'signaling_rejections_total',
+    help: 'Refused frames, topics, upgrades and dropped connections, by reason.',
+    labelNames: ['reason'],
+    registers,
+    collect () {
+      for (const reason of REJECTION_REASONS) {
+        const value = counters.rejections[reason]
+        this.inc({ reason }, value - (reported.get(reason) ?? 0))
+        reported.set(reason, value)
+      }
+    }
+  })
+
+  return registry
+}

@@ -1,0 +1,115 @@
+/**
+ * Options of `createSignalingServer`, their defaults and their validation, in one place so the
+ * README table, the CLI flags and the server read the same numbers.
+ */
+
+import { secretKey } from './auth.js'
+import { SignalingError } from './errors.js'
+import { silentLogger, type Logger } from './logger.js'
+
+export interface SignalingServerOptions {
+  /** TCP port; 0 picks a free one. Default 4444. */
+  port?: number
+  /** Interface to listen on. Default `'127.0.0.1'` (loopback only: put a TLS proxy in front, or pass `'0.0.0.0'`). */
+  host?: string
+  /** Largest frame (message) in bytes; a larger one closes the connection with 1009. Default 65536. */
+  maxPayload?: number
+  /** Open connections at most; further upgrades get HTTP 503. Default 10000. */
+  maxConnections?: number
+  /** Topics one connection may be subscribed to at once. Default 100. */
+  maxTopicsPerConnection?: number
+  /** Longest topic name in UTF-16 code units. Default 256. */
+  maxTopicLength?: number
+  /** Sustained messages per second per connection (token bucket refill). Default 100. */
+  messagesPerSecond?: number
+  /** Messages per connection accepted back to back (token bucket size). Default 1000. */
+  messageBurst?: number
+  /** Unsent bytes a receiver may have queued before it is dropped. Default 4194304 (4 MiB). */
+  maxBufferedBytes?: number
+  /** Milliseconds between heartbeat pings; a connection that misses one is dropped. Default 30000. */
+  heartbeatInterval?: number
+  /** Milliseconds to wait for a client's close handshake before cutting the socket. Default 5000. */
+  closeTimeout?: number
+  /** HS256 secret (at least 32 bytes). When set, every connection needs a `?token=`. Default none. */
+  authSecret?: string | Uint8Array
+  /** Directory served over HTTP on the same port (for a demo page). Default none. */
+  staticDir?: string
+  /** pino-compatible logger. Default silent. */
+  logger?: Logger
+}
+
+export interface ResolvedOptions {
+  port: number
+  host: string
+  maxPayload: number
+  maxConnections: number
+  maxTopicsPerConnection: number
+  maxTopicLength: number
+  messagesPerSecond: number
+  messageBurst: number
+  maxBufferedBytes: number
+  heartbeatInterval: number
+  closeTimeout: number
+  authKey: Uint8Array | null
+  staticDir: string | null
+  logger: Logger
+}
+
+export const DEFAULT_OPTIONS = Object.freeze({
+  port: 4444,
+  host: '127.0.0.1',
+  maxPayload: 64 * 1024,
+  maxConnections: 10_000,
+  maxTopicsPerConnection: 100,
+  maxTopicLength: 256,
+  // A y-webrtc peer joining a full 20-peer mesh sends, per remote peer, an offer or an answer (both
+  // in a glare) and up to ~15 ICE candidates: 19 * 2 * 16 + 1 = 609 messages in a few seconds.
+  // A burst of 1000 holds that with room to spare; 100/s refills it within ten seconds.
+  messagesPerSecond: 100,
+  messageBurst: 1000,
+  maxBufferedBytes: 4 * 1024 * 1024,
+  heartbeatInterval: 30_000,
+  closeTimeout: 5_000
+})
+
+type NumericOption = Exclude<keyof typeof DEFAULT_OPTIONS, 'host'>
+
+const readNumber = (options: SignalingServerOptions, name: NumericOption, min: number, integer = true): number => {
+  const value = options[name] ?? DEFAULT_OPTIONS[name]
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < min || (integer && !Number.isInteger(value))) {
+    throw new SignalingError('ERR_INVALID_OPTION', `${name} must be ${integer ? 'an integer' : 'a number'} >= ${min}, got ${String(value)}`)
+  }
+  return value
+}
+
+const readRate = (options: SignalingServerOptions): number => {
+  const rate = readNumber(options, 'messagesPerSecond', 0, false)
+  if (rate === 0) throw new SignalingError('ERR_INVALID_OPTION', 'messagesPerSecond must be > 0')
+  return rate
+}
+
+export const resolveOptions = (options: SignalingServerOptions = {}): ResolvedOptions => {
+  const port = readNumber(options, 'port', 0)
+  if (port > 65535) throw new SignalingError('ERR_INVALID_OPTION', `port must be at most 65535, got ${port}`)
+  const host = options.host ?? DEFAULT_OPTIONS.host
+  if (typeof host !== 'string' || host.length === 0) throw new SignalingError('ERR_INVALID_OPTION', 'host must be a non-empty string')
+  if (options.staticDir !== undefined && (typeof options.staticDir !== 'string' || options.staticDir.length === 0)) {
+    throw new SignalingError('ERR_INVALID_OPTION', 'staticDir must be a non-empty string')
+  }
+  return {
+    port,
+    host,
+    maxPayload: readNumber(options, 'maxPayload', 1),
+    maxConnections: readNumber(options, 'maxConnections', 1),
+    maxTopicsPerConnection: readNumber(options, 'maxTopicsPerConnection', 1),
+    maxTopicLength: readNumber(options, 'maxTopicLength', 1),
+    messagesPerSecond: readRate(options),
+    messageBurst: readNumber(options, 'messageBurst', 1),
+    maxBufferedBytes: readNumber(options, 'maxBufferedBytes', 1),
+    heartbeatInterval: readNumber(options, 'heartbeatInterval', 1),
+    closeTimeout: readNumber(options, 'closeTimeout', 0),
+    authKey: options.authSecret === undefined ? null : secretKey(options.authSecret),
+    staticDir: options.staticDir ?? null,
+    logger: options.logger ?? silentLogger
+  }
+}

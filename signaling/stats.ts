@@ -1,0 +1,66 @@
+/**
+ * Plain counters of what the server received, sent and refused. They are the one source of truth:
+ * `stats()` copies them and the Prometheus registry reads them at scrape time, so the hot path is a
+ * field increment and nothing more.
+ */
+
+export const REJECTION_REASONS = [
+  /** A binary frame; the protocol is JSON text. The frame is ignored. */
+  'binary',
+  /** A text frame that is not JSON. Ignored. */
+  'invalid_json',
+  /** JSON that is not a well-formed message: unknown type, wrong field types, too many topics, a
+   * topic name too long, data nested too deep. Ignored. */
+  'malformed',
+  /** A frame over `maxPayload`; `ws` closes the connection with 1009. */
+  'too_large',
+  /** A WebSocket protocol violation or invalid UTF-8; `ws` closes with 1002 or 1007. */
+  'protocol_error',
+  /** A message over the rate limit. Dropped. */
+  'rate_limited',
+  /** A connection closed with 4429 for sending on while throttled. */
+  'rate_limit_closed',
+  /** A publish to a topic the connection has not subscribed to. Dropped. */
+  'not_subscribed',
+  /** A topic outside the access token's rooms, in a subscribe or publish. Ignored. */
+  'forbidden_topic',
+  /** A subscribe beyond `maxTopicsPerConnection`. The extra topics are ignored. */
+  'topic_limit',
+  /** A receiver whose unsent bytes passed `maxBufferedBytes`; it is dropped. */
+  'slow_consumer',
+  /** A connection that did not answer a heartbeat ping; it is dropped. */
+  'heartbeat_timeout',
+  /** A connection closed with 4401 because its token expired. */
+  'token_expired',
+  /** An upgrade without a valid token, refused with HTTP 401. */
+  'unauthorized',
+  /** An upgrade beyond `maxConnections`, refused with HTTP 503. */
+  'connection_limit',
+  /** A bug: an exception while handling a message. The message is dropped, the server goes on. */
+  'internal_error'
+] as const
+
+export type RejectionReason = typeof REJECTION_REASONS[number]
+
+export interface Counters {
+  /** Frames received from clients, refused ones included. */
+  messagesIn: number
+  /** Frames sent to clients: relayed publishes and pongs. */
+  messagesOut: number
+  rejections: Record<RejectionReason, number>
+}
+
+export const createCounters = (): Counters => ({
+  messagesIn: 0,
+  messagesOut: 0,
+  rejections: Object.fromEntries(REJECTION_REASONS.map((reason) => [reason, 0])) as Record<RejectionReason, number>
+})
+
+export interface SignalingStats extends Counters {
+  /** Open connections (a connection being closed by the server no longer counts). */
+  connections: number
+  /** Topics with at least one subscriber. */
+  topics: number
+  /** (topic, connection) pairs. */
+  subscriptions: number
+}

@@ -1,0 +1,139 @@
+/**
+ * Helpers for the signaling server tests: a server on a free port and raw WebSocket clients, each
+ * torn down when the test that made it finishes. Clients keep an inbox so a test can wait for the
+ * next message that matches, in order, without sleeping.
+ */
+
+import { request } from 'node:http'
+import { onTestFinished } from 'vitest'
+import { WebSocket } from 'ws'
+import { createSignalingServer, type SignalingServer, type SignalingServerOptions } from '../../signaling/index.js'
+import type { ServerMessage } from '../../signaling/protocol.js'
+import { withTimeout } from './wait.js'
+
+export const startServer = async (options: SignalingServerOptions = {}): Promise<SignalingServer> => {
+  const server = await createSignalingServer({ port: 0, host: '127.0.0.1', ...options })
+  onTestFinished(async () => await server.close())
+  return server
+}
+
+export interface Closed {
+  code: number
+  reason: string
+}
+
+export interface TestClient {
+  readonly ws: WebSocket
+  /** Sends `message` as JSON text. */
+  send: (message: unknown) => void
+  /** Sends a frame as is: text unless `binary`. */
+  sendRaw: (data: string | Buffer, binary?: boolean) => void
+  /** Resolves with (and removes from the inbox) the first message that matches, waiting if needed. */
+  next: (match?: (message: ServerMessage) => boolean, ms?: number) => Promise<ServerMessage>
+  /** Messages received and not yet taken by `next`. */
+  readonly inbox: ServerMessage[]
+  /** Pings and waits for the pong: everything sent before has been handled by the server. */
+  roundTrip: () => Promise<void>
+  subscribe: (...topics: string[]) => Promise<void>
+  publish: (topic: string, data: unknown) => void
+  /** Resolves when the socket is closed, with the code and reason the client saw. */
+  readonly closed: Promise<Closed>
+  close: () => Promise<Closed>
+}
+
+export const connect = async (url: string, ms = 5_000): Promise<TestClient> => {
+  const ws = new WebSocket(url)
+  onTestFinished(() => ws.terminate())
+  const inbox: ServerMessage[] = []
+  const waiters = new Set<() => void>()
+  ws.on('message', (data) => {
+    inbox.push(JSON.parse(String(data)) as ServerMessage)
+    for (const wake of waiters) wake()
+  })
+  ws.on('error', () => {})
+  const closed = new Promise<Closed>((resolve) => {
+    ws.on('close', (code, reason) => resolve({ code, reason: reason.toString() }))
+  })
+  await withTimeout(new Promise<void>((resolve, reject) => {
+    ws.once('open', resolve)
+    ws.once('close', (code) => reject(new Error(`closed with ${code} before opening`)))
+  }), ms, `connection to ${url}`)
+
+  const next = async (match: (message: ServerMessage) => boolean = () => true, timeout = 5_000): Promise<ServerMessage> => {
+    let wake: (() => void) | undefined
+    const found = new Promise<ServerMessage>((resolve) => {
+      wake = () => {
+        const index = inbox.findIndex(match)
+        if (index === -1) return
+        waiters.delete(wake as () => void)
+        resolve(inbox.splice(index, 1)[0] as ServerMessage)
+      }
+      waiters.add(wake)
+      wake()
+    })
+    return await withTimeout(found, timeout, 'a matching message').finally(() => waiters.delete(wake as () => void))
+  }
+
+  const client: TestClient = {
+    ws,
+    inbox,
+    closed,
+    next,
+    send: (message) => ws.send(JSON.stringify(message)),
+    sendRaw: (data, binary = false) => ws.send(data, { binary }),
+    roundTrip: async () => {
+      ws.send(JSON.stringify({ type: 'ping' }))
+      await next((m) => m.type === 'pong')
+    },
+    subscribe: async (...topics) => {
+      client.send({ type: 'subscribe', topics })
+      await client.roundTrip()
+    },
+    publish: (topic, data) => client.send({ type: 'publish', topic, data }),
+    close: async () => {
+      ws.close()
+      return await withTimeout(closed, 5_000, 'the client to close')
+    }
+  }
+  return client
+}
+
+/** Connects `n` clients. */
+export const connectMany = async (url: string, n: number): Promise<TestClient[]> =>
+  await Promise.all(Array.from({ length: n }, async () => await connect(url)))
+
+/** Attempts a WebSocket upgrade that the server should refuse; resolves with the HTTP status. */
+export const refusedStatus = async (url: string): Promise<number> => {
+  const ws = new WebSocket(url)
+  onTestFinished(() => ws.terminate())
+  ws.on('error', () => {})
+  return await withTimeout(new Promise<number>((resolve, reject) => {
+    ws.once('unexpected-response', (_req, res) => {
+      resolve(res.statusCode ?? 0)
+      res.resume()
+    })
+    ws.once('open', () => reject(new Error('the upgrade was accepted')))
+  }), 5_000, `a refused upgrade at ${url}`)
+}
+
+export interface HttpResult {
+  status: number
+  headers: Record<string, string | string[] | undefined>
+  body: string
+}
+
+/** A raw HTTP request: the path is sent exactly as given (fetch would normalize `..`). */
+export const httpGet = async (server: SignalingServer, path: string, method = 'GET'): Promise<HttpResult> =>
+  await withTimeout(new Promise<HttpResult>((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port: server.port, path, method, agent: false }, (res) => {
+      const chunks: Buffer[] = []
+      res.on('data', (chunk: Buffer) => chunks.push(chunk))
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString() }))
+      res.on('error', reject)
+    })
+    req.on('error', reject)
+    req.end()
+  }), 5_000, `HTTP ${method} ${path}`)
+
+/** A topic name no other test uses. */
+export const uniqueTopic = (prefix = 'topic'): string => `${prefix}-${Math.random().toString(36).slice(2, 10)}`

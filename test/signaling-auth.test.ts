@@ -1,0 +1,119 @@
+import { SignJWT, UnsecuredJWT } from 'jose'
+import { describe, expect, it } from 'vitest'
+import { isTopicAllowed, secretKey, tokenFromUrl, verifyToken } from '../signaling/auth.js'
+import { CloseCode, createSignalingServer, createToken } from '../signaling/index.js'
+import { connect, refusedStatus, startServer } from './helpers/signaling.js'
+import { withTimeout } from './helpers/wait.js'
+
+const SECRET = 'a-test-secret-that-is-long-enough-for-hs256'
+const KEY = secretKey(SECRET)
+const now = (): number => Math.floor(Date.now() / 1000)
+
+const sign = async (payload: Record<string, unknown>, secret = SECRET): Promise<string> =>
+  await new SignJWT(payload).setProtectedHeader({ alg: 'HS256' }).sign(new TextEncoder().encode(secret))
+
+describe('tokens', () => {
+  it('round-trips rooms and expiry through createToken and verifyToken', async () => {
+    const token = await createToken({ secret: SECRET, rooms: ['lobby', 'team-42/*'], expiresIn: 60 })
+    const grant = await verifyToken(token, KEY)
+    expect(grant).not.toBeNull()
+    expect([...grant!.exact]).toEqual(['lobby'])
+    expect(grant!.prefixes).toEqual(['team-42/'])
+    expect(grant!.expiresAt).toBeGreaterThan(Date.now() + 55_000)
+    expect(grant!.expiresAt).toBeLessThanOrEqual(Date.now() + 60_000)
+  })
+
+  it('accepts a jose time span and a Uint8Array secret', async () => {
+    const secret = new Uint8Array(32).fill(7)
+    const grant = await verifyToken(await createToken({ secret, rooms: ['a'], expiresIn: '2h' }), secret)
+    expect(grant!.expiresAt).toBeGreaterThan(Date.now() + 7_000_000)
+  })
+
+  it('matches exact rooms, trailing-* prefixes and a lone *', async () => {
+    const grant = (await verifyToken(await createToken({ secret: SECRET, rooms: ['lobby', 'team-*', 'a*b'] }), KEY))!
+    expect(isTopicAllowed(grant, 'lobby')).toBe(true)
+    expect(isTopicAllowed(grant, 'lobby2')).toBe(false)
+    expect(isTopicAllowed(grant, 'team-')).toBe(true)
+    expect(isTopicAllowed(grant, 'team-red')).toBe(true)
+    expect(isTopicAllowed(grant, 'team')).toBe(false)
+    expect(isTopicAllowed(grant, 'a*b')).toBe(true)
+    expect(isTopicAllowed(grant, 'axb')).toBe(false)
+    const all = (await verifyToken(await createToken({ secret: SECRET, rooms: ['*'] }), KEY))!
+    expect(isTopicAllowed(all, 'anything')).toBe(true)
+  })
+
+  it('refuses weak secrets and bad arguments with a stable code', async () => {
+    await expect(createToken({ secret: 'short', rooms: ['a'] })).rejects.toMatchObject({ code: 'ERR_WEAK_SECRET' })
+    await expect(createToken({ secret: SECRET, rooms: 'a' as unknown as string[] })).rejects.toMatchObject({ code: 'ERR_INVALID_OPTION' })
+    await expect(createToken({ secret: SECRET, rooms: [''] })).rejects.toMatchObject({ code: 'ERR_INVALID_OPTION' })
+    await expect(createToken({ secret: SECRET, rooms: ['a'], expiresIn: 0 })).rejects.toMatchObject({ code: 'ERR_INVALID_OPTION' })
+    await expect(createSignalingServer({ port: 0, authSecret: 'short' })).rejects.toMatchObject({ code: 'ERR_WEAK_SECRET' })
+  })
+
+  it.each([
+    ['signed with another secret', async () => await createToken({ secret: `${SECRET}-other`, rooms: ['a'] })],
+    ['expired', async () => await sign({ rooms: ['a'], exp: now() - 10 })],
+    ['without exp', async () => await sign({ rooms: ['a'] })],
+    ['without rooms', async () => await sign({ exp: now() + 60 })],
+    ['with rooms not an array', async () => await sign({ rooms: 'a', exp: now() + 60 })],
+    ['with a non-string room', async () => await sign({ rooms: ['a', 1], exp: now() + 60 })],
+    ['unsigned (alg none)', async () => new UnsecuredJWT({ rooms: ['a'] }).setExpirationTime('1h').encode()],
+    ['not a JWT', async () => 'not.a.jwt'],
+    ['empty', async () => '']
+  ])('verifyToken returns null for a token %s', async (_name, make) => {
+    expect(await verifyToken(await make(), KEY)).toBeNull()
+  })
+
+  it('reads the token from the upgrade URL', () => {
+    expect(tokenFromUrl('/?token=abc')).toBe('abc')
+    expect(tokenFromUrl('/room?x=1&token=a%2Bb')).toBe('a+b')
+    expect(tokenFromUrl('/')).toBeNull()
+    expect(tokenFromUrl(undefined)).toBeNull()
+  })
+})
+
+describe('access control on a server', () => {
+  it('accepts a valid token and confines the connection to its rooms', async () => {
+    const server = await startServer({ authSecret: SECRET })
+    const token = await createToken({ secret: SECRET, rooms: ['lobby', 'team-*'] })
+    const client = await connect(`${server.url}/?token=${token}`)
+    await client.subscribe('lobby', 'team-red', 'secret-room')
+    expect(server.stats()).toMatchObject({ topics: 2, subscriptions: 2 })
+    expect(server.stats().rejections.forbidden_topic).toBe(1)
+
+    client.publish('secret-room', 'sneaky')
+    client.publish('team-red', 'hello')
+    expect(await client.next((m) => m.type === 'publish')).toMatchObject({ topic: 'team-red', data: 'hello', clients: 1 })
+    expect(server.stats().rejections.forbidden_topic).toBe(2)
+  })
+
+  it.each([
+    ['missing', async (): Promise<string> => ''],
+    ['expired', async () => `?token=${await sign({ rooms: ['a'], exp: now() - 10 })}`],
+    ['signed with another secret', async () => `?token=${await createToken({ secret: `${SECRET}-other`, rooms: ['a'] })}`],
+    ['garbage', async () => '?token=garbage']
+  ])('refuses the upgrade with HTTP 401 when the token is %s', async (_name, query) => {
+    const server = await startServer({ authSecret: SECRET })
+    expect(await refusedStatus(`${server.url}/${await query()}`)).toBe(401)
+    expect(server.stats()).toMatchObject({ connections: 0 })
+    expect(server.stats().rejections.unauthorized).toBe(1)
+  })
+
+  it('closes a connection with 4401 when its token expires', async () => {
+    const server = await startServer({ authSecret: SECRET })
+    const token = await createToken({ secret: SECRET, rooms: ['a'], expiresIn: 2 })
+    const client = await connect(`${server.url}/?token=${token}`)
+    await client.subscribe('a')
+    const closed = await withTimeout(client.closed, 5_000, 'the expiry close')
+    expect(closed.code).toBe(CloseCode.TokenExpired)
+    expect(server.stats()).toMatchObject({ connections: 0, topics: 0 })
+    expect(server.stats().rejections.token_expired).toBe(1)
+  })
+
+  it('needs no token when authSecret is not set, and ignores one that is given', async () => {
+    const server = await startServer()
+    const client = await connect(`${server.url}/?token=whatever`)
+    await client.subscribe('any-room')
+    expect(server.stats().subscriptions).toBe(1)
+  })
+})
