@@ -16,6 +16,7 @@ import * as Y from 'yjs'
 import { WebrtcProvider } from 'y-webrtc'
 import { Awareness } from 'y-protocols/awareness'
 import { ObservableV2 } from 'lib0/observable'
+import * as bc from 'lib0/broadcastchannel'
 import { ErrorCodes, SessionStoreError } from './errors.js'
 import { createFramedWrtc, type WrtcImplementation } from './framing.js'
 import { encodeValue, type Json } from './json.js'
@@ -265,6 +266,7 @@ export class Session extends ObservableV2<SessionEvents> {
     // y-webrtc removes the room from its registry in a callback on `key`, registered by destroy()
     // just now: awaiting `key` afterwards runs after it.
     await this.#provider.key
+    await closeLeakedBroadcastChannel(this.room, this.#provider.room?.key != null)
     this.doc.destroy()
     joined.delete(this.room)
     this.#emitStatus()
@@ -398,6 +400,27 @@ export class Session extends ObservableV2<SessionEvents> {
 }
 
 const channelOwner = new WeakMap<RTCDataChannel, RTCPeerConnection>()
+
+/**
+ * y-webrtc's disconnect unsubscribes from the room's BroadcastChannel and then, a few microtasks
+ * later (after encrypting), posts a goodbye on it, which makes lib0 open a fresh channel that
+ * nobody closes. In Node that channel is a MessagePort that keeps the process alive. Subscribing
+ * and unsubscribing a no-op listener closes whatever channel the room has, once the post is done.
+ */
+const closeLeakedBroadcastChannel = async (room: string, encrypted: boolean): Promise<void> => {
+  const noop = (): void => {}
+  const close = (): void => {
+    bc.subscribe(room, noop)
+    bc.unsubscribe(room, noop)
+  }
+  await new Promise((resolve) => setTimeout(resolve, 0))
+  close()
+  if (encrypted) {
+    // WebCrypto's encrypt completes off the main thread: give it time, then close again.
+    await new Promise((resolve) => setTimeout(resolve, 50))
+    close()
+  }
+}
 
 const withToken = (url: string, token: string): string => {
   const parsed = new URL(url)

@@ -2,6 +2,9 @@
  * Real peers over real WebRTC: each peer is its own Node process (@roamhq/wrtc), introduced by
  * this project's signaling server. Runs the built package (`npm test` builds first).
  */
+import { execFile } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+import { promisify } from 'node:util'
 import { describe, expect, it } from 'vitest'
 import { joinPeer, type PeerProcess } from './helpers/peers.js'
 import { startSignaling, uniqueRoom } from './helpers/server.js'
@@ -126,5 +129,14 @@ describe('peers in separate processes over WebRTC', () => {
     await b.call('waitForPeers', { count: 2, timeout: 40_000 }, 45_000)
     const late = await joinPeer('late', room, { signaling: [server.url] })
     expect(late.joined.json).toEqual(expected)
+  })
+})
+
+describe('leaving releases everything', () => {
+  const fixture = fileURLToPath(new URL('./fixtures/leave-and-exit.mjs', import.meta.url))
+  it.each([['a plain room', ''], ['an encrypted room', 'secret']])('a Node process exits by itself after leave() (%s)', async (_what, password) => {
+    const server = await startSignaling()
+    const { stdout } = await promisify(execFile)(process.execPath, [fixture, server.url, uniqueRoom(), password], { timeout: 15_000 })
+    expect(stdout.trim()).toBe('left alone')
   })
 })
