@@ -97,7 +97,7 @@ export interface FramingHooks {
   onClose?: (channel: RTCDataChannel, pc: RTCPeerConnection) => void
   /** A whole message was delivered to the channel's `onmessage` handler (called after it). */
   onMessage?: (message: Uint8Array, channel: RTCDataChannel) => void
-  /** The remote broke the framing protocol; the channel is closed. */
+  /** The remote broke the framing protocol, or sent a message the handler threw on; the channel is closed. */
   onError?: (error: Error, channel: RTCDataChannel) => void
 }
 
@@ -202,7 +202,15 @@ const frameChannel = (channel: RTCDataChannel, pc: RTCPeerConnection, options: F
     }
     if (message === null) return
     const whole = message.byteOffset === 0 && message.byteLength === message.buffer.byteLength ? message.buffer : message.slice().buffer
-    handler?.call(channel, { data: whole } as MessageEvent)
+    try {
+      handler?.call(channel, { data: whole } as MessageEvent)
+    } catch (err) {
+      // y-webrtc decodes synchronously in this call and throws on a malformed message; in Node an
+      // exception here would be uncaught and kill the process. A peer that sends one is dropped.
+      options.onError?.(err as Error, channel)
+      channel.close()
+      return
+    }
     options.onMessage?.(message, channel)
   })
   channel.addEventListener('open', () => options.onOpen?.(channel, pc))

@@ -22,6 +22,7 @@ import { createFramedWrtc, type WrtcImplementation } from './framing.js'
 import { encodeValue, type Json } from './json.js'
 import { utf8Length, type Limits } from './limits.js'
 import { SessionStore } from './store.js'
+import { guardSignalingConn, type GuardedRoom } from './signal-guard.js'
 
 export interface JoinOptions {
   /** Signaling server URLs. Default `['ws://localhost:4444']`. */
@@ -103,7 +104,7 @@ const PROBE = { type: 'p2p-session-store:probe' }
 const STORE_MAP = 'session-store'
 
 /** Rooms joined (or still leaving) in this JavaScript realm: y-webrtc allows one each. */
-const joined = new Set<string>()
+const joined = new Map<string, GuardedRoom>()
 
 export class Session extends ObservableV2<SessionEvents> {
   readonly room: string
@@ -151,7 +152,7 @@ export class Session extends ObservableV2<SessionEvents> {
       },
       onClose: (channel) => { if (this.#openChannels.delete(channel)) this.#emitStatus() },
       onMessage: this.#onPeerMessage,
-      onError: (err) => this.#emitError(new SessionStoreError(ErrorCodes.PROTOCOL_ERROR, `a peer broke the framing protocol: ${err.message}`, { cause: err }))
+      onError: (err) => this.#emitError(new SessionStoreError(ErrorCodes.PROTOCOL_ERROR, `closed the connection to a peer that sent a message this peer cannot process: ${err.message}`, { cause: err }))
     })
     this.sessionStore = new Promise((resolve, reject) => {
       this.#resolveStore = resolve
@@ -159,7 +160,12 @@ export class Session extends ObservableV2<SessionEvents> {
     })
     this.sessionStore.catch(() => {}) // the rejection is also an 'error' event; callers may not await
 
-    joined.add(room)
+    joined.set(room, {
+      peerId: () => this.#provider.room?.peerId,
+      hasConnection: (peerId) => this.#provider.room?.webrtcConns.has(peerId) === true,
+      key: { then: (resolve, reject) => this.#provider.key.then(resolve, reject) },
+      onDrop: (reason) => this.#emitError(new SessionStoreError(ErrorCodes.PROTOCOL_ERROR, `dropped a signaling message for this room: ${reason}`))
+    })
     this.#provider = new WebrtcProvider(room, this.doc, {
       signaling: token === undefined ? signaling : signaling.map((url) => withToken(url, token)),
       ...(password === undefined ? {} : { password }),
@@ -172,6 +178,7 @@ export class Session extends ObservableV2<SessionEvents> {
     this.#provider.on('peers', this.#onWebrtcPeers)
     this.#signalingConns = this.#provider.signalingConns as unknown as SignalingConn[]
     for (const conn of this.#signalingConns) {
+      guardSignalingConn(conn as unknown as Parameters<typeof guardSignalingConn>[0], (topic) => joined.get(topic))
       conn.on('message', this.#onSignalingMessage)
       conn.on('connect', this.#onSignalingStatus)
       conn.on('disconnect', this.#onSignalingStatus)
@@ -197,6 +204,14 @@ export class Session extends ObservableV2<SessionEvents> {
       })
     }
     return listener
+  }
+
+  /**
+   * The room's y-protocols awareness, for ephemeral per-peer state beyond metadata (cursors, say).
+   * This library keeps `metadata` and `peerId` (y-webrtc's signaling id) in each peer's state.
+   */
+  get awareness (): Awareness {
+    return this.#awareness
   }
 
   /** The peers in the room, this one included. */

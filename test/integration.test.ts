@@ -5,10 +5,11 @@
 import { execFile } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
-import { describe, expect, it } from 'vitest'
+import { describe, expect, it, onTestFinished } from 'vitest'
+import { WebSocket } from 'ws'
 import { joinPeer, type PeerProcess } from './helpers/peers.js'
 import { startSignaling, uniqueRoom } from './helpers/server.js'
-import { waitFor } from './helpers/wait.js'
+import { once, waitFor } from './helpers/wait.js'
 
 const expectWebrtc = async (peer: PeerProcess, count: number): Promise<void> => {
   const connections: Array<{ connectionState: string, dataChannels: string[] }> = await peer.call('connections')
@@ -104,6 +105,57 @@ describe('peers in separate processes over WebRTC', () => {
     const c = await joinPeer('c', room, { signaling: [server.url] })
     expect(c.joined.sync).toBe('alone')
     expect(c.joined.json).toEqual({})
+  })
+
+  it('an encrypted room syncs peers that share its password, and only them', async () => {
+    const server = await startSignaling()
+    const room = uniqueRoom()
+    const a = await joinPeer('a', room, { signaling: [server.url], password: 'open sesame' })
+    await a.call('set', { key: 'secret', value: 42 })
+    const b = await joinPeer('b', room, { signaling: [server.url], password: 'open sesame' })
+    expect(b.joined).toMatchObject({ sync: 'synced', json: { secret: 42 } })
+    const outsider = await joinPeer('outsider', room, { signaling: [server.url], password: 'wrong', joinTimeout: 2000 })
+    expect(outsider.joined).toMatchObject({ sync: 'timeout', json: {} })
+    await expectWebrtc(b, 1)
+    expect(await outsider.call('connections')).toEqual([])
+    // The outsider's announces cannot be decrypted: reported, not fatal (y-webrtc alone would leave
+    // an unhandled rejection, which ends a Node process).
+    expect(a.events.some((e) => e.event === 'error' && e.code === 'PROTOCOL_ERROR')).toBe(true)
+    await b.call('set', { key: 'still', value: 'alive' })
+    await a.call('waitForValue', { key: 'still', value: 'alive' })
+  })
+
+  it('peers survive hostile signaling payloads from another subscriber of the room', async () => {
+    const server = await startSignaling()
+    const room = uniqueRoom()
+    const a = await joinPeer('a', room, { signaling: [server.url] })
+    const b = await joinPeer('b', room, { signaling: [server.url] })
+    await a.call('waitForPeers', { count: 2 })
+    const [aPeerId, bPeerId] = await Promise.all([a.call<string>('peerId'), b.call<string>('peerId')])
+    const hostile = new WebSocket(server.url)
+    onTestFinished(() => hostile.terminate())
+    await once(hostile, 'open')
+    hostile.send(JSON.stringify({ type: 'subscribe', topics: [room] }))
+    const payloads: unknown[] = []
+    for (const to of [aPeerId, bPeerId]) {
+      payloads.push(
+        { type: 'signal', from: 'mallory', to }, // no signal: y-webrtc reads data.signal.type
+        { type: 'signal', from: 'mallory', to, signal: 'not json {' }, // simple-peer JSON.parses strings
+        { type: 'signal', from: 'mallory', to, signal: { type: 'answer', sdp: 'v=0' } }, // answer to no offer
+        { type: 'signal', from: 42, to, signal: { type: 'offer' } },
+        { type: 'signal', from: 'mallory', to, signal: { candidate: { bogus: true } } }
+      )
+    }
+    payloads.push(null, 7, 'text', [1, 2], { type: 'announce' }, { type: 'announce', from: { nested: 1 } })
+    for (const data of payloads) hostile.send(JSON.stringify({ type: 'publish', topic: room, data }))
+    // A publish after them all: once both peers have seen it, they have processed the hostile ones.
+    await waitFor(() => a.events.filter((e) => e.event === 'error').length >= 5 && b.events.filter((e) => e.event === 'error').length >= 5, { what: 'the hostile payloads to be reported' })
+    await a.call('set', { key: 'after-attack', value: 1 })
+    await b.call('waitForValue', { key: 'after-attack', value: 1 })
+    const late = await joinPeer('late', room, { signaling: [server.url] })
+    expect(late.joined.json).toEqual({ 'after-attack': 1 })
+    expect(a.child.exitCode).toBeNull()
+    expect(b.child.exitCode).toBeNull()
   })
 
   it('a peer killed with SIGKILL does not disturb the others', { timeout: 90_000 }, async () => {

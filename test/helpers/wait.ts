@@ -26,13 +26,13 @@ export const withTimeout = <T>(promise: Promise<T>, ms: number, what = 'a promis
 export const waitFor = async <T>(
   cond: () => T | Promise<T>,
   { timeout = 10_000, interval = 10, what = 'a condition' }: { timeout?: number, interval?: number, what?: string } = {}
-): Promise<NonNullable<T>> => {
+): Promise<Exclude<T, false | null | undefined | 0 | ''>> => {
   const deadline = Date.now() + timeout
   let last: unknown
   for (;;) {
     try {
       const value = await cond()
-      if (value) return value as NonNullable<T>
+      if (value) return value as Exclude<T, false | null | undefined | 0 | ''>
     } catch (err) {
       last = err
     }
@@ -45,10 +45,10 @@ export const waitFor = async <T>(
   }
 }
 
+/** Node's EventEmitter, lib0's Observable(V2), ws's WebSocket: anything with on/off by name. */
 interface OnceEmitter {
-  once?: (name: string, fn: (...args: any[]) => void) => unknown
-  on: (name: string, fn: (...args: any[]) => void) => unknown
-  off?: (name: string, fn: (...args: any[]) => void) => unknown
+  on: (name: any, fn: any) => unknown
+  off?: (name: any, fn: any) => unknown
 }
 
 /** Resolves with the first payload of event `name` (Node EventEmitter or lib0 Observable style). */
