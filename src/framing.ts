@@ -86,8 +86,8 @@ const concat = (pieces: Uint8Array[], length: number): Uint8Array => {
 /** The WebRTC implementation shape simple-peer takes as `wrtc` (browsers' globals, @roamhq/wrtc). */
 export interface WrtcImplementation {
   RTCPeerConnection: typeof RTCPeerConnection
-  RTCSessionDescription: unknown
-  RTCIceCandidate: unknown
+  RTCSessionDescription: typeof RTCSessionDescription
+  RTCIceCandidate: typeof RTCIceCandidate
 }
 
 export interface FramingHooks {

@@ -445,8 +445,9 @@ const withToken = (url: string, token: string): string => {
 
 const browserWrtc = (): WrtcImplementation | undefined => {
   const g = globalThis as Partial<WrtcImplementation>
-  if (g.RTCPeerConnection === undefined) return undefined
-  return { RTCPeerConnection: g.RTCPeerConnection, RTCSessionDescription: g.RTCSessionDescription, RTCIceCandidate: g.RTCIceCandidate }
+  const { RTCPeerConnection, RTCSessionDescription, RTCIceCandidate } = g
+  if (RTCPeerConnection === undefined || RTCSessionDescription === undefined || RTCIceCandidate === undefined) return undefined
+  return { RTCPeerConnection, RTCSessionDescription, RTCIceCandidate }
 }
 
 /** Metadata from another peer is untrusted: anything not within the rules reads as null. */

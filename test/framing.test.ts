@@ -69,13 +69,13 @@ describe('framing', () => {
 describe('framed data channels over @roamhq/wrtc', () => {
   /** Two simple-peer peers in this process, connected over real WebRTC through the framed wrtc. */
   const connectPair = async (hooks: Parameters<typeof createFramedWrtc>[1] = {}, { rawSender = false } = {}) => {
-    const wrtcA = rawSender ? wrtc : createFramedWrtc(wrtc as unknown as WrtcImplementation)
+    const wrtcA = rawSender ? wrtc as unknown as WrtcImplementation : createFramedWrtc(wrtc as unknown as WrtcImplementation)
     const wrtcB = createFramedWrtc(wrtc as unknown as WrtcImplementation, hooks)
     const a = new Peer({ initiator: true, wrtc: wrtcA })
     const b = new Peer({ wrtc: wrtcB })
     onTestFinished(() => { a.destroy(); b.destroy() })
-    a.on('signal', (s: unknown) => b.signal(s))
-    b.on('signal', (s: unknown) => a.signal(s))
+    a.on('signal', (s: Peer.SignalData) => b.signal(s))
+    b.on('signal', (s: Peer.SignalData) => a.signal(s))
     b.on('error', () => {})
     a.on('error', () => {})
     await Promise.all([once(a, 'connect'), once(b, 'connect')])
