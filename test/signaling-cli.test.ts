@@ -1,0 +1,101 @@
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process'
+import { existsSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
+import { beforeAll, describe, expect, it, onTestFinished } from 'vitest'
+import { CloseCode, createToken } from '../signaling/index.js'
+import { connect, refusedStatus } from './helpers/signaling.js'
+import { waitFor, withTimeout } from './helpers/wait.js'
+
+const CLI = fileURLToPath(new URL('../dist/signaling/cli.js', import.meta.url))
+const SECRET = 'a-cli-test-secret-that-is-long-enough-for-hs256'
+
+interface Cli {
+  child: ChildProcessWithoutNullStreams
+  stdout: () => string
+  stderr: () => string
+  exited: Promise<{ code: number | null, signal: NodeJS.Signals | null }>
+}
+
+const run = (args: string[], env: Record<string, string> = {}): Cli => {
+  const inherited = { ...process.env }
+  for (const name of ['PORT', 'HOST', 'AUTH_SECRET', 'LOG_LEVEL']) delete inherited[name]
+  const child = spawn(process.execPath, [CLI, ...args], { env: { ...inherited, ...env } })
+  let stdout = ''
+  let stderr = ''
+  child.stdout.setEncoding('utf8').on('data', (chunk: string) => { stdout += chunk })
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => { stderr += chunk })
+  const exited = new Promise<{ code: number | null, signal: NodeJS.Signals | null }>((resolve) => {
+    child.on('exit', (code, signal) => resolve({ code, signal }))
+  })
+  onTestFinished(() => { if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL') })
+  return { child, stdout: () => stdout, stderr: () => stderr, exited }
+}
+
+/** Starts the CLI and resolves with the URL from its one line on stdout. */
+const start = async (args: string[], env: Record<string, string> = {}): Promise<Cli & { url: string }> => {
+  const cli = run(args, env)
+  const line = await waitFor(() => /^signaling server listening on (ws:\/\/\S+)\n/.exec(cli.stdout()), {
+    timeout: 15_000,
+    what: `the CLI to print its URL (stderr so far: ${cli.stderr()})`
+  })
+  return { ...cli, url: line[1]! }
+}
+
+beforeAll(() => {
+  if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run \`npm run build\` before these tests`)
+})
+
+describe('CLI', () => {
+  it.each(['SIGTERM', 'SIGINT'] as const)('prints its URL, serves clients and shuts down gracefully on %s', async (signal) => {
+    const cli = await start(['--port', '0'])
+    expect(cli.url).toMatch(/^ws:\/\/127\.0\.0\.1:\d+$/)
+    const client = await connect(cli.url)
+    await client.roundTrip()
+
+    cli.child.kill(signal)
+    expect((await withTimeout(client.closed, 10_000, 'the client to be closed')).code).toBe(CloseCode.GoingAway)
+    expect(await withTimeout(cli.exited, 10_000, 'the CLI to exit')).toEqual({ code: 0, signal: null })
+    expect(cli.stdout()).toBe(`signaling server listening on ${cli.url}\n`)
+    const logs = cli.stderr().trim().split('\n').map((line) => JSON.parse(line) as { msg: string })
+    expect(logs.map((log) => log.msg)).toEqual(expect.arrayContaining(['signaling server listening', 'shutting down', 'signaling server closed']))
+  })
+
+  it('reads PORT and AUTH_SECRET from the environment and limits from flags', async () => {
+    const cli = await start(['--log-level', 'silent', '--max-topics-per-connection', '1'], { PORT: '0', AUTH_SECRET: SECRET })
+    expect(await refusedStatus(cli.url)).toBe(401)
+    const client = await connect(`${cli.url}/?token=${await createToken({ secret: SECRET, rooms: ['*'] })}`)
+    await client.subscribe('a')
+    await client.subscribe('b')
+    client.publish('b', 'refused: over the topic limit')
+    client.publish('a', 'relayed')
+    expect(await client.next((m) => m.type === 'publish')).toMatchObject({ topic: 'a', clients: 1 })
+    cli.child.kill('SIGTERM')
+    expect((await withTimeout(cli.exited, 10_000, 'the CLI to exit')).code).toBe(0)
+    expect(cli.stderr()).toBe('')
+  })
+
+  it('prints usage for --help and exits 0', async () => {
+    const cli = run(['--help'])
+    expect((await withTimeout(cli.exited, 10_000)).code).toBe(0)
+    expect(cli.stdout()).toContain('--auth-secret')
+  })
+
+  it.each([
+    [['--bogus']],
+    [['--port', 'abc']],
+    [['--log-level', 'loud']],
+    [['stray-positional']]
+  ])('exits 2 with usage on stderr for %j', async (args) => {
+    const cli = run(args)
+    expect((await withTimeout(cli.exited, 10_000)).code).toBe(2)
+    expect(cli.stdout()).toBe('')
+    expect(cli.stderr()).toContain('Usage:')
+  })
+
+  it('exits 1 when the server cannot start', async () => {
+    const cli = run(['--port', '0', '--auth-secret', 'too-short'])
+    expect((await withTimeout(cli.exited, 10_000)).code).toBe(1)
+    expect(cli.stderr()).toContain('ERR_WEAK_SECRET')
+    expect(cli.stdout()).toBe('')
+  })
+})
