@@ -185,13 +185,13 @@ export class Connection implements Subscriber {
     this.release()
   }
 
+  /** Always through a timer, so even an already expired token is acted on after construction. */
   private scheduleExpiry (expiresAt: number): void {
-    const delay = expiresAt - Date.now()
-    if (delay <= 0) {
-      this.closeWith('token_expired', CloseCode.TokenExpired, 'token expired')
-      return
-    }
-    this.expiryTimer = setTimeout(() => this.scheduleExpiry(expiresAt), Math.min(delay, MAX_TIMER_DELAY))
+    const delay = Math.min(Math.max(expiresAt - Date.now(), 0), MAX_TIMER_DELAY)
+    this.expiryTimer = setTimeout(() => {
+      if (Date.now() >= expiresAt) this.closeWith('token_expired', CloseCode.TokenExpired, 'token expired')
+      else this.scheduleExpiry(expiresAt)
+    }, delay)
     this.expiryTimer.unref()
   }
 
@@ -199,6 +199,7 @@ export class Connection implements Subscriber {
   private drop (reason: RejectionReason): void {
     if (this.released) return
     this.reject(reason)
+    this.ctx.logger.info({ conn: this.id, reason }, 'connection dropped')
     this.release()
     this.ws.terminate()
   }
@@ -206,7 +207,10 @@ export class Connection implements Subscriber {
   /** Releases now and starts the close handshake; `ws` cuts the socket after `closeTimeout`. */
   private closeWith (reason: RejectionReason | null, code: CloseCode, text: string): void {
     if (this.released) return
-    if (reason !== null) this.reject(reason)
+    if (reason !== null) {
+      this.reject(reason)
+      this.ctx.logger.info({ conn: this.id, reason, code }, 'connection closed by the server')
+    }
     this.release()
     this.ws.close(code, text)
   }

@@ -56,7 +56,7 @@ const route = async (ctx: HttpContext, req: IncomingMessage, res: ServerResponse
 
 export const createHttpHandler = (ctx: HttpContext): RequestListener => (req, res) => {
   route(ctx, req, res).catch((err: unknown) => {
-    ctx.logger.error({ err, url: req.url }, 'http request failed')
+    ctx.logger.error({ err, path: pathnameOf(req) }, 'http request failed')
     if (!res.headersSent) res.writeHead(500, { 'Content-Type': 'text/plain; charset=utf-8' }).end('internal error\n')
     else res.destroy()
   })
