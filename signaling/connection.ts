@@ -43,7 +43,7 @@ const toText = (data: RawData): string => {
 }
 
 export class Connection implements Subscriber {
-  readonly topics = new Set<string>()
+  private readonly topics = new Set<string>()
   private alive = true
   private released = false
   private readonly bucket: TokenBucket
