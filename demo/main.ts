@@ -223,7 +223,7 @@ const renderPeers = (): void => {
     button.setAttribute('aria-pressed', String(peer.id === spotlightId))
     button.disabled = store === undefined
     button.addEventListener('click', () => {
-      void attempt(element('name-error'), async (s) => peer.id === spotlightId ? await s.delete(SPOTLIGHT) : await s.set(SPOTLIGHT, peer.id))
+      void attempt(element('people-error'), async (s) => peer.id === spotlightId ? await s.delete(SPOTLIGHT) : await s.set(SPOTLIGHT, peer.id))
     })
     item.append(avatar, label, button)
     return item
@@ -235,14 +235,14 @@ renderPeers()
 session.on('peers', renderPeers)
 
 element('clear-spotlight').addEventListener('click', () => {
-  void attempt(element('name-error'), async (s) => await s.delete(SPOTLIGHT))
+  void attempt(element('stage-error'), async (s) => await s.delete(SPOTLIGHT))
 })
 
 const nameInput = element<HTMLInputElement>('name-input')
 nameInput.value = myName
 const saveName = (): void => {
   const name = nameInput.value.trim()
-  const error = element('name-error')
+  const error = element('people-error')
   error.textContent = ''
   if (name === '' || name === myName) return
   try {
