@@ -1,8 +1,8 @@
 /**
  * Topic relay: who is subscribed to which topic, and delivering a publish to all of them.
  *
- * The server talks to topics only through `TopicRelay`, so that a later relay can put a pub/sub
- * bus (Redis, NATS) between several server instances without touching connection handling. Such
+ * The server talks to topics only through `TopicRelay`, so a relay that puts a pub/sub bus
+ * between several server instances (redis-relay.ts) needs no change to connection handling. Such
  * a relay owns the `clients` count too: it must count subscribers across all instances, because
  * clients rely on `clients === 1` meaning "nobody else is in this room".
  */
@@ -23,19 +23,45 @@ export interface TopicRelay {
   /**
    * Delivers `{ type: 'publish', topic, data, clients }` to every subscriber of `topic`, the
    * publisher included, where `clients` is the number of subscribers. Returns the number of frames
-   * delivered here.
+   * delivered here (a relay may deliver later, and then returns 0).
    */
   publish: (topic: string, data: unknown) => number
-  /** Number of topics with at least one subscriber. */
+  /** Number of topics with at least one subscriber here. */
   readonly topicCount: number
-  /** Number of (topic, subscriber) pairs. */
+  /** Number of (topic, subscriber) pairs here. */
   readonly subscriptionCount: number
+  /** Lets go of what the relay holds outside this process; called once, after every subscriber left. */
+  close: () => Promise<void>
+}
+
+/** The in-process relay, with the two operations a relay built on top of it needs. */
+export interface LocalRelay extends TopicRelay {
+  /** Subscribers of `topic` in this process (0 for an unknown topic). */
+  countOf: (topic: string) => number
+  /**
+   * Delivers `data` to every subscriber of `topic` in this process, with `clients` as the count.
+   * Returns the number of frames delivered.
+   */
+  deliver: (topic: string, data: unknown, clients: number) => number
 }
 
 /** The in-process relay: one map from topic name to its subscribers. */
-export const createLocalRelay = (): TopicRelay => {
+export const createLocalRelay = (): LocalRelay => {
   const topics = new Map<string, Set<Subscriber>>()
   let subscriptions = 0
+
+  const deliver = (topic: string, data: unknown, clients: number): number => {
+    const subscribers = topics.get(topic)
+    if (subscribers === undefined) return 0
+    const frame = Buffer.from(encodePublish(topic, data, clients))
+    let delivered = 0
+    // A subscriber that is dropped while we deliver (slow receiver) unsubscribes synchronously;
+    // deleting from a Set during for..of is safe and the dropped one is simply not visited.
+    for (const subscriber of subscribers) {
+      if (subscriber.deliver(frame)) delivered++
+    }
+    return delivered
+  }
 
   return {
     subscribe (topic, subscriber) {
@@ -56,18 +82,11 @@ export const createLocalRelay = (): TopicRelay => {
       if (subscribers.size === 0) topics.delete(topic)
     },
 
-    publish (topic, data) {
-      const subscribers = topics.get(topic)
-      if (subscribers === undefined) return 0
-      const frame = Buffer.from(encodePublish(topic, data, subscribers.size))
-      let delivered = 0
-      // A subscriber that is dropped while we deliver (slow receiver) unsubscribes synchronously;
-      // deleting from a Set during for..of is safe and the dropped one is simply not visited.
-      for (const subscriber of subscribers) {
-        if (subscriber.deliver(frame)) delivered++
-      }
-      return delivered
-    },
+    publish: (topic, data) => deliver(topic, data, topics.get(topic)?.size ?? 0),
+
+    countOf: (topic) => topics.get(topic)?.size ?? 0,
+
+    deliver,
 
     get topicCount () {
       return topics.size
@@ -75,6 +94,8 @@ export const createLocalRelay = (): TopicRelay => {
 
     get subscriptionCount () {
       return subscriptions
-    }
+    },
+
+    close: async () => {}
   }
 }
