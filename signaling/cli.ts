@@ -25,6 +25,9 @@ Options (environment variable in brackets):
   --close-timeout MS              wait for close handshakes (default ${DEFAULT_OPTIONS.closeTimeout})
   --auth-secret SECRET            require HS256 tokens signed with SECRET [AUTH_SECRET]
   --static DIR                    serve files from DIR on the same port
+  --redis-url URL                 share rooms with every instance on this Redis, redis://[:password@]host:port [REDIS_URL]
+  --redis-prefix PREFIX           prefix of the Redis channels and keys [REDIS_PREFIX] (default ${DEFAULT_OPTIONS.redisPrefix})
+  --redis-ttl MS                  a crashed instance's clients stop counting this long after its last heartbeat (default ${DEFAULT_OPTIONS.redisTtl})
   --log-level LEVEL               fatal, error, warn, info, debug, trace or silent [LOG_LEVEL] (default info)
   -h, --help                      show this help
 `
@@ -38,7 +41,8 @@ const NUMERIC_FLAGS = {
   'message-burst': 'messageBurst',
   'max-buffered-bytes': 'maxBufferedBytes',
   'heartbeat-interval': 'heartbeatInterval',
-  'close-timeout': 'closeTimeout'
+  'close-timeout': 'closeTimeout',
+  'redis-ttl': 'redisTtl'
 } as const satisfies Record<string, keyof SignalingServerOptions>
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']
@@ -62,6 +66,8 @@ const parse = (argv: string[]): { help: boolean, logLevel: string, options: Sign
       host: { type: 'string' },
       'auth-secret': { type: 'string' },
       static: { type: 'string' },
+      'redis-url': { type: 'string' },
+      'redis-prefix': { type: 'string' },
       'log-level': { type: 'string' },
       ...Object.fromEntries(Object.keys(NUMERIC_FLAGS).map((flag) => [flag, { type: 'string' as const }]))
     }
@@ -81,6 +87,10 @@ const parse = (argv: string[]): { help: boolean, logLevel: string, options: Sign
   if (authSecret !== undefined) options.authSecret = authSecret
   const staticDir = text('static')
   if (staticDir !== undefined) options.staticDir = staticDir
+  const redisUrl = text('redis-url') ?? env('REDIS_URL')
+  if (redisUrl !== undefined) options.redisUrl = redisUrl
+  const redisPrefix = text('redis-prefix') ?? env('REDIS_PREFIX')
+  if (redisPrefix !== undefined) options.redisPrefix = redisPrefix
   for (const [flag, name] of Object.entries(NUMERIC_FLAGS)) {
     const value = text(flag)
     if (value !== undefined) options[name] = toNumber(flag, value)

@@ -7,11 +7,15 @@ import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http
 import type { Registry } from 'prom-client'
 import type { Logger } from './logger.js'
 import { serveStatic } from './static.js'
+import type { RedisLinkState } from './stats.js'
 
 export interface Health {
+  /** 'ok' whatever the Redis link does: an instance serves its own rooms without Redis. */
   status: 'ok' | 'closing'
   connections: number
   topics: number
+  /** Only with `redisUrl`. */
+  redis?: RedisLinkState
 }
 
 export interface HttpContext {

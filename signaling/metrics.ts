@@ -5,7 +5,7 @@
  */
 
 import { Counter, Gauge, Registry } from 'prom-client'
-import { REJECTION_REASONS, type Counters } from './stats.js'
+import { REJECTION_REASONS, type Counters, type RedisStats } from './stats.js'
 
 export interface Levels {
   connections: number
@@ -13,7 +13,8 @@ export interface Levels {
   subscriptions: number
 }
 
-export const createMetricsRegistry = (counters: Counters, levels: () => Levels): Registry => {
+/** `redis` reads the Redis link's stats; null registers no Redis metrics. */
+export const createMetricsRegistry = (counters: Counters, levels: () => Levels, redis: (() => RedisStats) | null = null): Registry => {
   const registry = new Registry()
   const registers = [registry]
 
@@ -55,6 +56,26 @@ export const createMetricsRegistry = (counters: Counters, levels: () => Levels):
       }
     }
   })
+
+  if (redis !== null) {
+    new Gauge({
+      name: 'signaling_redis_up',
+      help: 'Redis link: 1 when publishes and counts flow between instances, 0 while it is down, syncing or closed.',
+      registers,
+      collect () { this.set(redis().state === 'up' ? 1 : 0) }
+    })
+    new Gauge({
+      name: 'signaling_redis_instances',
+      help: 'Other instances heard from within the TTL.',
+      registers,
+      collect () { this.set(redis().instances) }
+    })
+    counter('signaling_redis_published_total', 'Publishes of clients here sent to the other instances.', () => redis().published)
+    counter('signaling_redis_received_total', 'Publishes of other instances\' clients received from Redis.', () => redis().received)
+    counter('signaling_redis_rejected_total', 'Messages and replies from Redis refused as malformed.', () => redis().rejected)
+    counter('signaling_redis_dropped_total', 'Publishes not sent to the other instances because the Redis link was down.', () => redis().dropped)
+    counter('signaling_redis_syncs_total', 'Completed Redis (re)synchronisations: 1 after the first connection, one more per recovery.', () => redis().syncs)
+  }
 
   return registry
 }

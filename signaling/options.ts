@@ -34,8 +34,26 @@ export interface SignalingServerOptions {
   authSecret?: string | Uint8Array
   /** Directory served over HTTP on the same port (for a demo page). Default none. */
   staticDir?: string
+  /**
+   * `redis://[[user]:password@]host[:port][/db]` (or `rediss://`): relay topics between every
+   * instance started with the same Redis and prefix. Default none (one self-contained process).
+   */
+  redisUrl?: string
+  /** Prefix of the Redis channels and keys; instances with different prefixes never meet. Default `'p2p-signaling:'`. */
+  redisPrefix?: string
+  /**
+   * Milliseconds an instance's subscribers keep counting on the other instances after its last
+   * heartbeat (sent every third of this): how long a crashed instance can inflate counts. Default 6000.
+   */
+  redisTtl?: number
   /** pino-compatible logger. Default silent. */
   logger?: Logger
+}
+
+export interface RedisSettings {
+  url: string
+  prefix: string
+  ttl: number
 }
 
 export interface ResolvedOptions {
@@ -52,6 +70,7 @@ export interface ResolvedOptions {
   closeTimeout: number
   authKey: Uint8Array | null
   staticDir: string | null
+  redis: RedisSettings | null
   logger: Logger
 }
 
@@ -69,10 +88,14 @@ export const DEFAULT_OPTIONS = Object.freeze({
   messageBurst: 1000,
   maxBufferedBytes: 4 * 1024 * 1024,
   heartbeatInterval: 30_000,
-  closeTimeout: 5_000
+  closeTimeout: 5_000,
+  redisPrefix: 'p2p-signaling:',
+  // Below a y-webrtc client's 10 s join timeout, so that a joiner held back by the subscribers of
+  // a crashed instance sees them leave before it gives up waiting.
+  redisTtl: 6_000
 })
 
-type NumericOption = Exclude<keyof typeof DEFAULT_OPTIONS, 'host'>
+type NumericOption = Exclude<keyof typeof DEFAULT_OPTIONS, 'host' | 'redisPrefix'>
 
 const readNumber = (options: SignalingServerOptions, name: NumericOption, min: number, integer = true): number => {
   const value = options[name] ?? DEFAULT_OPTIONS[name]
@@ -86,6 +109,24 @@ const readRate = (options: SignalingServerOptions): number => {
   const rate = readNumber(options, 'messagesPerSecond', 0, false)
   if (rate === 0) throw new SignalingError('ERR_INVALID_OPTION', 'messagesPerSecond must be > 0')
   return rate
+}
+
+const readRedis = (options: SignalingServerOptions): RedisSettings | null => {
+  const ttl = readNumber(options, 'redisTtl', 300)
+  const prefix = options.redisPrefix ?? DEFAULT_OPTIONS.redisPrefix
+  if (typeof prefix !== 'string' || prefix.length === 0 || prefix.length > 128) {
+    throw new SignalingError('ERR_INVALID_OPTION', 'redisPrefix must be a string of 1 to 128 characters')
+  }
+  if (options.redisUrl === undefined) return null
+  const url = options.redisUrl
+  let protocol: string | null = null
+  try {
+    protocol = typeof url === 'string' ? new URL(url).protocol : null
+  } catch {}
+  if (protocol !== 'redis:' && protocol !== 'rediss:') {
+    throw new SignalingError('ERR_INVALID_OPTION', 'redisUrl must be a redis:// or rediss:// URL')
+  }
+  return { url, prefix, ttl }
 }
 
 export const resolveOptions = (options: SignalingServerOptions = {}): ResolvedOptions => {
@@ -110,6 +151,7 @@ export const resolveOptions = (options: SignalingServerOptions = {}): ResolvedOp
     closeTimeout: readNumber(options, 'closeTimeout', 0),
     authKey: options.authSecret === undefined ? null : secretKey(options.authSecret),
     staticDir: options.staticDir ?? null,
+    redis: readRedis(options),
     logger: options.logger ?? silentLogger
   }
 }

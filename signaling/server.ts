@@ -1,7 +1,8 @@
 /**
  * `createSignalingServer`: the HTTP server, the WebSocket upgrade with its admission checks
  * (shutdown, connection limit, access token), the heartbeat, stats and a graceful close.
- * Per-connection behaviour lives in connection.ts, topics in relay.ts.
+ * Per-connection behaviour lives in connection.ts, topics in relay.ts (one process) or
+ * redis-relay.ts (several instances sharing a Redis).
  */
 
 import { STATUS_CODES, createServer, type IncomingMessage } from 'node:http'
@@ -15,7 +16,8 @@ import { createHttpHandler } from './http.js'
 import { createMetricsRegistry } from './metrics.js'
 import { resolveOptions, type SignalingServerOptions } from './options.js'
 import { MAX_DATA_DEPTH } from './protocol.js'
-import { createLocalRelay } from './relay.js'
+import { createRedisRelay } from './redis-relay.js'
+import { createLocalRelay, type TopicRelay } from './relay.js'
 import { createCounters, type SignalingStats } from './stats.js'
 
 export interface SignalingServer {
@@ -54,7 +56,10 @@ export const createSignalingServer = async (options: SignalingServerOptions = {}
   const opts = resolveOptions(options)
   const { logger } = opts
   const counters = createCounters()
-  const relay = createLocalRelay()
+  const redis = opts.redis === null
+    ? null
+    : createRedisRelay({ ...opts.redis, maxPayload: opts.maxPayload, maxDataDepth: MAX_DATA_DEPTH, logger })
+  const relay: TopicRelay = redis ?? createLocalRelay()
   const connections = new Set<Connection>()
   const sockets = new Set<WebSocket>()
   let pendingUpgrades = 0
@@ -83,7 +88,7 @@ export const createSignalingServer = async (options: SignalingServerOptions = {}
     topics: relay.topicCount,
     subscriptions: relay.subscriptionCount
   })
-  const registry = createMetricsRegistry(counters, levels)
+  const registry = createMetricsRegistry(counters, levels, redis === null ? null : () => redis.stats())
 
   const wss = new WebSocketServer({
     noServer: true,
@@ -95,7 +100,12 @@ export const createSignalingServer = async (options: SignalingServerOptions = {}
   } as ServerOptions)
 
   const http = createServer(createHttpHandler({
-    health: () => ({ status: closing ? 'closing' : 'ok', connections: connections.size, topics: relay.topicCount }),
+    health: () => ({
+      status: closing ? 'closing' : 'ok',
+      connections: connections.size,
+      topics: relay.topicCount,
+      ...(redis === null ? {} : { redis: redis.state })
+    }),
     registry,
     staticDir: opts.staticDir === null ? null : resolvePath(opts.staticDir),
     logger
@@ -164,8 +174,9 @@ export const createSignalingServer = async (options: SignalingServerOptions = {}
       http.off('error', reject)
       resolve()
     })
-  }).catch((err: unknown) => {
+  }).catch(async (err: unknown) => {
     clearInterval(heartbeat)
+    await relay.close()
     throw err
   })
   http.on('error', (err) => logger.error({ err }, 'http server error'))
@@ -184,6 +195,8 @@ export const createSignalingServer = async (options: SignalingServerOptions = {}
     http.closeAllConnections()
     await httpClosed
     wss.close()
+    // After every connection let go of its topics, so the relay can tell the others it has none.
+    await relay.close()
     registry.clear()
     logger.info({ url }, 'signaling server closed')
   }
@@ -199,7 +212,8 @@ export const createSignalingServer = async (options: SignalingServerOptions = {}
       ...levels(),
       messagesIn: counters.messagesIn,
       messagesOut: counters.messagesOut,
-      rejections: { ...counters.rejections }
+      rejections: { ...counters.rejections },
+      ...(redis === null ? {} : { redis: redis.stats() })
     })
   }
 }

@@ -56,11 +56,40 @@ export const createCounters = (): Counters => ({
   rejections: Object.fromEntries(REJECTION_REASONS.map((reason) => [reason, 0])) as Record<RejectionReason, number>
 })
 
+/**
+ * The link of a server started with `redisUrl`:
+ * - `down`: a Redis connection is closed (ioredis reconnects); rooms are served per instance.
+ * - `syncing`: both connections are open and the instance is resubscribing and rewriting its counts.
+ * - `up`: publishes and counts flow between instances.
+ * - `closed`: the server was closed.
+ */
+export type RedisLinkState = 'down' | 'syncing' | 'up' | 'closed'
+
+export interface RedisStats {
+  state: RedisLinkState
+  /** This instance's id in Redis (a fresh UUID per start). */
+  instanceId: string
+  /** Other instances heard from within the TTL. */
+  instances: number
+  /** Publishes of clients here sent to the other instances. */
+  published: number
+  /** Publishes of other instances' clients received. */
+  received: number
+  /** Messages and replies from Redis refused as malformed. */
+  rejected: number
+  /** Publishes of clients here not sent to the other instances because the link was down. */
+  dropped: number
+  /** Completed (re)synchronisations: 1 after the first connection, one more per recovery. */
+  syncs: number
+}
+
 export interface SignalingStats extends Counters {
   /** Open connections (a connection being closed by the server no longer counts). */
   connections: number
-  /** Topics with at least one subscriber. */
+  /** Topics with at least one subscriber here. */
   topics: number
-  /** (topic, connection) pairs. */
+  /** (topic, connection) pairs here. */
   subscriptions: number
+  /** The Redis link; only present when the server was started with `redisUrl`. */
+  redis?: RedisStats
 }
