@@ -3,6 +3,7 @@ import { existsSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { beforeAll, describe, expect, it, onTestFinished } from 'vitest'
 import { CloseCode, createToken } from '../signaling/index.js'
+import { healthOf, startRedis } from './helpers/redis.js'
 import { connect, refusedStatus } from './helpers/signaling.js'
 import { waitFor, withTimeout } from './helpers/wait.js'
 
@@ -18,7 +19,7 @@ interface Cli {
 
 const run = (args: string[], env: Record<string, string> = {}): Cli => {
   const inherited = { ...process.env }
-  for (const name of ['PORT', 'HOST', 'AUTH_SECRET', 'LOG_LEVEL']) delete inherited[name]
+  for (const name of ['PORT', 'HOST', 'AUTH_SECRET', 'LOG_LEVEL', 'REDIS_URL', 'REDIS_PREFIX']) delete inherited[name]
   const child = spawn(process.execPath, [CLI, ...args], { env: { ...inherited, ...env } })
   let stdout = ''
   let stderr = ''
@@ -74,6 +75,19 @@ describe('CLI', () => {
     expect(cli.stderr()).toBe('')
   })
 
+  it('reads REDIS_URL from the environment, reports the link and still shuts down gracefully', async () => {
+    const redis = await startRedis()
+    const cli = await start(['--port', '0', '--redis-prefix', 'cli-test:'], { REDIS_URL: redis.url })
+    const port = Number(new URL(cli.url).port)
+    await waitFor(async () => (await healthOf(port)).redis === 'up', { what: 'the Redis link to be up' })
+    const client = await connect(cli.url)
+    await client.subscribe('room')
+    cli.child.kill('SIGTERM')
+    expect((await withTimeout(cli.exited, 10_000, 'the CLI to exit')).code).toBe(0)
+    const logs = cli.stderr().trim().split('\n').map((line) => JSON.parse(line) as { msg: string, url?: string })
+    expect(logs.map((log) => log.msg)).toEqual(expect.arrayContaining(['redis link up', 'signaling server closed']))
+  })
+
   it('prints usage for --help and exits 0', async () => {
     const cli = run(['--help'])
     expect((await withTimeout(cli.exited, 10_000)).code).toBe(0)
@@ -97,5 +111,12 @@ describe('CLI', () => {
     expect((await withTimeout(cli.exited, 10_000)).code).toBe(1)
     expect(cli.stderr()).toContain('ERR_WEAK_SECRET')
     expect(cli.stdout()).toBe('')
+  })
+
+  it('exits 1 for a Redis URL that is not one, without echoing it', async () => {
+    const cli = run(['--port', '0', '--redis-url', 'http://user:hunter2@127.0.0.1:6379'])
+    expect((await withTimeout(cli.exited, 10_000)).code).toBe(1)
+    expect(cli.stderr()).toContain('ERR_INVALID_OPTION')
+    expect(cli.stderr()).not.toContain('hunter2')
   })
 })

@@ -135,5 +135,28 @@ export const httpGet = async (server: SignalingServer, path: string, method = 'G
     req.end()
   }), 5_000, `HTTP ${method} ${path}`)
 
+type Publish = Extract<ServerMessage, { type: 'publish' }>
+
+/** Matches a publish of `topic` whose data is `{ mark }`. */
+export const marked = (topic: string, mark: string) => (message: ServerMessage): boolean =>
+  message.type === 'publish' && message.topic === topic && (message.data as { mark?: unknown } | null)?.mark === mark
+
+/** Publishes a fresh mark from `client` and resolves with the `clients` count of its echo. */
+export const echoCount = async (client: TestClient, topic: string): Promise<number> => {
+  const mark = Math.random().toString(36).slice(2)
+  client.publish(topic, { mark })
+  return (await client.next(marked(topic, mark), 10_000) as Publish).clients
+}
+
+/**
+ * Every client publishes `{ mark: label-i }` and waits for every client's mark; resolves with what
+ * each received, in client order. With several instances, afterwards each knows every member.
+ */
+export const everyoneHears = async (clients: TestClient[], topic: string, label: string): Promise<Publish[][]> => {
+  clients.forEach((client, i) => client.publish(topic, { mark: `${label}-${i}` }))
+  return await Promise.all(clients.map(async (client) =>
+    await Promise.all(clients.map(async (_, i) => await client.next(marked(topic, `${label}-${i}`), 10_000) as Publish))))
+}
+
 /** A topic name no other test uses. */
 export const uniqueTopic = (prefix = 'topic'): string => `${prefix}-${Math.random().toString(36).slice(2, 10)}`

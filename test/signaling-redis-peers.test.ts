@@ -1,0 +1,96 @@
+/**
+ * Real peers (this project's library in separate processes, over WebRTC) split across signaling
+ * instances that share a Redis, and an instance crash: instances run as CLI child processes behind
+ * a TCP balancer, one is SIGKILLed, and nobody is left waiting on what it held.
+ *
+ * Peers join one after another: two y-webrtc peers announcing at the same moment may both initiate
+ * under @roamhq/wrtc, and one of them can hang.
+ */
+
+import { describe, expect, it } from 'vitest'
+import { joinPeer, spawnPeer } from './helpers/peers.js'
+import { startBalancer, startCliInstance, startInstances, startRedis } from './helpers/redis.js'
+import { uniqueRoom } from './helpers/server.js'
+import { connect, echoCount, everyoneHears, uniqueTopic } from './helpers/signaling.js'
+import { waitFor } from './helpers/wait.js'
+
+describe('peers on several signaling instances', () => {
+  it('syncs a room between peers on two instances', async () => {
+    const redis = await startRedis()
+    const [a, b] = await startInstances(2, redis.url)
+    const room = uniqueRoom('redis-two')
+    const first = await joinPeer('first', room, { signaling: [a!.url] })
+    expect(first.joined.sync).toBe('alone')
+    await first.call('set', { key: 'from-a', value: 1 })
+
+    const second = await joinPeer('second', room, { signaling: [b!.url] })
+    expect(second.joined).toMatchObject({ sync: 'synced', json: { 'from-a': 1 } })
+    await second.call('set', { key: 'from-b', value: 2 })
+    await first.call('waitForValue', { key: 'from-b', value: 2 })
+  })
+
+  it('syncs a room between peers on three instances', async () => {
+    const redis = await startRedis()
+    const servers = await startInstances(3, redis.url)
+    const room = uniqueRoom('redis-three')
+    const peers = []
+    for (const [i, server] of servers.entries()) {
+      const peer = await joinPeer(`peer-${i}`, room, { signaling: [server.url] })
+      expect(peer.joined).toMatchObject({ sync: i === 0 ? 'alone' : 'synced', peers: i + 1 })
+      await peer.call('set', { key: `from-${i}`, value: i })
+      peers.push(peer)
+    }
+    const json = { 'from-0': 0, 'from-1': 1, 'from-2': 2 }
+    for (const peer of peers) await peer.call('waitForJSON', { json })
+    for (const server of servers) expect(server.stats().redis).toMatchObject({ instances: 2, rejected: 0 })
+  })
+
+  it('heals the count within the TTL after an instance is killed, and its peers carry on elsewhere', async () => {
+    const ttl = 3_000
+    const redis = await startRedis()
+    const x = await startCliInstance(redis.url, ['--redis-ttl', String(ttl)])
+    const y = await startCliInstance(redis.url, ['--redis-ttl', String(ttl)])
+    const balancer = await startBalancer([x.port, y.port])
+
+    // Raw clients, one per instance: the count spans both processes.
+    const topic = uniqueTopic()
+    const [onX, onY] = [await connect(x.url), await connect(y.url)]
+    await onX.subscribe(topic)
+    await onY.subscribe(topic)
+    await everyoneHears([onX, onY], topic, 'hello')
+    expect(await echoCount(onY, topic)).toBe(2)
+
+    // Peers through the balancer: `writer` lands on X, `reader` on Y.
+    const room = uniqueRoom('redis-kill')
+    balancer.target = x.port
+    const writer = await joinPeer('writer', room, { signaling: [balancer.url] })
+    await writer.call('set', { key: 'before', value: 'the crash' })
+    balancer.target = y.port
+    const reader = await joinPeer('reader', room, { signaling: [balancer.url] })
+    expect(reader.joined).toMatchObject({ sync: 'synced', json: { before: 'the crash' } })
+
+    // A room whose only member is on X and will not come back: its joiner must not wait for it.
+    const deserted = uniqueRoom('redis-deserted')
+    const ghost = await connect(x.url)
+    await ghost.subscribe(deserted)
+    const lateJoiner = await spawnPeer('late-joiner')
+
+    const killedAt = performance.now()
+    await x.kill('SIGKILL')
+    const joining = lateJoiner.call('join', { room: deserted, options: { signaling: [balancer.url] } })
+    await waitFor(async () => await echoCount(onY, topic) === 1, { timeout: ttl + 10_000, interval: 100, what: 'Y to stop counting X\'s subscriber' })
+    const healedAfter = performance.now() - killedAt
+    expect(healedAfter).toBeLessThan(ttl + 2_000)
+
+    // Counted X's ghost at first, then saw it leave: available long before its 10 s join timeout.
+    expect((await joining).sync).toBe('peers-left')
+
+    // The writer reconnects through the balancer to Y; a newcomer syncs with both.
+    await writer.call('set', { key: 'after', value: 'the crash' })
+    await reader.call('waitForValue', { key: 'after', value: 'the crash' })
+    const newcomer = await joinPeer('newcomer', room, { signaling: [balancer.url] })
+    expect(newcomer.joined.sync).toBe('synced')
+    await newcomer.call('waitForJSON', { json: { before: 'the crash', after: 'the crash' } })
+    await waitFor(() => balancer.routed.filter((port) => port === y.port).length >= 4, { what: 'the writer to reconnect to Y' })
+  })
+})
