@@ -149,6 +149,16 @@ export const echoCount = async (client: TestClient, topic: string): Promise<numb
 }
 
 /**
+ * Subscribes and waits for the echo of a publish. With several instances, an instance holds its
+ * first publish of a topic until its Redis subscription is in place: after the echo, publishes
+ * from every instance reach `client`.
+ */
+export const join = async (client: TestClient, topic: string): Promise<number> => {
+  client.send({ type: 'subscribe', topics: [topic] })
+  return await echoCount(client, topic)
+}
+
+/**
  * Every client publishes `{ mark: label-i }` and waits for every client's mark; resolves with what
  * each received, in client order. With several instances, afterwards each knows every member.
  */
