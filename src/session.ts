@@ -22,7 +22,7 @@ import { createFramedWrtc, type WrtcImplementation } from './framing.js'
 import { encodeValue, type Json } from './json.js'
 import { utf8Length, type Limits } from './limits.js'
 import { SessionStore } from './store.js'
-import { guardSignalingConn, type GuardedRoom } from './signal-guard.js'
+import { encryptSignal, guardSignalingConn, type GuardedRoom } from './signal-guard.js'
 
 export interface JoinOptions {
   /** Signaling server URLs. Default `['ws://localhost:4444']`. */
@@ -101,6 +101,8 @@ const PROBE_INTERVAL = 1000
  * the string an encrypted room expects); the server's echo carries the topic's subscriber count.
  */
 const PROBE = { type: 'p2p-session-store:probe' }
+/** At most one answering announce per remote peer in this many milliseconds. */
+const REANNOUNCE_INTERVAL = 2000
 const STORE_MAP = 'session-store'
 
 /** Rooms joined (or still leaving) in this JavaScript realm: y-webrtc allows one each. */
@@ -119,6 +121,7 @@ export class Session extends ObservableV2<SessionEvents> {
   readonly #clientsSeen = new Map<SignalingConn, number>()
   readonly #timer: ReturnType<typeof setTimeout>
   #probe: ReturnType<typeof setInterval> | undefined
+  readonly #reannounced = new Map<string, number>()
   #resolveStore!: (store: SessionStore) => void
   #rejectStore!: (err: SessionStoreError) => void
   #sync: SyncState = 'pending'
@@ -164,7 +167,8 @@ export class Session extends ObservableV2<SessionEvents> {
       peerId: () => this.#provider.room?.peerId,
       hasConnection: (peerId) => this.#provider.room?.webrtcConns.has(peerId) === true,
       key: { then: (resolve, reject) => this.#provider.key.then(resolve, reject) },
-      onDrop: (reason) => this.#emitError(new SessionStoreError(ErrorCodes.PROTOCOL_ERROR, `dropped a signaling message for this room: ${reason}`))
+      onDrop: (reason) => this.#emitError(new SessionStoreError(ErrorCodes.PROTOCOL_ERROR, `dropped a signaling message for this room: ${reason}`)),
+      reannounce: this.#reannounce
     })
     this.#provider = new WebrtcProvider(room, this.doc, {
       signaling: token === undefined ? signaling : signaling.map((url) => withToken(url, token)),
@@ -321,6 +325,22 @@ export class Session extends ObservableV2<SessionEvents> {
     }
     const aloneEverywhere = this.#signalingConns.every((c) => !c.connected || (this.#clientsSeen.get(c) ?? 2) <= 1)
     if (aloneEverywhere || this.#signalingConns.length === 1) this.#markAvailable(this.#waitedForPeers ? 'peers-left' : 'alone')
+  }
+
+  /** Announces this peer again so that `remotePeerId` connects to it (see signal-guard.ts). */
+  #reannounce = (remotePeerId: string): void => {
+    const room = this.#provider.room
+    if (room === null || this.#leaving !== null || room.webrtcConns.size >= this.#provider.maxConns) return
+    const now = Date.now()
+    if ((this.#reannounced.get(remotePeerId) ?? 0) > now - REANNOUNCE_INTERVAL) return
+    for (const [peerId, at] of this.#reannounced) if (at <= now - REANNOUNCE_INTERVAL) this.#reannounced.delete(peerId)
+    this.#reannounced.set(remotePeerId, now)
+    const payload = { type: 'announce', from: room.peerId }
+    void Promise.resolve(room.key === null ? payload : encryptSignal(payload, room.key)).then((data) => {
+      for (const conn of this.#signalingConns) {
+        if (conn.connected) conn.send({ type: 'publish', topic: this.room, data })
+      }
+    })
   }
 
   /** The peers we wait for may leave before they send their state: the echo will tell. */

@@ -10,9 +10,18 @@
  * the ones it can process; the rest are dropped and reported.
  *
  * The shapes below are exactly what y-webrtc's SignalingConn reads (y-webrtc 10.3).
+ *
+ * The guard also settles who initiates a WebRTC connection. y-webrtc connects to every peer whose
+ * announce it receives, so two peers that announce at the same moment both send an offer. y-webrtc
+ * then relies on the browser rolling back its own offer; @roamhq/wrtc throws instead, and the pair
+ * can hang without a connection (seen here under load: 2 joins in 25). With the guard, of two
+ * peers only the one with the smaller peer id initiates: the larger one answers an announce by
+ * announcing itself again, which makes the smaller one connect. A stock y-webrtc peer still
+ * initiates on every announce, which works as it did before.
  */
 
 import * as decoding from 'lib0/decoding'
+import * as encoding from 'lib0/encoding'
 import * as buffer from 'lib0/buffer'
 
 /** What the guard needs to know of a room to screen its messages. */
@@ -25,6 +34,15 @@ export interface GuardedRoom {
   key: PromiseLike<CryptoKey | null>
   /** Called with the reason for each publish dropped. */
   onDrop: (reason: string) => void
+  /** Publishes this peer's announce again, so that `remotePeerId` (a smaller id) initiates. */
+  reannounce: (remotePeerId: string) => void
+}
+
+/** Whether this peer should leave the initiative to the announcing peer, and answer it instead. */
+export const shouldAnswerAnnounce = (data: unknown, room: Pick<GuardedRoom, 'peerId' | 'hasConnection'>): data is { from: string } => {
+  if (!isObject(data) || data.type !== 'announce' || typeof data.from !== 'string') return false
+  const me = room.peerId()
+  return me !== undefined && data.from !== me && me > data.from && !room.hasConnection(data.from)
 }
 
 const isObject = (value: unknown): value is Record<string, unknown> =>
@@ -47,6 +65,19 @@ export const screenSignal = (data: unknown, room: Pick<GuardedRoom, 'peerId' | '
   if (data.token !== undefined && typeof data.token !== 'number') return 'token is not a number'
   if (signal.type === 'answer' && !room.hasConnection(data.from)) return 'an answer from a peer that was sent no offer'
   return null
+}
+
+/** Encrypts a payload as y-webrtc's crypto.js does: base64 of [varString 'AES-GCM', iv, cipher]. */
+export const encryptSignal = async (data: unknown, key: CryptoKey): Promise<string> => {
+  const plain = encoding.createEncoder()
+  encoding.writeAny(plain, data as Parameters<typeof encoding.writeAny>[1])
+  const iv = crypto.getRandomValues(new Uint8Array(12))
+  const cipher = new Uint8Array(await crypto.subtle.encrypt({ name: 'AES-GCM', iv }, key, encoding.toUint8Array(plain)))
+  const out = encoding.createEncoder()
+  encoding.writeVarString(out, 'AES-GCM')
+  encoding.writeVarUint8Array(out, iv)
+  encoding.writeVarUint8Array(out, cipher)
+  return buffer.toBase64(encoding.toUint8Array(out))
 }
 
 /** Decrypts a y-webrtc encrypted payload (see y-webrtc's crypto.js); null when it cannot. */
@@ -97,8 +128,9 @@ export const guardSignalingConn = (conn: Listenable, lookup: (topic: string) => 
         if (data === null) return room.onDrop('the payload cannot be decrypted with this room\'s password')
       }
       const problem = screenSignal(data, room)
-      if (problem === null) forward(args)
-      else room.onDrop(problem)
+      if (problem !== null) return room.onDrop(problem)
+      if (shouldAnswerAnnounce(data, room)) return room.reannounce(data.from)
+      forward(args)
     })
   })
 }

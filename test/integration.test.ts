@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import { describe, expect, it, onTestFinished } from 'vitest'
 import { WebSocket } from 'ws'
-import { joinPeer, type PeerProcess } from './helpers/peers.js'
+import { joinPeer, spawnPeer, type PeerProcess } from './helpers/peers.js'
 import { startSignaling, uniqueRoom } from './helpers/server.js'
 import { once, waitFor } from './helpers/wait.js'
 
@@ -90,6 +90,21 @@ describe('peers in separate processes over WebRTC', () => {
     // The connection survived the large message: it still carries writes both ways.
     await late.call('set', { key: 'after', value: true })
     await a.call('waitForValue', { key: 'after', value: true })
+  })
+
+  it('peers that join at the same moment all connect (no offer glare), round after round', { timeout: 120_000 }, async () => {
+    const server = await startSignaling()
+    const peers = await Promise.all(['a', 'b', 'c'].map(spawnPeer))
+    for (let round = 0; round < 5; round++) {
+      const room = uniqueRoom(`glare-${round}`)
+      await Promise.all(peers.map((p) => p.call('join', { room, options: { signaling: [server.url] } })))
+      await Promise.all(peers.map((p, i) => p.call('set', { key: `from-${i}`, value: round })))
+      const expected = { 'from-0': round, 'from-1': round, 'from-2': round }
+      await Promise.all(peers.map((p) => p.call('waitForJSON', { json: expected })))
+      await Promise.all(peers.map((p) => p.call('waitForPeers', { count: 3 })))
+      for (const p of peers) await expectWebrtc(p, 2)
+      await Promise.all(peers.map((p) => p.call('leave')))
+    }
   })
 
   it('when every peer has left, a new peer finds the store empty', async () => {

@@ -3,7 +3,7 @@ import * as buffer from 'lib0/buffer'
 // y-webrtc's own encryption, to produce exactly what an encrypted room's peers publish.
 // @ts-expect-error: not in y-webrtc's exports map, and untyped
 import * as ycrypto from '../node_modules/y-webrtc/src/crypto.js'
-import { decryptSignal, screenSignal } from '../src/signal-guard.js'
+import { decryptSignal, encryptSignal, screenSignal, shouldAnswerAnnounce } from '../src/signal-guard.js'
 
 const room = {
   peerId: () => 'me',
@@ -50,5 +50,28 @@ describe('decryptSignal', () => {
     await expect(decryptSignal('not base64 !!!', key)).resolves.toBeNull()
     await expect(decryptSignal(buffer.toBase64(new Uint8Array([3, 1, 2])), key)).resolves.toBeNull()
     await expect(decryptSignal({ not: 'a string' }, key)).resolves.toBeNull()
+  })
+
+  it('encryptSignal writes what y-webrtc decrypts', async () => {
+    const key: CryptoKey = await ycrypto.deriveKey('open sesame', 'room-1')
+    const payload = { type: 'announce', from: 'peer-2' }
+    const published = await encryptSignal(payload, key)
+    await expect(ycrypto.decryptJson(buffer.fromBase64(published), key)).resolves.toEqual(payload)
+  })
+})
+
+describe('shouldAnswerAnnounce: of two peers, only the smaller id initiates', () => {
+  const me = (id: string, connected: string[] = []) => ({ peerId: () => id, hasConnection: (p: string) => connected.includes(p) })
+  it('leaves the initiative to a smaller announcing peer', () => {
+    expect(shouldAnswerAnnounce({ type: 'announce', from: 'aaa' }, me('bbb'))).toBe(true)
+  })
+  it('initiates itself towards a larger announcing peer', () => {
+    expect(shouldAnswerAnnounce({ type: 'announce', from: 'ccc' }, me('bbb'))).toBe(false)
+  })
+  it('does nothing special for a peer it is connected to, its own echo, or before it has an id', () => {
+    expect(shouldAnswerAnnounce({ type: 'announce', from: 'aaa' }, me('bbb', ['aaa']))).toBe(false)
+    expect(shouldAnswerAnnounce({ type: 'announce', from: 'bbb' }, me('bbb'))).toBe(false)
+    expect(shouldAnswerAnnounce({ type: 'announce', from: 'aaa' }, { peerId: () => undefined, hasConnection: () => false })).toBe(false)
+    expect(shouldAnswerAnnounce({ type: 'signal', from: 'aaa' }, me('bbb'))).toBe(false)
   })
 })
