@@ -381,8 +381,7 @@ session.on('sessionStoreAvailable', (available) => {
       renderPeers()
     }
   })
-  // The store has no "every key" observer: the document's transactions cover them all, and
-  // afterTransaction runs once the store has applied the change.
-  session.doc.on('afterTransaction', queueRender)
+  // The inspector shows every key: one render per burst of changes.
+  available.observeAllChanges(queueRender)
   renderEntries()
 })

@@ -19,7 +19,8 @@ export type ChangeObserver = (key: string, value: Json | undefined) => void
 
 /** The handle `observeChanges` returns; pass it to `removeObserver`. */
 export interface Observer {
-  readonly keys: readonly string[]
+  /** The keys observed; null for an `observeAllChanges` observer. */
+  readonly keys: readonly string[] | null
 }
 
 export type Completion = (finalValue: Json | undefined, error: SessionStoreError | null) => void
@@ -59,6 +60,7 @@ export class SessionStore {
   /** The visible entries: those that pass the per-entry rules. */
   readonly #entries = new Map<string, Entry>()
   readonly #observers = new Map<string, Set<ObserverRecord>>()
+  readonly #allObservers = new Set<ObserverRecord>()
   #bytes = 0
   #closed = false
 
@@ -145,18 +147,33 @@ export class SessionStore {
     if (!Array.isArray(keys)) throw new SessionStoreError(ErrorCodes.INVALID_KEY, 'observeChanges takes an array of keys')
     if (typeof fn !== 'function') throw new TypeError('observeChanges takes an observer function')
     keys.forEach((key) => this.#assertKey(key))
-    const record: ObserverRecord = { keys: Object.freeze([...new Set(keys)]), fn }
-    for (const key of record.keys) {
+    const unique = Object.freeze([...new Set(keys)])
+    const record: ObserverRecord = { keys: unique, fn }
+    for (const key of unique) {
       let set = this.#observers.get(key)
       if (set === undefined) this.#observers.set(key, set = new Set())
       set.add(record)
     }
-    for (const key of record.keys) this.#call(() => fn(key, this.get(key)), key)
+    for (const key of unique) this.#call(() => fn(key, this.get(key)), key)
+    return record
+  }
+
+  /**
+   * Calls `fn` once per key the store holds, then on every change of any key (a deleted key is
+   * reported with undefined). For views of the whole store, such as an inspector.
+   */
+  observeAllChanges (fn: ChangeObserver): Observer {
+    this.#assertOpen()
+    if (typeof fn !== 'function') throw new TypeError('observeAllChanges takes an observer function')
+    const record: ObserverRecord = { keys: null, fn }
+    this.#allObservers.add(record)
+    for (const key of this.keys()) this.#call(() => fn(key, this.get(key)), key)
     return record
   }
 
   /** Stops `observer`. Returns false if it was not observing. */
   removeObserver (observer: Observer): boolean {
+    if (observer.keys === null) return this.#allObservers.delete(observer as ObserverRecord)
     let removed = false
     for (const key of observer.keys) {
       const set = this.#observers.get(key)
@@ -174,6 +191,7 @@ export class SessionStore {
     this.#closed = true
     this.#map.unobserve(this.#onMapEvent)
     this.#observers.clear()
+    this.#allObservers.clear()
   }
 
   #write (key: string, value: unknown): Json | undefined {
@@ -213,12 +231,13 @@ export class SessionStore {
       const wasVisible = this.#entries.has(key)
       const visible = this.#refresh(key, remote)
       if (!wasVisible && !visible) continue
-      const observers = this.#observers.get(key)
-      if (observers === undefined) continue
-      for (const record of Array.from(observers)) {
-        if (this.#closed) return
-        if (!observers.has(record)) continue // removed by an earlier observer
-        this.#call(() => record.fn(key, this.get(key)), key)
+      for (const observers of [this.#observers.get(key), this.#allObservers]) {
+        if (observers === undefined) continue
+        for (const record of Array.from(observers)) {
+          if (this.#closed) return
+          if (!observers.has(record)) continue // removed by an earlier observer
+          this.#call(() => record.fn(key, this.get(key)), key)
+        }
       }
     }
   }

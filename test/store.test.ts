@@ -274,6 +274,24 @@ describe('observeChanges', () => {
     expect(store.get('pong')).toBe(7)
   })
 
+  it('observeAllChanges sees every key: the current ones, then each change, deletes as undefined', async () => {
+    const mesh = new Mesh(2)
+    const [a, b] = mesh.replicas as [typeof mesh.replicas[0], typeof mesh.replicas[0]]
+    await a.store.set('x', 1)
+    mesh.flush()
+    const seen: unknown[] = []
+    const observer = b.store.observeAllChanges((key, value) => seen.push([key, value]))
+    expect(observer.keys).toBeNull()
+    await a.store.set('y', 2)
+    await a.store.delete('x')
+    mesh.flush()
+    await b.store.set('z', 3)
+    expect(seen).toEqual([['x', 1], ['y', 2], ['x', undefined], ['z', 3]])
+    expect(b.store.removeObserver(observer)).toBe(true)
+    await b.store.set('z', 4)
+    expect(seen).toHaveLength(4)
+  })
+
   it('refuses invalid keys', () => {
     const { store } = newStore()
     expect(() => store.observeChanges([''], () => {})).toThrow(expect.objectContaining({ code: 'INVALID_KEY' }))
