@@ -150,19 +150,26 @@ export const MEMBERSHIP_SCRIPT_SHA = createHash('sha1').update(MEMBERSHIP_SCRIPT
 export interface Snapshot {
   seq: number
   counts: Map<string, number>
+  /** Fields left out because they were malformed (someone else wrote them) or over the limit. */
+  refused: number
 }
 
-/** The script's reply, or null when it is not one (it is still input from Redis). */
+/**
+ * The script's reply, or null when it does not have the script's shape (it is still input from
+ * Redis). A malformed field is left out and counted rather than spoiling the whole snapshot: one
+ * bad entry in a topic's hash must not keep every instance from ever joining the topic.
+ */
 export const parseSnapshot = (reply: unknown, maxInstances: number): Snapshot | null => {
-  if (!Array.isArray(reply) || reply.length % 2 !== 1 || (reply.length - 1) / 2 > maxInstances) return null
+  if (!Array.isArray(reply) || reply.length % 2 !== 1) return null
   const [seq, ...pairs] = reply as unknown[]
   if (typeof seq !== 'number' || !Number.isSafeInteger(seq) || seq < 0) return null
   const counts = new Map<string, number>()
+  let refused = 0
   for (let j = 0; j < pairs.length; j += 2) {
     const instance = pairs[j]
     const count = typeof pairs[j + 1] === 'string' ? Number(pairs[j + 1]) : Number.NaN
-    if (!isInstanceId(instance) || !isMemberCount(count)) return null
-    counts.set(instance, count)
+    if (!isInstanceId(instance) || !isMemberCount(count) || counts.size >= maxInstances) refused++
+    else counts.set(instance, count)
   }
-  return { seq, counts }
+  return { seq, counts, refused }
 }

@@ -313,7 +313,7 @@ class Relay implements RedisRelay {
       this.instanceId, String(this.local.countOf(topic)), this.names.topicChannel(topic), this.names.instanceKeyPrefix, String(MEMBERS_TTL)
     )
     const snapshot = parseSnapshot(reply, MAX_INSTANCES)
-    if (snapshot === null) this.counters.rejected++
+    this.counters.rejected += snapshot === null ? 1 : snapshot.refused
     return snapshot
   }
 

@@ -79,8 +79,8 @@ describe('instance channel messages', () => {
 
 describe('membership script replies', () => {
   it('reads the sequence number and the other instances\' counts', () => {
-    expect(parseSnapshot([4, 'a', '2', 'b', '1'], 10)).toEqual({ seq: 4, counts: new Map([['a', 2], ['b', 1]]) })
-    expect(parseSnapshot([0], 10)).toEqual({ seq: 0, counts: new Map() })
+    expect(parseSnapshot([4, 'a', '2', 'b', '1'], 10)).toEqual({ seq: 4, counts: new Map([['a', 2], ['b', 1]]), refused: 0 })
+    expect(parseSnapshot([0], 10)).toEqual({ seq: 0, counts: new Map(), refused: 0 })
   })
 
   it.each([
@@ -88,11 +88,13 @@ describe('membership script replies', () => {
     ['an empty array', []],
     ['a missing count', [1, 'a']],
     ['a sequence that is not a number', ['1', 'a', '2']],
-    ['a count that is not a number', [1, 'a', 'x']],
-    ['a negative count', [1, 'a', '-2']],
-    ['an instance that is not text', [1, 7, '2']],
-    ['more instances than the limit', [1, 'a', '1', 'b', '1', 'c', '1']]
+    ['a negative sequence', [-1]]
   ])('refuses %s', (_what, reply) => {
     expect(parseSnapshot(reply, 2)).toBeNull()
+  })
+
+  it('leaves out malformed fields and fields over the limit, and counts them', () => {
+    const reply = [3, 'ok', '1', 'nan', 'x', 'negative', '-2', 7, '2', 'x'.repeat(65), '1', 'b', '1', 'c', '1']
+    expect(parseSnapshot(reply, 2)).toEqual({ seq: 3, counts: new Map([['ok', 1], ['b', 1]]), refused: 5 })
   })
 })

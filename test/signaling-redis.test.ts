@@ -165,6 +165,19 @@ describe('signaling over Redis', () => {
     await waitForLink(server, 20_000)
   })
 
+  it('lets go of its Redis connections when it cannot listen, and when it closes', async () => {
+    const redis = await startRedis()
+    const inspector = redisClient(redis.url)
+    const signalingClients = async (): Promise<number> =>
+      String(await inspector.client('LIST')).split('\n').filter((line) => line.includes('name=signaling-')).length
+    const [a] = await startInstances(1, redis.url)
+    expect(await signalingClients()).toBe(2)
+    await expect(createSignalingServer({ port: a!.port, redisUrl: redis.url })).rejects.toMatchObject({ code: 'EADDRINUSE' })
+    await a!.close()
+    await waitFor(async () => await signalingClients() === 0, { what: 'every signaling connection to Redis to close' })
+    expect(await inspector.keys(`${PREFIX}instance:*`)).toEqual([])
+  })
+
   it('stops counting a closed instance\'s subscribers at once and publishes nothing after close', async () => {
     const redis = await startRedis()
     const [a, b] = await startInstances(2, redis.url, { redisTtl: 60_000 })
@@ -206,7 +219,7 @@ describe('signaling over Redis', () => {
     ]
     for (const message of garbage) await attacker.publish(channel, message)
     for (const message of ['{"k":"alive"}', 'bye', '{"k":"alive","i":""}']) await attacker.publish(`${PREFIX}instances`, message)
-    // A member of the topic whose count is not a number: the next joiner's snapshot is refused.
+    // A live member of the topic whose count is not a number: left out of the next snapshot.
     await attacker.set(`${PREFIX}instance:liar`, '1')
     await attacker.hset(`${PREFIX}members:${topic}`, 'liar', 'many')
 
