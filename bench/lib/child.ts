@@ -1,0 +1,152 @@
+/**
+ * Every contender runs in processes of its own (y-webrtc allows one provider per room per
+ * JavaScript realm, and a benchmark must not share an event loop between the sides it compares).
+ * The orchestrator drives them over IPC: `spawn` forks a child and `call`s its commands; the
+ * child side `serve`s a table of commands and `emit`s events. Every call has a timeout, and
+ * every child is killed, by its pid, when the run ends however it ends.
+ */
+
+import { fork, type ChildProcess } from 'node:child_process'
+import { EventEmitter } from 'node:events'
+import { fileURLToPath } from 'node:url'
+import { withTimeout } from './clock.js'
+
+export type Commands = Record<string, (args: any) => unknown>
+type ArgsOf<F> = F extends (args: infer A) => unknown ? A : never
+type ResultOf<F> = F extends (...args: any[]) => infer R ? Awaited<R> : never
+
+interface Request { id: number, cmd: string, args: unknown }
+interface Reply { id: number, ok: boolean, result?: unknown, error?: string }
+interface Event { event: string, payload: unknown }
+
+export const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url))
+
+/** Children still running; `killAll` ends them (and only them). */
+const running = new Set<ChildProcess>()
+
+export const killAll = (): void => {
+  for (const child of running) child.kill('SIGKILL')
+}
+
+export interface SpawnOptions {
+  /** Arguments after the script. */
+  args?: string[]
+  /** Node flags; `--import tsx` is always added so children can be TypeScript. */
+  execArgv?: string[]
+  env?: Record<string, string>
+  /** The event that says the child is up; its payload is `Child.hello`. Default 'ready'. */
+  readyEvent?: string
+  /** Milliseconds to wait for it. Default 30000. */
+  readyTimeout?: number
+  /** Show the child's stdout (stderr is always shown). Default false. */
+  stdout?: boolean
+}
+
+export class Child<C extends Commands> extends EventEmitter {
+  hello: any = null
+  readonly exited: Promise<number | string>
+  #nextId = 0
+  /** The end of what the child wrote to stderr (passed on to ours): why it died, if it did. */
+  #stderrTail = ''
+  readonly #pending = new Map<number, { resolve: (value: any) => void, reject: (err: Error) => void }>()
+
+  private constructor (readonly name: string, readonly process: ChildProcess) {
+    super()
+    running.add(process)
+    // A send on a channel that closed meanwhile; the call that made it has already failed.
+    process.on('error', () => {})
+    process.stderr?.on('data', (chunk: Buffer) => {
+      globalThis.process.stderr.write(chunk)
+      this.#stderrTail = (this.#stderrTail + chunk.toString()).slice(-4096)
+    })
+    process.on('message', (message: Reply | Event) => {
+      if ('id' in message) {
+        const waiter = this.#pending.get(message.id)
+        this.#pending.delete(message.id)
+        if (message.ok) waiter?.resolve(message.result)
+        else waiter?.reject(new Error(`${name}: ${message.error ?? 'failed'}`))
+      } else {
+        this.emit(message.event, message.payload)
+      }
+    })
+    this.exited = new Promise((resolve) => process.once('exit', (code, signal) => {
+      running.delete(process)
+      const reason = this.#stderrTail.split('\n').find((line) => /^\w*(Error|Exception)\b/.test(line))
+      for (const waiter of this.#pending.values()) waiter.reject(new Error(`${name} exited (${String(code ?? signal)})${reason === undefined ? '' : `: ${reason}`}`))
+      this.#pending.clear()
+      resolve(code ?? signal ?? 'unknown')
+    }))
+  }
+
+  get pid (): number {
+    return this.process.pid as number
+  }
+
+  static async spawn<C extends Commands>(name: string, script: string, options: SpawnOptions = {}): Promise<Child<C>> {
+    const process = fork(script, options.args ?? [], {
+      cwd: REPO_ROOT,
+      execArgv: ['--import', 'tsx', ...(options.execArgv ?? [])],
+      env: { ...globalThis.process.env, ...options.env },
+      serialization: 'advanced',
+      stdio: ['ignore', options.stdout === true ? 'inherit' : 'ignore', 'pipe', 'ipc']
+    })
+    const child = new Child<C>(name, process)
+    const readyEvent = options.readyEvent ?? 'ready'
+    const ready = new Promise((resolve, reject) => {
+      child.once(readyEvent, resolve)
+      void child.exited.then((code) => reject(new Error(`${name} exited (${String(code)}) before '${readyEvent}'`)))
+    })
+    try {
+      child.hello = await withTimeout(ready, options.readyTimeout ?? 30_000, `${name} start`)
+    } catch (err) {
+      child.kill()
+      throw err
+    }
+    return child
+  }
+
+  call<K extends keyof C & string>(cmd: K, args: ArgsOf<C[K]>, timeout = 60_000): Promise<ResultOf<C[K]>> {
+    if (!this.process.connected) return Promise.reject(new Error(`${this.name} is gone`))
+    const id = this.#nextId++
+    const result = new Promise<ResultOf<C[K]>>((resolve, reject) => {
+      this.#pending.set(id, { resolve, reject })
+      this.process.send({ id, cmd, args } satisfies Request)
+    })
+    return withTimeout(result, timeout, `${this.name}.${cmd}`)
+  }
+
+  /** Sends a command without waiting for (or tolerating the absence of) an answer. */
+  tell<K extends keyof C & string>(cmd: K, args: ArgsOf<C[K]>): void {
+    if (this.process.connected) this.process.send({ id: -1, cmd, args } satisfies Request)
+  }
+
+  async kill (): Promise<void> {
+    if (this.process.exitCode === null && this.process.signalCode === null) this.process.kill('SIGKILL')
+    await this.exited
+  }
+}
+
+/** Child side: a message to the orchestrator. */
+export const emit = (event: string, payload: unknown = null): void => {
+  if (process.connected) process.send?.({ event, payload } satisfies Event)
+}
+
+/** Child side: answers the orchestrator's calls from `commands`; exits when the orchestrator goes. */
+export const serve = (commands: Commands, { announce = true }: { announce?: boolean } = {}): void => {
+  process.on('message', (message: Request) => {
+    if (typeof message !== 'object' || message === null || typeof message.cmd !== 'string') return
+    const command = commands[message.cmd]
+    const reply = (body: Omit<Reply, 'id'>): void => {
+      if (message.id >= 0 && process.connected) process.send?.({ id: message.id, ...body } satisfies Reply)
+    }
+    if (command === undefined) {
+      reply({ ok: false, error: `unknown command '${message.cmd}'` })
+      return
+    }
+    Promise.resolve()
+      .then(() => command(message.args))
+      .then((result) => reply({ ok: true, result: result ?? null }), (err: unknown) => reply({ ok: false, error: err instanceof Error ? err.message : String(err) }))
+  })
+  process.on('disconnect', () => process.exit(0))
+  if (announce) emit('ready', { pid: process.pid })
+}

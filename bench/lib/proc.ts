@@ -1,0 +1,47 @@
+/** What the kernel says about a process (resident memory and CPU time, from /proc), and where it runs. */
+
+import { execFileSync } from 'node:child_process'
+import { readFileSync } from 'node:fs'
+import os from 'node:os'
+
+/** VmRSS of `pid` in bytes, from /proc/PID/status. */
+export const rssBytes = (pid: number): number => {
+  const match = /^VmRSS:\s+(\d+)\s+kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
+  if (match === null) throw new Error(`no VmRSS for pid ${pid}`)
+  return Number(match[1]) * 1024
+}
+
+/** Clock ticks per second of /proc/PID/stat's times (USER_HZ, 100 on every Linux build that matters). */
+const TICKS_PER_SECOND = 100
+
+/** User + system CPU milliseconds `pid` has used, from /proc/PID/stat (10 ms resolution). */
+export const cpuMs = (pid: number): number => {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+  // Fields after the command name, which is in parentheses and may hold spaces.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+  return (Number(fields[11]) + Number(fields[12])) * 1000 / TICKS_PER_SECOND
+}
+
+/** Whether `pin` can work here: two cores or more, and taskset present. */
+export const canPin = (): boolean => {
+  if (os.availableParallelism() < 2) return false
+  try {
+    execFileSync('taskset', ['-p', String(process.pid)], { stdio: 'ignore' })
+    return true
+  } catch {
+    return false
+  }
+}
+
+/**
+ * Pins every thread of `pid` to CPU `cpu` (taskset), so that on a small machine a server and the
+ * load generators driving it do not take each other's core. False if it could not be done.
+ */
+export const pin = (pid: number, cpu: number): boolean => {
+  try {
+    execFileSync('taskset', ['-a', '-cp', String(cpu), String(pid)], { stdio: 'ignore' })
+    return true
+  } catch {
+    return false
+  }
+}
