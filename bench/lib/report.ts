@@ -1,0 +1,245 @@
+/**
+ * Writing a run's results: the JSON (everything measured), a readable Markdown report with the
+ * targets first, and the SVG chart of the round-trip distributions it links to.
+ */
+
+import { mkdir, rename, writeFile } from 'node:fs/promises'
+import type { RunInfo } from './machine.js'
+import { REPO_ROOT } from './child.js'
+import { latencyChart } from './svg.js'
+import { judgeTargets, type TargetRow } from './targets.js'
+import { LABELS, type ContenderName, type Failure } from '../scenarios/context.js'
+import type { LatencyResult } from '../scenarios/latency.js'
+import type { ThroughputResult } from '../scenarios/throughput.js'
+import type { JoinAttempt, JoinResult } from '../scenarios/join.js'
+import type { MeshResult } from '../scenarios/mesh.js'
+import type { HistoryResult } from '../scenarios/history.js'
+import { MAX_P99_MS, MIN_DELIVERED, type LoadStep, type SignalingResult } from '../scenarios/signaling.js'
+import { SERVER_LABELS } from './servers.js'
+
+export interface Results {
+  run: RunInfo
+  targets?: TargetRow[]
+  /** What our signaling server, serving the library's peers (default options), refused during the peer scenarios. */
+  peerSignaling?: { ourRejections: Record<string, number> | null }
+  scenarios: {
+    latency?: LatencyResult | Failure
+    throughput?: ThroughputResult | Failure
+    join?: JoinResult | Failure
+    mesh?: MeshResult | Failure
+    history?: HistoryResult | Failure
+    signaling?: SignalingResult | Failure
+  }
+}
+
+const RESULTS_DIR = `${REPO_ROOT}bench/results/`
+
+const COLORS: Record<ContenderName, string> = {
+  'simple-peer': '#7f7f7f',
+  'y-webrtc': '#1f77b4',
+  'session-store': '#e6550d'
+}
+
+/** Writes via a .tmp file and a rename, so a reader never sees half a file. */
+const writeAtomic = async (path: string, text: string): Promise<void> => {
+  await writeFile(`${path}.tmp`, text)
+  await rename(`${path}.tmp`, path)
+}
+
+const ok = <T extends object>(x: T | Failure | undefined): x is T => x !== undefined && !('error' in x)
+
+const ms = (x: number | null | undefined): string => x == null || Number.isNaN(x) ? '–' : x < 10 ? x.toFixed(3) : x < 100 ? x.toFixed(1) : x.toFixed(0)
+const int = (x: number): string => Math.round(x).toLocaleString('en-US')
+const times = (x: number): string => Number.isFinite(x) ? `${x.toFixed(2)}×` : '–'
+const kib = (x: number): string => `${(x / 1024).toLocaleString('en-US', { maximumFractionDigits: 1 })} KiB`
+
+const count = (n: number, noun: string): string => `${int(n)} ${noun}${n === 1 ? '' : 's'}`
+
+const table = (head: string[], rows: string[][]): string =>
+  [`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`, ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n')
+
+const failed = (what: string, f: Failure): string => `**${what} failed:** ${f.error}`
+
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b)
+  return s.length === 0 ? Number.NaN : s[Math.floor((s.length - 1) / 2)] as number
+}
+
+const rejections = (counts: Record<string, number> | null | undefined): string => {
+  if (counts == null) return 'an unknown number of messages'
+  const nonzero = Object.entries(counts).filter(([, n]) => n > 0)
+  return nonzero.length === 0 ? 'nothing' : nonzero.map(([k, n]) => `${int(n)} (${k})`).join(', ')
+}
+
+const runSection = (r: Results, chart: string | null): string => {
+  const m = r.run.machine
+  const lines = [
+    '# Benchmark results',
+    '',
+    `${r.run.mode === 'quick' ? 'A **quick** smoke run (short and small: not for comparison). ' : ''}Measured ${r.run.date.slice(0, 16).replace('T', ' ')} UTC in ${int(r.run.durationS)} s, ` +
+      `on ${m.cpuModel}, ${m.cores} cores, ${m.memoryGiB} GiB, Node ${m.node}, ${m.platform}. ` +
+      `Load average (1, 5, 15 min) ${m.loadBefore.join(', ')} at the start and ${m.loadAfter.join(', ')} at the end: other work shared the machine.`,
+    '',
+    `Commit ${r.run.commit ?? 'unknown'}; ${Object.entries(r.run.versions).map(([k, v]) => `${k} ${v}`).join(', ')}. ` +
+      'Every contender runs in its own processes over loopback, each key-value contender signaling through its own server ' +
+      `(default options; ours rejected ${rejections(r.peerSignaling?.ourRejections)} during the peer scenarios). How each scenario works: [bench/README.md](../README.md).`,
+    ''
+  ]
+  if (r.targets !== undefined) {
+    lines.push('## Targets', '', table(['Target', 'p2p-session-store', 'anchor', 'ratio', 'verdict', 'note'],
+      r.targets.map((t) => [t.target, t.ours, t.anchor, t.ratio, t.verdict === 'pass' ? '**pass**' : t.verdict === 'short' ? '**short**' : 'n/a', t.note])), '')
+  }
+  if (chart !== null) lines.push(`![Round-trip latency distributions](${chart})`, '')
+  return lines.join('\n')
+}
+
+const latencySection = (l: LatencyResult | Failure | undefined): string => {
+  if (l === undefined) return ''
+  const head = '## 1. Round-trip latency\n\nA sets `ping`, B\'s change callback answers `pong`, A\'s callback sees it; '
+  if (!ok(l)) return `${head}\n\n${failed('Latency', l)}\n`
+  const floor = l.rows.find((r) => r.contender === 'simple-peer')?.summary.p50 ?? Number.NaN
+  const stock = l.rows.find((r) => r.contender === 'y-webrtc')?.summary
+  return `${head}${count(l.iterations, 'round trip')} each after ${l.warmup} of warm-up, in ${count(l.chunks, 'interleaved chunk')}. Milliseconds.\n\n` +
+    table(['contender', 'p50', 'p99', 'max', 'mean', 'p50 × floor', 'p50 × y-webrtc', 'p99 × y-webrtc'], l.rows.map((r) => [
+      LABELS[r.contender], ms(r.summary.p50), ms(r.summary.p99), ms(r.summary.max), ms(r.summary.mean),
+      times(r.summary.p50 / floor), stock === undefined ? '–' : times(r.summary.p50 / stock.p50), stock === undefined ? '–' : times(r.summary.p99 / stock.p99)
+    ])) + '\n'
+}
+
+const throughputSection = (t: ThroughputResult | Failure | undefined): string => {
+  if (t === undefined) return ''
+  const head = '## 2. Throughput\n\n'
+  if (!ok(t)) return `${head}${failed('Throughput', t)}\n`
+  const stock = t.rows.find((r) => r.contender === 'y-webrtc')?.median
+  return `${head}A writes 100 keys (about 100-byte values) round-robin for ${t.durationMs / 1000} s as fast as the API allows, yielding to the event loop every ${t.yieldEvery} writes; ` +
+    `B counts what it observes. ${count(t.rows[0]?.rounds.length ?? 0, 'round')} per contender on fresh pairs, interleaved; the median round by delivered rate is shown. ` +
+    'The raw simple-peer row sends ~100-byte messages in the same loop: the floor, since every data-channel send is a synchronous call into libwebrtc\'s threads.\n\n' +
+    table(['contender', 'writes/s', 'µs per write call', 'delivered updates/s', 'B\'s lag at the end', '× y-webrtc', 'every round (delivered/s)'], t.rows.map((r) => [
+      LABELS[r.contender],
+      r.median === null ? '–' : int(r.median.writesPerSecond),
+      r.median === null ? '–' : (1000 * r.median.inWritesMs / r.median.writes).toFixed(0),
+      r.median === null ? '–' : int(r.median.deliveredPerSecond),
+      r.median?.lagMs == null ? 'never caught up' : `${ms(r.median.lagMs)} ms`,
+      r.median === null || stock == null ? '–' : times(r.median.deliveredPerSecond / stock.deliveredPerSecond),
+      r.rounds.map((x) => ok(x) ? int(x.deliveredPerSecond) : `failed (${x.error})`).join(', ')
+    ])) + '\n'
+}
+
+const joinOutcome = (attempts: Array<JoinAttempt | Failure>, timeoutMs: number): string => {
+  const done = attempts.filter((a): a is JoinAttempt => ok(a) && a.completeMs !== null)
+  if (done.length === attempts.length && done.length > 0) return 'joined'
+  const first = attempts.find((a) => !ok(a) || a.completeMs === null)
+  if (first === undefined) return 'not measured'
+  if (!ok(first)) return `failed: ${first.error}`
+  return `**no sync within ${timeoutMs / 1000} s** (${first.keysPresent} keys; ${int(first.traffic.bytesIn)} bytes received)`
+}
+
+const joinSection = (j: JoinResult | Failure | undefined): string => {
+  if (j === undefined) return ''
+  const head = '## 3. Join time\n\n'
+  if (!ok(j)) return `${head}${failed('Join', j)}\n`
+  const rows = j.rows.map((r) => {
+    if ('error' in r) return [String(r.roomPeers), int(r.overwrites), LABELS[r.contender], '–', '–', '–', '–', `failed: ${r.error}`]
+    const done = r.attempts.filter((a): a is JoinAttempt => ok(a) && a.completeMs !== null)
+    const sent = r.roomTraffic === null ? '' : `; room's largest message ${int(r.roomTraffic.largestSend)} B, ${r.roomTraffic.channelsClosed} channels closed`
+    return [
+      String(r.roomPeers), int(r.overwrites), LABELS[r.contender], kib(r.stateBytes),
+      done.length === 0 ? '–' : ms(median(done.map((a) => a.completeMs as number))),
+      done.length === 0 ? '–' : ms(Math.max(...done.map((a) => a.completeMs as number))),
+      done.length === 0 ? '–' : kib(median(done.map((a) => a.traffic.bytesIn))),
+      joinOutcome(r.attempts, j.timeoutMs) + (done.length === r.attempts.length ? '' : sent)
+    ]
+  })
+  return `${head}A room of N peers holds a full store (100 keys, about 64 KB), or the same after 50,000 overwrites; a new peer (a fresh process) joins. ` +
+    'Time from `joinRoom` / `new WebrtcProvider` until every key holds its final value; bytes its data channels received by then. Up to 3 joins per room (one when a join times out).\n\n' +
+    table(['room peers', 'overwrites', 'contender', 'room state', 'join ms (median)', 'join ms (max)', 'received', 'outcome'], rows) + '\n'
+}
+
+const stepRow = (label: string, s: LoadStep): string[] => [
+  label, int(s.publishRate), int(s.relayedPerSecond), `${(100 * s.deliveredRatio).toFixed(1)} %`, ms(s.latency.p50), ms(s.latency.p99),
+  `${s.serverCpuPercent.toFixed(0)} %`, s.serverCpuUsPerRelayed.toFixed(1), s.serverPeakRssMiB.toFixed(0), `${s.generatorCpuPercent.toFixed(0)} %`, s.held ? 'held' : 'missed'
+]
+
+const signalingSection = (s: SignalingResult | Failure | undefined): string => {
+  if (s === undefined) return ''
+  const head = '## 4. Signaling server load\n\n'
+  if (!ok(s)) return `${head}${failed('Signaling', s)}\n`
+  const stepHead = ['server', 'publishes/s', 'relayed/s', 'delivered', 'p50 ms', 'p99 ms', 'server CPU', 'µs CPU per relayed', 'peak RSS MiB', 'generators CPU', '']
+  const fixed = s.servers.map((l) => ok(l.fixed) ? stepRow(SERVER_LABELS[l.server], l.fixed) : [SERVER_LABELS[l.server], `failed: ${l.fixed.error}`])
+  const ladder = s.servers.flatMap((l) => l.ladder.map((x) => stepRow(SERVER_LABELS[l.server], x)))
+  const best = s.servers.map((l) => [
+    SERVER_LABELS[l.server],
+    l.best === null ? 'none' : `${int(l.best.publishRate)}${l.bestIsCeiling ? ' (top of the ladder)' : ''}`,
+    l.best === null ? '–' : int(l.best.relayedPerSecond),
+    l.best === null ? '–' : ms(l.best.latency.p99),
+    ok(l.idle) ? `${l.idle.baselineRssMiB.toFixed(1)} → ${l.idle.loadedRssMiB.toFixed(1)}` : `failed: ${l.idle.error}`,
+    ok(l.idle) ? int(l.idle.bytesPerConnection) : '–',
+    ok(l.idle) ? int(l.idle.heapBytesPerConnection) : '–',
+    l.rejections === null ? 'n/a' : Object.entries(l.rejections).filter(([, n]) => n > 0).map(([k, n]) => `${k} ${n}`).join(', ') || 'none'
+  ])
+  return `${head}${int(s.connections)} WebSocket clients in ${int(s.rooms)} rooms of 10 speak y-webrtc's signaling JSON; every publish (an ICE-candidate signal carrying its send time) is relayed to the room's 10 subscribers. ` +
+    `Each server runs in its own process${s.pinned ? ', pinned to CPU 0, with its 2 load-generator processes pinned to CPU 1' : ''}; the two servers take turns at each rate. ` +
+    `A rate is held when ≥ ${MIN_DELIVERED * 100} % of relayed messages arrive, p99 ≤ ${MAX_P99_MS} ms and no client is dropped (a miss is retried once). ` +
+    `Our server ran with ${Object.entries(s.ourOptions).map(([k, v]) => `\`${k}: ${String(v)}\``).join(', ')} (its defaults are 10,000 connections, 100 messages/s and a burst of 1,000 per connection).\n\n` +
+    `### Fixed rate (${int(s.fixedRate)} publishes/s)\n\n${table(stepHead, fixed)}\n\n` +
+    `### Ladder (${s.stepSeconds} s per step)\n\n${table(stepHead, ladder)}\n\n` +
+    `### Highest rate held, and ${int(s.idleConnections)} idle connections\n\n` +
+    table(['server', 'highest publishes/s held', 'relayed/s', 'p99 ms', `RSS MiB, 0 → ${int(s.idleConnections)} idle`, 'RSS bytes per idle connection', 'heap bytes per idle connection', 'our rejections'], best) + '\n'
+}
+
+const historySection = (h: HistoryResult | Failure | undefined): string => {
+  if (h === undefined) return ''
+  const head = '## 5. History growth\n\n'
+  if (!ok(h)) return `${head}${failed('History', h)}\n`
+  const rows = h.rows.flatMap((r) => !('error' in r)
+    ? r.points.map((p) => [int(p.overwrites), LABELS[r.contender], kib(p.liveBytes), kib(p.stateBytes), times(p.stateBytes / p.liveBytes), kib(p.syncWireBytes),
+      p.syncMessageBytes > h.dataChannelLimit ? (r.contender === 'y-webrtc' ? '**over 256 KiB: unjoinable**' : `over 256 KiB: ${Math.ceil(p.syncMessageBytes / 16384)} frames`) : 'fits', kib(p.stateBytesV2)])
+    : [['–', LABELS[r.contender], `failed: ${r.error}`]])
+  return `${head}One peer alone overwrites the full store's 100 keys (about 640-byte values) round after round. ` +
+    'State is `Y.encodeStateAsUpdate`; the joiner\'s sync is y-webrtc\'s answer to an empty document\'s sync step 1 (one message), plus the library\'s framing; the last column is the same state in Yjs\'s V2 encoding, which y-webrtc does not use.\n\n' +
+    table(['overwrites', 'contender', 'live data', 'state (V1)', 'state ÷ live', 'joiner receives', 'one data-channel message?', 'state (V2)'], rows) + '\n'
+}
+
+const meshSection = (m: MeshResult | Failure | undefined): string => {
+  if (m === undefined) return ''
+  const head = '## 6. Mesh size\n\n'
+  if (!ok(m)) return `${head}${failed('Mesh', m)}\n`
+  const rows = m.rows.map((r) => !('error' in r)
+    ? [String(r.peers), LABELS[r.contender], ms(r.toEveryPeer.p50), ms(r.toEveryPeer.p99), ms(r.toOnePeer.p50), String(r.missing), `${r.writerCpuPercent.toFixed(1)} %`, `${r.receiverCpuPercent.toFixed(1)} %`, r.setupS.toFixed(1)]
+    : [String(r.peers), LABELS[r.contender], `failed: ${r.error}`])
+  return `${head}N peers (processes) in one room; one writes a key every ${m.intervalMs} ms, ${m.writes} times after warm-up; the others record arrival times. ` +
+    'Milliseconds until every peer had a write; CPU per peer over the window (percent of one core). N processes share the machine\'s cores, so large meshes measure the machine as much as the code.\n\n' +
+    table(['peers', 'contender', 'to every peer p50', 'to every peer p99', 'to one peer p50', 'missing', 'writer CPU', 'receiver CPU (mean)', 'mesh ready s'], rows) + '\n'
+}
+
+export const renderMarkdown = (r: Results, chart: string | null): string => [
+  runSection(r, chart),
+  latencySection(r.scenarios.latency),
+  throughputSection(r.scenarios.throughput),
+  joinSection(r.scenarios.join),
+  signalingSection(r.scenarios.signaling),
+  historySection(r.scenarios.history),
+  meshSection(r.scenarios.mesh)
+].filter((s) => s !== '').join('\n')
+
+export const writeResults = async (results: Results, name: string): Promise<string[]> => {
+  await mkdir(RESULTS_DIR, { recursive: true })
+  results.targets = judgeTargets(results)
+  const written: string[] = []
+  let chart: string | null = null
+  const { latency } = results.scenarios
+  if (ok(latency)) {
+    chart = name === 'latest' ? 'latency.svg' : `${name}-latency.svg`
+    const svg = latencyChart('Round-trip latency by percentile', latency.rows.map((row) => ({
+      label: `${LABELS[row.contender]}: p50 ${ms(row.summary.p50)} ms, p99 ${ms(row.summary.p99)} ms`,
+      color: COLORS[row.contender],
+      curve: row.curve
+    })))
+    await writeAtomic(`${RESULTS_DIR}${chart}`, svg)
+    written.push(`${RESULTS_DIR}${chart}`)
+  }
+  await writeAtomic(`${RESULTS_DIR}${name}.json`, `${JSON.stringify(results, null, 2)}\n`)
+  await writeAtomic(`${RESULTS_DIR}${name}.md`, renderMarkdown(results, chart))
+  written.push(`${RESULTS_DIR}${name}.json`, `${RESULTS_DIR}${name}.md`)
+  return written
+}

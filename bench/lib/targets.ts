@@ -1,0 +1,113 @@
+/**
+ * The issue's targets, judged from one run's results: pass or short per row, with the numbers
+ * on both sides and their ratio. A scenario that did not run or failed makes its rows 'n/a'.
+ */
+
+import type { Results } from './report.js'
+import type { Failure } from '../scenarios/context.js'
+import type { LoadStep, ServerLoad } from '../scenarios/signaling.js'
+import type { JoinAttempt } from '../scenarios/join.js'
+
+export interface TargetRow {
+  target: string
+  ours: string
+  anchor: string
+  ratio: string
+  verdict: 'pass' | 'short' | 'n/a'
+  note: string
+}
+
+const ok = <T extends object>(x: T | Failure | undefined): x is T => x !== undefined && !('error' in x)
+
+const ms = (x: number): string => `${x.toFixed(x < 10 ? 3 : 1)} ms`
+const perSecond = (x: number): string => `${Math.round(x).toLocaleString('en-US')}/s`
+const bytes = (x: number): string => `${Math.round(x).toLocaleString('en-US')} B`
+const times = (x: number): string => `${x.toFixed(2)}×`
+
+const na = (target: string, note: string): TargetRow => ({ target, ours: '', anchor: '', ratio: '', verdict: 'n/a', note })
+
+const compare = (target: string, ours: number, anchor: number, format: (x: number) => string, pass: (ratio: number) => boolean, note = ''): TargetRow => {
+  const ratio = ours / anchor
+  return { target, ours: format(ours), anchor: format(anchor), ratio: times(ratio), verdict: pass(ratio) ? 'pass' : 'short', note }
+}
+
+/** The highest publish rate both servers held, with each one's step at it. */
+const commonHeldRate = (a: ServerLoad, b: ServerLoad): { rate: number, a: LoadStep, b: LoadStep } | null => {
+  const held = (load: ServerLoad): LoadStep[] => [load.fixed, ...load.ladder].filter((s): s is LoadStep => ok(s) && s.held)
+  let best: { rate: number, a: LoadStep, b: LoadStep } | null = null
+  for (const sa of held(a)) {
+    const sb = held(b).find((s) => s.publishRate === sa.publishRate)
+    if (sb !== undefined && (best === null || sa.publishRate > best.rate)) best = { rate: sa.publishRate, a: sa, b: sb }
+  }
+  return best
+}
+
+export const judgeTargets = (results: Results): TargetRow[] => {
+  const rows: TargetRow[] = []
+  const { latency, throughput, signaling, join } = results.scenarios
+
+  if (ok(latency)) {
+    const ours = latency.rows.find((r) => r.contender === 'session-store')?.summary
+    const anchor = latency.rows.find((r) => r.contender === 'y-webrtc')?.summary
+    if (ours !== undefined && anchor !== undefined) {
+      rows.push(compare('Round trip p50 within 1.15× of stock y-webrtc', ours.p50, anchor.p50, ms, (r) => r <= 1.15))
+      rows.push(compare('Round trip p99 within 1.15× of stock y-webrtc', ours.p99, anchor.p99, ms, (r) => r <= 1.15))
+    }
+  } else {
+    rows.push(na('Round trip p50 and p99 within 1.15× of stock y-webrtc', latency === undefined ? 'not run' : latency.error))
+  }
+
+  if (ok(throughput)) {
+    const ours = throughput.rows.find((r) => r.contender === 'session-store')?.median
+    const anchor = throughput.rows.find((r) => r.contender === 'y-webrtc')?.median
+    if (ours != null && anchor != null) rows.push(compare('Throughput at least 0.9× of stock y-webrtc', ours.deliveredPerSecond, anchor.deliveredPerSecond, perSecond, (r) => r >= 0.9, 'updates delivered per second, median round'))
+    else rows.push(na('Throughput at least 0.9× of stock y-webrtc', 'a contender completed no round'))
+  } else {
+    rows.push(na('Throughput at least 0.9× of stock y-webrtc', throughput === undefined ? 'not run' : throughput.error))
+  }
+
+  const ourServer = ok(signaling) ? signaling.servers.find((s) => s.server === 'ours') : undefined
+  const theirServer = ok(signaling) ? signaling.servers.find((s) => s.server === 'y-webrtc') : undefined
+  if (ourServer !== undefined && theirServer !== undefined) {
+    if (ourServer.best !== null && theirServer.best !== null) {
+      const ceiling = ourServer.bestIsCeiling ? 'ours held the top of the ladder: the limit found is the load generator\'s' : ''
+      rows.push(compare('Signaling: relayed messages/s at least those of bin/server.js', ourServer.best.relayedPerSecond, theirServer.best.relayedPerSecond, perSecond, (r) => r >= 1, ceiling))
+    } else {
+      rows.push(na('Signaling: relayed messages/s at least those of bin/server.js', 'a server held no rate'))
+    }
+    const common = commonHeldRate(ourServer, theirServer)
+    if (common !== null) {
+      rows.push(compare('Signaling: p99 relay latency no worse than bin/server.js', common.a.latency.p99, common.b.latency.p99, ms, (r) => r <= 1, `at ${common.rate.toLocaleString('en-US')} publishes/s, the highest rate both held`))
+    } else {
+      rows.push(na('Signaling: p99 relay latency no worse than bin/server.js', 'no rate held by both'))
+    }
+    if (ok(ourServer.idle) && ok(theirServer.idle)) {
+      rows.push(compare('Signaling: less memory per idle connection than bin/server.js', ourServer.idle.bytesPerConnection, theirServer.idle.bytesPerConnection, bytes, (r) => r < 1, `server RSS growth over ${ourServer.idle.connections.toLocaleString('en-US')} connections`))
+    } else {
+      rows.push(na('Signaling: less memory per idle connection than bin/server.js', 'idle measurement failed'))
+    }
+  } else {
+    rows.push(na('Signaling server targets', signaling === undefined ? 'not run' : ok(signaling) ? 'a server missing' : signaling.error))
+  }
+
+  if (ok(join)) {
+    const joined = (contender: string): { done: number, total: number, histories: number[] } => {
+      const mine = join.rows.filter((r) => r.contender === contender)
+      const done = mine.filter((r) => !('error' in r) && r.attempts.length > 0 && r.attempts.every((a) => ok<JoinAttempt>(a) && a.completeMs !== null))
+      return { done: done.length, total: mine.length, histories: [...new Set(mine.map((r) => r.overwrites))] }
+    }
+    const ours = joined('session-store')
+    const anchor = joined('y-webrtc')
+    rows.push({
+      target: 'Joins succeed at every history length',
+      ours: `${ours.done}/${ours.total} rooms`,
+      anchor: `${anchor.done}/${anchor.total} rooms`,
+      ratio: '',
+      verdict: ours.total > 0 && ours.done === ours.total ? 'pass' : 'short',
+      note: `histories of ${ours.histories.map((h) => h.toLocaleString('en-US')).join(' and ')} overwrites, every room size; a room counts when every join into it completed`
+    })
+  } else {
+    rows.push(na('Joins succeed at every history length', join === undefined ? 'not run' : join.error))
+  }
+  return rows
+}

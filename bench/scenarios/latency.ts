@@ -1,0 +1,99 @@
+/**
+ * Scenario 1, round-trip latency: A sets `ping`, B's change callback answers with `pong`, A's
+ * callback sees it. A times each round trip on its own clock; the next round starts after one
+ * turn of A's event loop (setImmediate), the same for every contender. The raw simple-peer echo
+ * is the floor: one data-channel message each way and nothing else.
+ *
+ * The contenders' pairs are all connected first, then measured in interleaved chunks (A, B, C,
+ * A, B, C, ...) so that a change in background load during the run hits every contender alike.
+ */
+
+import type { Child, Commands } from '../lib/child.js'
+import { dismiss, formMesh, freshRoom, spawnKvPeers, spawnRaw, type KvChild, type RawChild } from '../lib/peers.js'
+import { quantileCurve, summarize, type Summary } from '../lib/stats.js'
+import type { KvContenderName } from '../peers/contenders.js'
+import type { RawCommands } from '../peers/raw-peer.js'
+import { MAX_CONNS, type ContenderName, type Context } from './context.js'
+
+export interface LatencyRow {
+  contender: ContenderName
+  summary: Summary
+  /** [quantile, ms] pairs for the chart. */
+  curve: Array<[number, number]>
+}
+
+export interface LatencyResult {
+  warmup: number
+  iterations: number
+  chunks: number
+  rows: LatencyRow[]
+}
+
+/** A pair whose `a` side runs the ping loop (both kinds of peer share its signature). */
+interface Pair {
+  a: Child<Pick<RawCommands, 'pingLoop'>>
+  b: Child<Commands>
+}
+
+const CONNECT_TIMEOUT = 30_000
+
+export const rawPair = async (): Promise<{ a: RawChild, b: RawChild }> => {
+  const [a, b] = await Promise.all([spawnRaw('a'), spawnRaw('b')])
+  a.on('signal', (signal) => b.tell('signal', signal))
+  b.on('signal', (signal) => a.tell('signal', signal))
+  await b.call('start', { initiator: false })
+  await a.call('start', { initiator: true })
+  await Promise.all([a.call('waitConnected', { timeout: CONNECT_TIMEOUT }), b.call('waitConnected', { timeout: CONNECT_TIMEOUT })])
+  return { a, b }
+}
+
+/** Two peers of `contender` in a fresh room, connected to each other. */
+export const kvPair = async (ctx: Context, contender: KvContenderName, what: string): Promise<{ a: KvChild, b: KvChild }> => {
+  const [a, b] = await spawnKvPeers(contender, 2) as [KvChild, KvChild]
+  await formMesh([a, b], { room: freshRoom(what), signaling: ctx.signalingFor(contender), maxConns: MAX_CONNS })
+  return { a, b }
+}
+
+export const runLatency = async (ctx: Context): Promise<LatencyResult> => {
+  const warmup = ctx.quick ? 100 : 500
+  const iterations = ctx.quick ? 300 : 3000
+  const chunks = ctx.quick ? 1 : 3
+  const contenders: ContenderName[] = ['simple-peer', 'y-webrtc', 'session-store']
+  const pairs = new Map<ContenderName, Pair>()
+  const samples = new Map<ContenderName, number[]>(contenders.map((c) => [c, []]))
+  try {
+    for (const contender of contenders) {
+      ctx.log(`connecting a ${contender} pair`)
+      if (contender === 'simple-peer') {
+        const { a, b } = await rawPair()
+        await b.call('echo', undefined)
+        pairs.set(contender, { a, b })
+      }
+      else {
+        const { a, b } = await kvPair(ctx, contender, 'latency')
+        await b.call('respond', undefined)
+        pairs.set(contender, { a, b })
+      }
+    }
+    for (let chunk = 0; chunk < chunks; chunk++) {
+      for (const contender of contenders) {
+        const pair = pairs.get(contender) as Pair
+        const args = { warmup: chunk === 0 ? warmup : 50, iterations: Math.ceil(iterations / chunks), timeout: 5_000 }
+        const { samples: chunkSamples } = await pair.a.call('pingLoop', args, 120_000)
+        samples.get(contender)?.push(...chunkSamples)
+        ctx.log(`${contender} chunk ${chunk + 1}/${chunks}: p50 ${summarize(chunkSamples).p50.toFixed(3)} ms`)
+      }
+    }
+  } finally {
+    await dismiss([...pairs.values()].flatMap((pair) => [pair.a, pair.b]))
+  }
+  return {
+    warmup,
+    iterations,
+    chunks,
+    rows: contenders.map((contender) => {
+      const all = samples.get(contender) as number[]
+      return { contender, summary: summarize(all), curve: quantileCurve(all) }
+    })
+  }
+}
