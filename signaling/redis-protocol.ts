@@ -117,9 +117,10 @@ export const encodeInstanceMessage = (message: InstanceBusMessage): string =>
  *
  * KEYS[1] the topic's members hash. ARGV: instance id, its count (0 removes it), the topic channel,
  * the instance key prefix, the hash's TTL in ms.
- * Returns `{ seq, id1, count1, id2, count2, ... }` (the caller excluded); `{ 0 }` when a count of 0
- * was written to a topic nobody holds. Fields of instances whose key has expired are deleted on
- * the way: a crashed instance is forgotten by the next change to each of its topics.
+ * Returns `{ seq, id1, count1, ttl1, id2, count2, ttl2, ... }` (the caller excluded), where ttl is
+ * what the instance's key has left in ms (-1: no expiry); `{ 0 }` when a count of 0 was written to
+ * a topic nobody holds. Fields of instances whose key has expired are deleted on the way: a
+ * crashed instance is forgotten by the next change to each of its topics.
  */
 export const MEMBERSHIP_SCRIPT = `
 local key, id, count = KEYS[1], ARGV[1], tonumber(ARGV[2])
@@ -132,9 +133,11 @@ local fields = redis.call('HGETALL', key)
 for j = 1, #fields, 2 do
   local field = fields[j]
   if field ~= '#' and field ~= id then
-    if redis.call('EXISTS', ARGV[4] .. field) == 1 then
+    local ttl = redis.call('PTTL', ARGV[4] .. field)
+    if ttl ~= -2 then
       out[#out + 1] = field
       out[#out + 1] = fields[j + 1]
+      out[#out + 1] = ttl
     else
       redis.call('HDEL', key, field)
     end
@@ -150,6 +153,8 @@ export const MEMBERSHIP_SCRIPT_SHA = createHash('sha1').update(MEMBERSHIP_SCRIPT
 export interface Snapshot {
   seq: number
   counts: Map<string, number>
+  /** ms each instance's key had left (-1: it does not expire): how much longer it counts as alive. */
+  expiresIn: Map<string, number>
   /** Fields left out because they were malformed (someone else wrote them) or over the limit. */
   refused: number
 }
@@ -160,16 +165,22 @@ export interface Snapshot {
  * bad entry in a topic's hash must not keep every instance from ever joining the topic.
  */
 export const parseSnapshot = (reply: unknown, maxInstances: number): Snapshot | null => {
-  if (!Array.isArray(reply) || reply.length % 2 !== 1) return null
-  const [seq, ...pairs] = reply as unknown[]
+  if (!Array.isArray(reply) || reply.length % 3 !== 1) return null
+  const [seq, ...triples] = reply as unknown[]
   if (typeof seq !== 'number' || !Number.isSafeInteger(seq) || seq < 0) return null
   const counts = new Map<string, number>()
+  const expiresIn = new Map<string, number>()
   let refused = 0
-  for (let j = 0; j < pairs.length; j += 2) {
-    const instance = pairs[j]
-    const count = typeof pairs[j + 1] === 'string' ? Number(pairs[j + 1]) : Number.NaN
-    if (!isInstanceId(instance) || !isMemberCount(count) || counts.size >= maxInstances) refused++
-    else counts.set(instance, count)
+  for (let j = 0; j < triples.length; j += 3) {
+    const instance = triples[j]
+    const count = typeof triples[j + 1] === 'string' ? Number(triples[j + 1]) : Number.NaN
+    const ttl = triples[j + 2]
+    if (!isInstanceId(instance) || !isMemberCount(count) || typeof ttl !== 'number' || !Number.isSafeInteger(ttl) || ttl < -1 || counts.size >= maxInstances) {
+      refused++
+      continue
+    }
+    counts.set(instance, count)
+    expiresIn.set(instance, ttl)
   }
-  return { seq, counts, refused }
+  return { seq, counts, expiresIn, refused }
 }

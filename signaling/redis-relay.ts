@@ -276,8 +276,12 @@ class Relay implements RedisRelay {
       const snapshot = await this.writeMembership(topic)
       if (this.topics.get(topic) !== state) return true
       if (snapshot === null) return false
+      // Alive for as long as its key has left, not a full TTL from now: a crashed instance must not
+      // be kept alive by the snapshots of topics it held.
       const now = performance.now()
-      for (const instance of snapshot.counts.keys()) this.instances.seen(instance, now)
+      for (const [instance, left] of snapshot.expiresIn) {
+        this.instances.seen(instance, now - this.opts.ttl + (left < 0 ? this.opts.ttl : Math.min(left, this.opts.ttl)))
+      }
       state.remote.applySnapshot(snapshot.seq, snapshot.counts)
       state.previous = null
       return true

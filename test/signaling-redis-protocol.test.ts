@@ -79,14 +79,16 @@ describe('instance channel messages', () => {
 
 describe('membership script replies', () => {
   it('reads the sequence number and the other instances\' counts', () => {
-    expect(parseSnapshot([4, 'a', '2', 'b', '1'], 10)).toEqual({ seq: 4, counts: new Map([['a', 2], ['b', 1]]), refused: 0 })
-    expect(parseSnapshot([0], 10)).toEqual({ seq: 0, counts: new Map(), refused: 0 })
+    expect(parseSnapshot([4, 'a', '2', 1500, 'b', '1', -1], 10))
+      .toEqual({ seq: 4, counts: new Map([['a', 2], ['b', 1]]), expiresIn: new Map([['a', 1500], ['b', -1]]), refused: 0 })
+    expect(parseSnapshot([0], 10)).toEqual({ seq: 0, counts: new Map(), expiresIn: new Map(), refused: 0 })
   })
 
   it.each([
     ['not an array', 'OK'],
     ['an empty array', []],
-    ['a missing count', [1, 'a']],
+    ['a missing count', [1, 'a', 100]],
+    ['a missing key TTL', [1, 'a', '1']],
     ['a sequence that is not a number', ['1', 'a', '2']],
     ['a negative sequence', [-1]]
   ])('refuses %s', (_what, reply) => {
@@ -94,7 +96,7 @@ describe('membership script replies', () => {
   })
 
   it('leaves out malformed fields and fields over the limit, and counts them', () => {
-    const reply = [3, 'ok', '1', 'nan', 'x', 'negative', '-2', 7, '2', 'x'.repeat(65), '1', 'b', '1', 'c', '1']
-    expect(parseSnapshot(reply, 2)).toEqual({ seq: 3, counts: new Map([['ok', 1], ['b', 1]]), refused: 5 })
+    const reply = [3, 'ok', '1', 10, 'nan', 'x', 10, 'negative', '-2', 10, 7, '2', 10, 'x'.repeat(65), '1', 10, 'ttl', '1', 'x', 'b', '1', 20, 'c', '1', 30]
+    expect(parseSnapshot(reply, 2)).toEqual({ seq: 3, counts: new Map([['ok', 1], ['b', 1]]), expiresIn: new Map([['ok', 10], ['b', 20]]), refused: 6 })
   })
 })
