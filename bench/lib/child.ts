@@ -42,12 +42,17 @@ export interface SpawnOptions {
   stdout?: boolean
 }
 
+/** What @roamhq/wrtc prints for every ICE candidate it skips: not worth a line each. */
+const NOISE = /^Ignoring unsupported ICE candidate\.$/
+
 export class Child<C extends Commands> extends EventEmitter {
   hello: any = null
   readonly exited: Promise<number | string>
   #nextId = 0
   /** The end of what the child wrote to stderr (passed on to ours): why it died, if it did. */
   #stderrTail = ''
+  /** Set when the child has exited: its code or signal, and the error it printed, if any. */
+  #exitReason: string | null = null
   readonly #pending = new Map<number, { resolve: (value: any) => void, reject: (err: Error) => void }>()
 
   private constructor (readonly name: string, readonly process: ChildProcess) {
@@ -56,8 +61,9 @@ export class Child<C extends Commands> extends EventEmitter {
     // A send on a channel that closed meanwhile; the call that made it has already failed.
     process.on('error', () => {})
     process.stderr?.on('data', (chunk: Buffer) => {
-      globalThis.process.stderr.write(chunk)
-      this.#stderrTail = (this.#stderrTail + chunk.toString()).slice(-4096)
+      const text = chunk.toString().split('\n').filter((line) => !NOISE.test(line)).join('\n')
+      if (text.trim() !== '') globalThis.process.stderr.write(text.endsWith('\n') ? text : `${text}\n`)
+      this.#stderrTail = (this.#stderrTail + text).slice(-4096)
     })
     process.on('message', (message: Reply | Event) => {
       if ('id' in message) {
@@ -71,8 +77,9 @@ export class Child<C extends Commands> extends EventEmitter {
     })
     this.exited = new Promise((resolve) => process.once('exit', (code, signal) => {
       running.delete(process)
-      const reason = this.#stderrTail.split('\n').find((line) => /^\w*(Error|Exception)\b/.test(line))
-      for (const waiter of this.#pending.values()) waiter.reject(new Error(`${name} exited (${String(code ?? signal)})${reason === undefined ? '' : `: ${reason}`}`))
+      const printed = this.#stderrTail.split('\n').find((line) => /^\w*(Error|Exception)\b/.test(line))
+      this.#exitReason = `exited (${String(code ?? signal)})${printed === undefined ? '' : `: ${printed}`}`
+      for (const waiter of this.#pending.values()) waiter.reject(new Error(`${name} ${this.#exitReason}`))
       this.#pending.clear()
       resolve(code ?? signal ?? 'unknown')
     }))
@@ -106,7 +113,7 @@ export class Child<C extends Commands> extends EventEmitter {
   }
 
   call<K extends keyof C & string>(cmd: K, args: ArgsOf<C[K]>, timeout = 60_000): Promise<ResultOf<C[K]>> {
-    if (!this.process.connected) return Promise.reject(new Error(`${this.name} is gone`))
+    if (!this.process.connected) return Promise.reject(new Error(`${this.name} ${this.#exitReason ?? 'is gone'}`))
     const id = this.#nextId++
     const result = new Promise<ResultOf<C[K]>>((resolve, reject) => {
       this.#pending.set(id, { resolve, reject })

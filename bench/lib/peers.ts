@@ -31,6 +31,26 @@ export const formMesh = async (peers: KvChild[], spec: JoinSpec, timeout = 30_00
   await Promise.all(peers.map((peer) => peer.call('waitConnected', { count: peers.length - 1, timeout }, timeout + 5_000)))
 }
 
+/**
+ * Spawns `count` peers of `contender` and forms their mesh; if that fails (a stock y-webrtc peer
+ * can crash on a signaling race), tries once more with fresh processes. `retries` says why it had to.
+ */
+export const spawnMesh = async (contender: KvContenderName, count: number, spec: JoinSpec, label = 'peer'): Promise<{ peers: KvChild[], retries: string[] }> => {
+  const retries: string[] = []
+  for (;;) {
+    const peers = await spawnKvPeers(contender, count, label)
+    try {
+      await formMesh(peers, spec)
+      return { peers, retries }
+    } catch (err) {
+      await dismiss(peers)
+      const reason = err instanceof Error ? err.message : String(err)
+      if (retries.length > 0) throw new Error(`the mesh did not form twice: ${retries[0] as string}; then ${reason}`)
+      retries.push(reason)
+    }
+  }
+}
+
 /** Leaves politely (bounded), then kills: the next scenario starts from no peers at all. */
 export const dismiss = async (peers: Array<Child<any>>): Promise<void> => {
   await Promise.all(peers.map(async (peer) => {

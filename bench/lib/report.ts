@@ -125,6 +125,8 @@ const throughputSection = (t: ThroughputResult | Failure | undefined): string =>
     ])) + '\n'
 }
 
+const retried = (retries: string[]): string => retries.length === 0 ? '' : `; formed at the second try, the first failed: ${retries.join('; ')}`
+
 const joinOutcome = (attempts: Array<JoinAttempt | Failure>, timeoutMs: number): string => {
   const done = attempts.filter((a): a is JoinAttempt => ok(a) && a.completeMs !== null)
   if (done.length === attempts.length && done.length > 0) return 'joined'
@@ -147,7 +149,7 @@ const joinSection = (j: JoinResult | Failure | undefined): string => {
       done.length === 0 ? '–' : ms(median(done.map((a) => a.completeMs as number))),
       done.length === 0 ? '–' : ms(Math.max(...done.map((a) => a.completeMs as number))),
       done.length === 0 ? '–' : kib(median(done.map((a) => a.traffic.bytesIn))),
-      joinOutcome(r.attempts, j.timeoutMs) + (done.length === r.attempts.length ? '' : sent)
+      joinOutcome(r.attempts, j.timeoutMs) + (done.length === r.attempts.length ? '' : sent) + retried(r.setupRetries)
     ]
   })
   return `${head}A room of N peers holds a full store (100 keys, about 64 KB), or the same after 50,000 overwrites; a new peer (a fresh process) joins. ` +
@@ -205,7 +207,7 @@ const meshSection = (m: MeshResult | Failure | undefined): string => {
   const head = '## 6. Mesh size\n\n'
   if (!ok(m)) return `${head}${failed('Mesh', m)}\n`
   const rows = m.rows.map((r) => !('error' in r)
-    ? [String(r.peers), LABELS[r.contender], ms(r.toEveryPeer.p50), ms(r.toEveryPeer.p99), ms(r.toOnePeer.p50), String(r.missing), `${r.writerCpuPercent.toFixed(1)} %`, `${r.receiverCpuPercent.toFixed(1)} %`, r.setupS.toFixed(1)]
+    ? [String(r.peers), LABELS[r.contender], ms(r.toEveryPeer.p50), ms(r.toEveryPeer.p99), ms(r.toOnePeer.p50), String(r.missing), `${r.writerCpuPercent.toFixed(1)} %`, `${r.receiverCpuPercent.toFixed(1)} %`, r.setupS.toFixed(1) + retried(r.setupRetries)]
     : [String(r.peers), LABELS[r.contender], `failed: ${r.error}`])
   return `${head}N peers (processes) in one room; one writes a key every ${m.intervalMs} ms, ${m.writes} times after warm-up; the others record arrival times. ` +
     'Milliseconds until every peer had a write; CPU per peer over the window (percent of one core). N processes share the machine\'s cores, so large meshes measure the machine as much as the code.\n\n' +

@@ -11,7 +11,7 @@
  * bytes its data channels receive until it is complete.
  */
 
-import { dismiss, formMesh, freshRoom, spawnKv, spawnKvPeers, type KvChild } from '../lib/peers.js'
+import { dismiss, freshRoom, spawnKv, spawnMesh, type KvChild } from '../lib/peers.js'
 import type { JoinSpec, KvContenderName, Traffic } from '../peers/contenders.js'
 import { KV_CONTENDERS } from '../peers/contenders.js'
 import { KEYS } from '../lib/workload.js'
@@ -37,6 +37,8 @@ export interface JoinRow {
   attempts: Array<JoinAttempt | Failure>
   /** Send failures and largest message the room's peers saw while the joiners tried. */
   roomTraffic: Pick<Traffic, 'sendErrors' | 'largestSend' | 'lastSendError' | 'channelsClosed'> | null
+  /** Why the room had to be formed again (empty when it formed at the first try). */
+  setupRetries: string[]
 }
 
 export interface JoinResult {
@@ -66,10 +68,9 @@ const sumTraffic = (traffics: Traffic[]): JoinRow['roomTraffic'] => ({
 
 const measureRoom = async (ctx: Context, contender: KvContenderName, roomPeers: number, overwrites: number, state: Uint8Array, reps: number, joinTimeout: number): Promise<JoinRow> => {
   const spec: JoinSpec = { room: freshRoom('join'), signaling: ctx.signalingFor(contender), maxConns: MAX_CONNS, instrument: true }
-  const peers = await spawnKvPeers(contender, roomPeers)
+  const { peers, retries } = await spawnMesh(contender, roomPeers, { ...spec, state })
   const joiners: KvChild[] = []
   try {
-    await formMesh(peers, { ...spec, state })
     const attempts: Array<JoinAttempt | Failure> = []
     for (let rep = 0; rep < reps; rep++) {
       const joiner = await spawnKv(contender, `joiner${rep}`)
@@ -83,7 +84,7 @@ const measureRoom = async (ctx: Context, contender: KvContenderName, roomPeers: 
       if ('error' in attempt || attempt.completeMs === null) break
     }
     const traffics = await Promise.all(peers.map((peer) => peer.call('traffic', undefined)))
-    return { contender, roomPeers, overwrites, stateBytes: state.length, attempts, roomTraffic: sumTraffic(traffics) }
+    return { contender, roomPeers, overwrites, stateBytes: state.length, attempts, roomTraffic: sumTraffic(traffics), setupRetries: retries }
   } finally {
     await dismiss([...peers, ...joiners])
   }
