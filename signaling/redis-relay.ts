@@ -406,11 +406,10 @@ class Relay implements RedisRelay {
     this.resyncGeneration = generation
     this.setLink('syncing')
     try {
-      // Sent first on the connection, so no EVALSHA after it can meet an empty script cache.
-      const loading = this.pub.script('LOAD', MEMBERSHIP_SCRIPT)
-      const beating = this.beat()
-      await this.sub.subscribe(this.names.instances)
-      await Promise.all([loading, beating])
+      // The script is loaded first on the connection, so no EVALSHA after it can meet an empty
+      // script cache. One Promise.all, so that no rejection goes unhandled.
+      await Promise.all([this.pub.script('LOAD', MEMBERSHIP_SCRIPT), this.beat(), this.sub.subscribe(this.names.instances)])
+      if (generation !== this.generation) return
       const topics = [...this.topics]
       for (const [, state] of topics) {
         state.previous ??= state.remote
