@@ -100,9 +100,10 @@ const latencySection = (l: LatencyResult | Failure | undefined): string => {
   const floor = l.rows.find((r) => r.contender === 'simple-peer')?.summary.p50 ?? Number.NaN
   const stock = l.rows.find((r) => r.contender === 'y-webrtc')?.summary
   return `${head}${count(l.iterations, 'round trip')} each after ${l.warmup} of warm-up, in ${count(l.chunks, 'interleaved chunk')}. Milliseconds.\n\n` +
-    table(['contender', 'p50', 'p99', 'max', 'mean', 'p50 × floor', 'p50 × y-webrtc', 'p99 × y-webrtc'], l.rows.map((r) => [
+    table(['contender', 'p50', 'p99', 'max', 'mean', 'p50 × floor', 'p50 × y-webrtc', 'p99 × y-webrtc', 'p50 of each chunk'], l.rows.map((r) => [
       LABELS[r.contender], ms(r.summary.p50), ms(r.summary.p99), ms(r.summary.max), ms(r.summary.mean),
-      times(r.summary.p50 / floor), stock === undefined ? '–' : times(r.summary.p50 / stock.p50), stock === undefined ? '–' : times(r.summary.p99 / stock.p99)
+      times(r.summary.p50 / floor), stock === undefined ? '–' : times(r.summary.p50 / stock.p50), stock === undefined ? '–' : times(r.summary.p99 / stock.p99),
+      r.chunkP50s.map((x) => x.toFixed(3)).join(', ')
     ])) + '\n'
 }
 

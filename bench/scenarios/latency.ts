@@ -20,6 +20,8 @@ export interface LatencyRow {
   summary: Summary
   /** [quantile, ms] pairs for the chart. */
   curve: Array<[number, number]>
+  /** The p50 of each chunk, in order: how much the machine drifted during the run. */
+  chunkP50s: number[]
 }
 
 export interface LatencyResult {
@@ -56,11 +58,12 @@ export const kvPair = async (ctx: Context, contender: KvContenderName, what: str
 
 export const runLatency = async (ctx: Context): Promise<LatencyResult> => {
   const warmup = ctx.quick ? 100 : 500
-  const iterations = ctx.quick ? 300 : 3000
-  const chunks = ctx.quick ? 1 : 3
+  const iterations = ctx.quick ? 300 : 6000
+  const chunks = ctx.quick ? 1 : 6
   const contenders: ContenderName[] = ['simple-peer', 'y-webrtc', 'session-store']
   const pairs = new Map<ContenderName, Pair>()
   const samples = new Map<ContenderName, number[]>(contenders.map((c) => [c, []]))
+  const chunkP50s = new Map<ContenderName, number[]>(contenders.map((c) => [c, []]))
   try {
     for (const contender of contenders) {
       ctx.log(`connecting a ${contender} pair`)
@@ -81,7 +84,9 @@ export const runLatency = async (ctx: Context): Promise<LatencyResult> => {
         const args = { warmup: chunk === 0 ? warmup : 50, iterations: Math.ceil(iterations / chunks), timeout: 5_000 }
         const { samples: chunkSamples } = await pair.a.call('pingLoop', args, 120_000)
         samples.get(contender)?.push(...chunkSamples)
-        ctx.log(`${contender} chunk ${chunk + 1}/${chunks}: p50 ${summarize(chunkSamples).p50.toFixed(3)} ms`)
+        const { p50 } = summarize(chunkSamples)
+        chunkP50s.get(contender)?.push(p50)
+        ctx.log(`${contender} chunk ${chunk + 1}/${chunks}: p50 ${p50.toFixed(3)} ms`)
       }
     }
   } finally {
@@ -93,7 +98,7 @@ export const runLatency = async (ctx: Context): Promise<LatencyResult> => {
     chunks,
     rows: contenders.map((contender) => {
       const all = samples.get(contender) as number[]
-      return { contender, summary: summarize(all), curve: quantileCurve(all) }
+      return { contender, summary: summarize(all), curve: quantileCurve(all), chunkP50s: chunkP50s.get(contender) ?? [] }
     })
   }
 }
