@@ -122,6 +122,7 @@ const main = async (): Promise<void> => {
     process.exit(1)
   }
   process.stdout.write(`signaling server listening on ${server.url}\n`)
+  if (args.options.staticDir !== undefined) process.stdout.write(`open ${server.url.replace(/^ws/, 'http')}/ in a browser\n`)
 
   let stopping = false
   const stop = (signal: NodeJS.Signals): void => {

@@ -60,6 +60,11 @@ const route = async (ctx: HttpContext, req: IncomingMessage, res: ServerResponse
 
 export const createHttpHandler = (ctx: HttpContext): RequestListener => (req, res) => {
   route(ctx, req, res).catch((err: unknown) => {
+    if ((err as { code?: unknown }).code === 'ERR_STREAM_PREMATURE_CLOSE') {
+      // The client went away (or Node's pipeline saw the response close first): nothing failed here.
+      ctx.logger.debug({ path: pathnameOf(req) }, 'http client closed the response early')
+      return
+    }
     ctx.logger.error({ err, path: pathnameOf(req) }, 'http request failed')
     if (!res.headersSent) res.writeHead(500, { 'Content-Type': 'text/plain; charset=utf-8' }).end('internal error\n')
     else res.destroy()

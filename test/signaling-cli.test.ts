@@ -1,5 +1,7 @@
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process'
-import { existsSync } from 'node:fs'
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { beforeAll, describe, expect, it, onTestFinished } from 'vitest'
 import { CloseCode, createToken } from '../signaling/index.js'
@@ -86,6 +88,20 @@ describe('CLI', () => {
     expect((await withTimeout(cli.exited, 10_000, 'the CLI to exit')).code).toBe(0)
     const logs = cli.stderr().trim().split('\n').map((line) => JSON.parse(line) as { msg: string, url?: string })
     expect(logs.map((log) => log.msg)).toEqual(expect.arrayContaining(['redis link up', 'signaling server closed']))
+  })
+
+  it('with --static, prints the address to open and serves the page there', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'signaling-static-'))
+    onTestFinished(() => rmSync(dir, { recursive: true, force: true }))
+    writeFileSync(join(dir, 'index.html'), '<!doctype html><title>demo</title>')
+    const cli = await start(['--port', '0', '--static', dir])
+    const page = await waitFor(() => /^open (http:\/\/\S+\/) in a browser$/m.exec(cli.stdout()), { what: 'the page address' })
+    expect(page[1]).toBe(`${cli.url.replace('ws://', 'http://')}/`)
+    const res = await fetch(page[1]!)
+    expect(res.status).toBe(200)
+    expect(await res.text()).toContain('<title>demo</title>')
+    cli.child.kill('SIGTERM')
+    expect((await withTimeout(cli.exited, 10_000)).code).toBe(0)
   })
 
   it('prints usage for --help and exits 0', async () => {

@@ -1,9 +1,11 @@
 import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises'
+import { request } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { beforeAll, afterAll, describe, expect, it } from 'vitest'
 import { resolveStaticPath } from '../signaling/static.js'
 import { connect, connectMany, httpGet, startServer } from './helpers/signaling.js'
+import { waitFor } from './helpers/wait.js'
 
 describe('health and metrics', () => {
   it('reports status, connections and topics on /healthz', async () => {
@@ -120,6 +122,26 @@ describe('static files', () => {
     expect((await httpGet(server, '/some/client/route')).body).toContain('<title>demo</title>')
     expect((await httpGet(server, '/assets/missing.js')).status).toBe(404)
     expect((await httpGet(server, '/healthz')).headers['content-type']).toMatch(/^application\/json/)
+  })
+
+  it('a client that hangs up mid-download is not logged as a server error', async () => {
+    await writeFile(join(root, 'assets', 'big.bin'), Buffer.alloc(8 * 1024 * 1024, 1))
+    const errors: unknown[] = []
+    const debug: unknown[] = []
+    const log = (into: unknown[]) => (obj: object, msg?: string) => { into.push([obj, msg]) }
+    const server = await startServer({ staticDir: root, logger: { debug: log(debug), info: () => {}, warn: () => {}, error: log(errors) } })
+    for (let i = 0; i < 5; i++) {
+      await new Promise<void>((resolve, reject) => {
+        const req = request(`${server.url.replace('ws://', 'http://')}/assets/big.bin`, (res) => {
+          res.once('data', () => { req.destroy(); resolve() })
+        })
+        req.on('error', (err) => { if ((err as { code?: string }).code !== 'ECONNRESET') reject(err) })
+        req.end()
+      })
+    }
+    await waitFor(() => debug.length + errors.length >= 5, { what: 'the server to notice the hang-ups', timeout: 5000 }).catch(() => {})
+    expect(errors).toEqual([])
+    expect((await httpGet(server, '/')).status).toBe(200)
   })
 
   it.each([
