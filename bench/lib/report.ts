@@ -150,7 +150,8 @@ const joinSection = (j: JoinResult | Failure | undefined): string => {
       done.length === 0 ? '–' : ms(median(done.map((a) => a.completeMs as number))),
       done.length === 0 ? '–' : ms(Math.max(...done.map((a) => a.completeMs as number))),
       done.length === 0 ? '–' : kib(median(done.map((a) => a.traffic.bytesIn))),
-      joinOutcome(r.attempts, j.timeoutMs) + (done.length === r.attempts.length ? '' : sent) + retried(r.setupRetries)
+      joinOutcome(r.attempts, j.timeoutMs) + (done.length === r.attempts.length ? '' : sent) + retried(r.setupRetries) +
+        (r.roomError === null ? '' : `; afterwards a room peer was gone: ${r.roomError}`)
     ]
   })
   return `${head}A room of N peers holds a full store (100 keys, about 64 KB), or the same after 50,000 overwrites; a new peer (a fresh process) joins. ` +

@@ -39,6 +39,8 @@ export interface JoinRow {
   roomTraffic: Pick<Traffic, 'sendErrors' | 'largestSend' | 'lastSendError' | 'channelsClosed'> | null
   /** Why the room had to be formed again (empty when it formed at the first try). */
   setupRetries: string[]
+  /** A room peer that was gone when the joins were over (they were measured all the same). */
+  roomError: string | null
 }
 
 export interface JoinResult {
@@ -83,8 +85,13 @@ const measureRoom = async (ctx: Context, contender: KvContenderName, roomPeers: 
       // A join that timed out will time out again: the rest of the repetitions would only cost time.
       if ('error' in attempt || attempt.completeMs === null) break
     }
-    const traffics = await Promise.all(peers.map((peer) => peer.call('traffic', undefined)))
-    return { contender, roomPeers, overwrites, stateBytes: state.length, attempts, roomTraffic: sumTraffic(traffics), setupRetries: retries }
+    // A room peer that died after the joins does not undo them: the attempts stand, the death is noted.
+    let roomError: string | null = null
+    const traffics = await Promise.all(peers.map((peer) => peer.call('traffic', undefined))).catch((err: unknown) => {
+      roomError = failure(err).error
+      return null
+    })
+    return { contender, roomPeers, overwrites, stateBytes: state.length, attempts, roomTraffic: traffics === null ? null : sumTraffic(traffics), roomError, setupRetries: retries }
   } finally {
     await dismiss([...peers, ...joiners])
   }
