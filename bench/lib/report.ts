@@ -171,6 +171,7 @@ const signalingSection = (s: SignalingResult | Failure | undefined): string => {
   const stepHead = ['server', 'publishes/s', 'relayed/s', 'delivered', 'p50 ms', 'p99 ms', 'server CPU', 'µs CPU per relayed', 'peak RSS MiB', 'generators CPU', '']
   const fixed = s.servers.map((l) => ok(l.fixed) ? stepRow(SERVER_LABELS[l.server], l.fixed) : [SERVER_LABELS[l.server], `failed: ${l.fixed.error}`])
   const ladder = s.servers.flatMap((l) => l.ladder.map((x) => stepRow(SERVER_LABELS[l.server], x)))
+  const matched = s.servers.flatMap((l) => l.matched.map((x) => stepRow(SERVER_LABELS[l.server], x)))
   const best = s.servers.map((l) => [
     SERVER_LABELS[l.server],
     l.best === null ? 'none' : `${int(l.best.publishRate)}${l.bestIsCeiling ? ' (top of the ladder)' : ''}`,
@@ -187,6 +188,7 @@ const signalingSection = (s: SignalingResult | Failure | undefined): string => {
     `Our server ran with ${Object.entries(s.ourOptions).map(([k, v]) => `\`${k}: ${String(v)}\``).join(', ')} (its defaults are 10,000 connections, 100 messages/s and a burst of 1,000 per connection).\n\n` +
     `### Fixed rate (${int(s.fixedRate)} publishes/s)\n\n${table(stepHead, fixed)}\n\n` +
     `### Ladder (${s.stepSeconds} s per step)\n\n${table(stepHead, ladder)}\n\n` +
+    `### Both at the highest rate both held (taking turns)\n\n${matched.length === 0 ? 'No rate was held by both.' : table(stepHead, matched)}\n\n` +
     `### Highest rate held, and ${int(s.idleConnections)} idle connections\n\n` +
     table(['server', 'highest publishes/s held', 'relayed/s', 'p99 ms', `RSS MiB, 0 → ${int(s.idleConnections)} idle`, 'RSS bytes per idle connection', 'heap bytes per idle connection', 'our rejections'], best) + '\n'
 }

@@ -5,7 +5,6 @@
 
 import type { Results } from './report.js'
 import type { Failure } from '../scenarios/context.js'
-import type { LoadStep, ServerLoad } from '../scenarios/signaling.js'
 import type { JoinAttempt } from '../scenarios/join.js'
 
 export interface TargetRow {
@@ -23,23 +22,13 @@ const ms = (x: number): string => `${x.toFixed(x < 10 ? 3 : 1)} ms`
 const perSecond = (x: number): string => `${Math.round(x).toLocaleString('en-US')}/s`
 const bytes = (x: number): string => `${Math.round(x).toLocaleString('en-US')} B`
 const times = (x: number): string => `${x.toFixed(2)}×`
+const int = (x: number): string => Math.round(x).toLocaleString('en-US')
 
 const na = (target: string, note: string): TargetRow => ({ target, ours: '', anchor: '', ratio: '', verdict: 'n/a', note })
 
 const compare = (target: string, ours: number, anchor: number, format: (x: number) => string, pass: (ratio: number) => boolean, note = ''): TargetRow => {
   const ratio = ours / anchor
   return { target, ours: format(ours), anchor: format(anchor), ratio: times(ratio), verdict: pass(ratio) ? 'pass' : 'short', note }
-}
-
-/** The highest publish rate both servers held, with each one's step at it. */
-const commonHeldRate = (a: ServerLoad, b: ServerLoad): { rate: number, a: LoadStep, b: LoadStep } | null => {
-  const held = (load: ServerLoad): LoadStep[] => [load.fixed, ...load.ladder].filter((s): s is LoadStep => ok(s) && s.held)
-  let best: { rate: number, a: LoadStep, b: LoadStep } | null = null
-  for (const sa of held(a)) {
-    const sb = held(b).find((s) => s.publishRate === sa.publishRate)
-    if (sb !== undefined && (best === null || sa.publishRate > best.rate)) best = { rate: sa.publishRate, a: sa, b: sb }
-  }
-  return best
 }
 
 export const judgeTargets = (results: Results): TargetRow[] => {
@@ -70,16 +59,22 @@ export const judgeTargets = (results: Results): TargetRow[] => {
   const theirServer = ok(signaling) ? signaling.servers.find((s) => s.server === 'y-webrtc') : undefined
   if (ourServer !== undefined && theirServer !== undefined) {
     if (ourServer.best !== null && theirServer.best !== null) {
-      const ceiling = ourServer.bestIsCeiling ? 'ours held the top of the ladder: the limit found is the load generator\'s' : ''
+      const ceiling = ourServer.bestIsCeiling
+        ? 'ours held the top of the ladder: the limit found is the load generator\'s'
+        : ourServer.best.generatorCpuPercent >= 90 ? `the generators used ${ourServer.best.generatorCpuPercent.toFixed(0)} % of their core at our best rate: ours may do more` : ''
       rows.push(compare('Signaling: relayed messages/s at least those of bin/server.js', ourServer.best.relayedPerSecond, theirServer.best.relayedPerSecond, perSecond, (r) => r >= 1, ceiling))
     } else {
       rows.push(na('Signaling: relayed messages/s at least those of bin/server.js', 'a server held no rate'))
     }
-    const common = commonHeldRate(ourServer, theirServer)
-    if (common !== null) {
-      rows.push(compare('Signaling: p99 relay latency no worse than bin/server.js', common.a.latency.p99, common.b.latency.p99, ms, (r) => r <= 1, `at ${common.rate.toLocaleString('en-US')} publishes/s, the highest rate both held`))
+    if (ourServer.matchedBest !== null && theirServer.matchedBest !== null) {
+      rows.push(compare('Signaling: p99 relay latency no worse than bin/server.js, at the highest rate both sustain', ourServer.matchedBest.latency.p99, theirServer.matchedBest.latency.p99, ms, (r) => r <= 1,
+        `both at ${int(ourServer.matchedBest.publishRate)} publishes/s (${int(ourServer.matchedBest.relayedPerSecond)} relayed/s), the better of ${ourServer.matched.length === 1 ? 'one turn' : `${ourServer.matched.length} turns`} each`))
     } else {
-      rows.push(na('Signaling: p99 relay latency no worse than bin/server.js', 'no rate held by both'))
+      rows.push(na('Signaling: p99 relay latency no worse than bin/server.js, at the highest rate both sustain', 'no rate held by both'))
+    }
+    if (ok(ourServer.fixed) && ok(theirServer.fixed)) {
+      rows.push(compare('Signaling: p99 relay latency no worse than bin/server.js, at the fixed rate', ourServer.fixed.latency.p99, theirServer.fixed.latency.p99, ms, (r) => r <= 1,
+        `${int(ourServer.fixed.publishRate)} publishes/s (${int(ourServer.fixed.relayedPerSecond)} relayed/s), one turn each`))
     }
     if (ok(ourServer.idle) && ok(theirServer.idle)) {
       rows.push(compare('Signaling: less memory per idle connection than bin/server.js', ourServer.idle.bytesPerConnection, theirServer.idle.bytesPerConnection, bytes, (r) => r < 1, `server RSS growth over ${ourServer.idle.connections.toLocaleString('en-US')} connections`))

@@ -9,7 +9,9 @@
  *   missed), the two servers taking turns at each rate so that background load hits both alike.
  *   A rate is held when at least 99 % of the relayed messages (10 per publish: every subscriber,
  *   the publisher included) arrive within the step plus 2 s, their p99 relay latency is at most
- *   250 ms, and no client was dropped; a rate missed is tried once more. Server CPU per relayed message is reported too: unlike
+ *   250 ms, and no client was dropped; a rate missed is tried once more. Then both servers run
+ *   at the highest rate both held, twice each, taking turns: p99 is compared there, on the
+ *   better attempt of each (background load only ever adds latency). Server CPU per relayed message is reported too: unlike
  *   the ladder, it does not depend on who else uses the machine.
  * - Idle: a fresh server holding 10,000 idle, subscribed clients (from 4 processes, to stay
  *   within the per-process file limit); memory per connection is the difference of the server's
@@ -62,6 +64,12 @@ export interface ServerLoad {
   best: LoadStep | null
   /** True when the best step is the top of the ladder: the generators, not the server, set the limit. */
   bestIsCeiling: boolean
+  /**
+   * Both servers at the same rate, the highest both held, measured twice each (once when quick), taking turns:
+   * where "no worse p99" is judged. `matchedBest` is the attempt with the lower p99.
+   */
+  matched: LoadStep[]
+  matchedBest: LoadStep | null
   idle: IdleResult | Failure
   /** Our server's rejection counters after the load (null for y-webrtc's, which has none). */
   rejections: Record<string, number> | null
@@ -95,6 +103,7 @@ interface Rig {
   ladder: LoadStep[]
   held: LoadStep | null
   missed: LoadStep | null
+  matched: LoadStep[]
 }
 
 interface Params {
@@ -107,6 +116,8 @@ interface Params {
   bisections: number
   idleConnections: number
   idleGenerators: number
+  /** Turns each server gets at the highest rate both held. */
+  matchedTurns: number
 }
 
 const spawnGenerators = (count: number, cpu: number | null): Promise<Generator[]> =>
@@ -190,7 +201,7 @@ const loadBoth = async (ctx: Context, p: Params, pinned: boolean): Promise<Array
     for (const name of SERVERS) {
       const server = await startServer(name, name === 'ours' ? OUR_LOAD_OPTIONS : {})
       if (pinned) pin(server.pid, 0)
-      const rig: Rig = { name, server, generators: [], ladder: [], held: null, missed: null }
+      const rig: Rig = { name, server, generators: [], ladder: [], held: null, missed: null, matched: [] }
       rigs.push(rig)
       rig.generators = await spawnGenerators(p.generators, pinned ? 1 : null)
       await connectAll(rig.generators, server.url, p.connections, p.rooms)
@@ -212,6 +223,15 @@ const loadBoth = async (ctx: Context, p: Params, pinned: boolean): Promise<Array
         await runStep(ctx, rig, Math.round((rig.held.publishRate + rig.missed.publishRate) / 2), p, 'bisect')
       }
     }
+    const matchedRate = Math.min(...rigs.map((rig) => rig.held?.publishRate ?? 0))
+    for (let attempt = 0; matchedRate > 0 && attempt < p.matchedTurns; attempt++) {
+      for (const rig of rigs) {
+        if (!rig.server.alive()) continue
+        const s = await step(rig, matchedRate, p)
+        rig.matched.push(s)
+        ctx.log(`${rig.name} matched: ${describe(s)}`)
+      }
+    }
     return await Promise.all(rigs.map(async (rig) => {
       const stats = await rig.server.stats().catch(() => null)
       return {
@@ -220,6 +240,8 @@ const loadBoth = async (ctx: Context, p: Params, pinned: boolean): Promise<Array
         ladder: rig.ladder,
         best: rig.held,
         bestIsCeiling: rig.missed === null,
+        matched: rig.matched,
+        matchedBest: rig.matched.reduce<LoadStep | null>((best, s) => best === null || s.latency.p99 < best.latency.p99 ? s : best, null),
         rejections: stats === null ? null : { ...stats.rejections }
       }
     }))
@@ -257,8 +279,8 @@ const idleServer = async (ctx: Context, name: ServerName, p: Params): Promise<Id
 
 export const runSignaling = async (ctx: Context): Promise<SignalingResult> => {
   const p: Params = ctx.quick
-    ? { connections: 100, rooms: 10, generators: 2, fixedRate: 100, maxRate: 200, stepSeconds: 1, bisections: 0, idleConnections: 500, idleGenerators: 2 }
-    : { connections: 1_000, rooms: 100, generators: 2, fixedRate: 1_000, maxRate: 32_000, stepSeconds: 5, bisections: 2, idleConnections: 10_000, idleGenerators: 4 }
+    ? { connections: 100, rooms: 10, generators: 2, fixedRate: 100, maxRate: 200, stepSeconds: 1, bisections: 0, idleConnections: 500, idleGenerators: 2, matchedTurns: 1 }
+    : { connections: 1_000, rooms: 100, generators: 2, fixedRate: 1_000, maxRate: 32_000, stepSeconds: 5, bisections: 2, idleConnections: 10_000, idleGenerators: 4, matchedTurns: 2 }
   const pinned = canPin()
   const loads = await loadBoth(ctx, p, pinned)
   const servers: ServerLoad[] = []
