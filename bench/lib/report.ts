@@ -99,7 +99,7 @@ const latencySection = (l: LatencyResult | Failure | undefined): string => {
   if (!ok(l)) return `${head}\n\n${failed('Latency', l)}\n`
   const floor = l.rows.find((r) => r.contender === 'simple-peer')?.summary.p50 ?? Number.NaN
   const stock = l.rows.find((r) => r.contender === 'y-webrtc')?.summary
-  return `${head}${count(l.iterations, 'round trip')} each after ${l.warmup} of warm-up, in ${count(l.chunks, 'interleaved chunk')}. Milliseconds.\n\n` +
+  return `${head}${count(l.iterations, 'round trip')} each after ${l.warmup} of warm-up, in ${count(l.chunks, 'chunk')} per contender, taking turns (forwards, then backwards). Milliseconds.\n\n` +
     table(['contender', 'p50', 'p99', 'max', 'mean', 'p50 × floor', 'p50 × y-webrtc', 'p99 × y-webrtc', 'p50 of each chunk'], l.rows.map((r) => [
       LABELS[r.contender], ms(r.summary.p50), ms(r.summary.p99), ms(r.summary.max), ms(r.summary.mean),
       times(r.summary.p50 / floor), stock === undefined ? '–' : times(r.summary.p50 / stock.p50), stock === undefined ? '–' : times(r.summary.p99 / stock.p99),
@@ -113,7 +113,8 @@ const throughputSection = (t: ThroughputResult | Failure | undefined): string =>
   if (!ok(t)) return `${head}${failed('Throughput', t)}\n`
   const stock = t.rows.find((r) => r.contender === 'y-webrtc')?.median
   return `${head}A writes 100 keys (about 100-byte values) round-robin for ${t.durationMs / 1000} s as fast as the API allows, yielding to the event loop every ${t.yieldEvery} writes; ` +
-    `B counts what it observes. ${count(t.rows[0]?.rounds.length ?? 0, 'round')} per contender on fresh pairs, interleaved; the median round by delivered rate is shown. ` +
+    `B counts what it observes. ${count(t.rows[0]?.rounds.length ?? 0, 'round')} per contender on fresh pairs, taking turns (forwards, then backwards); the median round by delivered rate is shown. ` +
+    `Round by round, p2p-session-store over y-webrtc: ${t.roundRatios.map((r) => times(r)).join(', ')} (median ${t.medianRoundRatio === null ? '–' : times(t.medianRoundRatio)}). ` +
     'The raw simple-peer row sends ~100-byte messages in the same loop: the floor, since every data-channel send is a synchronous call into libwebrtc\'s threads.\n\n' +
     table(['contender', 'writes/s', 'µs per write call', 'delivered updates/s', 'B\'s lag at the end', '× y-webrtc', 'every round (delivered/s)'], t.rows.map((r) => [
       LABELS[r.contender],

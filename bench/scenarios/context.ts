@@ -29,3 +29,11 @@ export interface Failure {
 }
 
 export const failure = (err: unknown): Failure => ({ error: err instanceof Error ? err.message : String(err) })
+
+/**
+ * The order in which contenders take turn `turn`: forwards, then backwards, and so on. Under a
+ * load that rises or falls during a scenario, a fixed order would always hand the last turn
+ * the worst of it; alternating cancels a steady drift between neighbours.
+ */
+export const turnOrder = <T>(contenders: readonly T[], turn: number): T[] =>
+  turn % 2 === 0 ? [...contenders] : [...contenders].reverse()

@@ -5,7 +5,7 @@
  * is the floor: one data-channel message each way and nothing else.
  *
  * The contenders' pairs are all connected first, then measured in interleaved chunks (A, B, C,
- * A, B, C, ...) so that a change in background load during the run hits every contender alike.
+ * C, B, A, ...) so that a change in background load during the run hits every contender alike.
  */
 
 import type { Child, Commands } from '../lib/child.js'
@@ -13,7 +13,7 @@ import { dismiss, formMesh, freshRoom, spawnKvPeers, spawnRaw, type KvChild, typ
 import { quantileCurve, summarize, type Summary } from '../lib/stats.js'
 import type { KvContenderName } from '../peers/contenders.js'
 import type { RawCommands } from '../peers/raw-peer.js'
-import { MAX_CONNS, type ContenderName, type Context } from './context.js'
+import { MAX_CONNS, turnOrder, type ContenderName, type Context } from './context.js'
 
 export interface LatencyRow {
   contender: ContenderName
@@ -79,7 +79,7 @@ export const runLatency = async (ctx: Context): Promise<LatencyResult> => {
       }
     }
     for (let chunk = 0; chunk < chunks; chunk++) {
-      for (const contender of contenders) {
+      for (const contender of turnOrder(contenders, chunk)) {
         const pair = pairs.get(contender) as Pair
         const args = { warmup: chunk === 0 ? warmup : 50, iterations: Math.ceil(iterations / chunks), timeout: 5_000 }
         const { samples: chunkSamples } = await pair.a.call('pingLoop', args, 120_000)

@@ -11,7 +11,7 @@ import { dismiss, freshRoom, spawnMesh, type KvChild } from '../lib/peers.js'
 import { summarize, type Summary } from '../lib/stats.js'
 import type { KvContenderName } from '../peers/contenders.js'
 import { KV_CONTENDERS } from '../peers/contenders.js'
-import { failure, MAX_CONNS, type Context, type Failure } from './context.js'
+import { failure, MAX_CONNS, turnOrder, type Context, type Failure } from './context.js'
 
 export interface MeshRow {
   contender: KvContenderName
@@ -104,8 +104,8 @@ export const runMesh = async (ctx: Context): Promise<MeshResult> => {
   // library keeps), so a write costs N(N-1) messages: 10 writes/s keep 20 peers off saturation.
   const intervalMs = 100
   const rows: MeshResult['rows'] = []
-  for (const size of sizes) {
-    for (const contender of KV_CONTENDERS) {
+  for (const [turn, size] of sizes.entries()) {
+    for (const contender of turnOrder(KV_CONTENDERS, turn)) {
       const row = await measure(ctx, contender, size, writes, warmup, intervalMs).catch((err: unknown) => ({ contender, peers: size, ...failure(err) }))
       rows.push(row)
       ctx.log(`${contender}, ${size} peers: ${'error' in row ? row.error : `p50 ${row.toEveryPeer.p50.toFixed(2)} ms, p99 ${row.toEveryPeer.p99.toFixed(2)} ms to every peer; receivers ${row.receiverCpuPercent.toFixed(1)} % CPU (mesh ready in ${row.setupS.toFixed(1)} s)`}`)
