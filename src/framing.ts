@@ -132,6 +132,7 @@ export const createFramedWrtc = (base: WrtcImplementation, options: FramingOptio
 
     override close (): void {
       connections.delete(this)
+      for (const stop of closers.get(this) ?? []) stop()
       super.close()
     }
   }
@@ -144,6 +145,8 @@ export const createFramedWrtc = (base: WrtcImplementation, options: FramingOptio
 }
 
 const framed = new WeakSet<RTCDataChannel>()
+/** Per connection, what marks its channels closing (called before the native close). */
+const closers = new WeakMap<RTCPeerConnection, Array<() => void>>()
 
 /**
  * Patches one channel in place: `send` frames and queues under backpressure, and the
@@ -158,9 +161,30 @@ const frameChannel = (channel: RTCDataChannel, pc: RTCPeerConnection, options: F
   const nativeSend = channel.send.bind(channel) as (data: Uint8Array | string) => void
   const queue: Uint8Array[] = []
   let handler: ((event: MessageEvent) => void) | null = null
+  // Once the channel or its connection is closing, native sends are refused here: @roamhq/wrtc
+  // can crash (SIGSEGV) sending on a channel whose native side is being torn down.
+  let closing = false
+  const stop = (): void => { closing = true }
+  channel.addEventListener('close', stop)
+  channel.addEventListener('error', stop)
+  pc.addEventListener('connectionstatechange', () => {
+    if (pc.connectionState === 'closed' || pc.connectionState === 'failed') stop()
+  })
+  const stoppers = closers.get(pc)
+  if (stoppers === undefined) closers.set(pc, [stop])
+  else stoppers.push(stop)
+  const nativeClose = channel.close.bind(channel)
+  Object.defineProperty(channel, 'close', {
+    configurable: true,
+    writable: true,
+    value: () => {
+      stop()
+      nativeClose()
+    }
+  })
 
   const flush = (): void => {
-    while (queue.length > 0 && channel.readyState === 'open' && channel.bufferedAmount < highWaterMark) {
+    while (queue.length > 0 && !closing && channel.readyState === 'open' && channel.bufferedAmount < highWaterMark) {
       nativeSend(queue.shift() as Uint8Array)
     }
   }
@@ -171,6 +195,7 @@ const frameChannel = (channel: RTCDataChannel, pc: RTCPeerConnection, options: F
     configurable: true,
     writable: true,
     value: (data: Uint8Array | string) => {
+      if (closing) throw new DOMException('the data channel is closing', 'InvalidStateError')
       if (typeof data === 'string') return nativeSend(data)
       const frames = encodeFrames(data instanceof Uint8Array ? data : new Uint8Array(data), chunkBytes)
       if (queue.length === 0 && frames.length === 1) return nativeSend(frames[0] as Uint8Array)

@@ -273,9 +273,14 @@ export class Session extends ObservableV2<SessionEvents> {
     // y-webrtc re-subscribes and re-announces the room when one of its WebRTC connections closes,
     // even while the room is being left, which would keep a left peer subscribed (and announced)
     // on a shared signaling connection. Its connections are closed here without those listeners.
+    // The connections are also closed before y-webrtc broadcasts its goodbye (an awareness
+    // removal) over them: sending on a channel whose remote is closing at the same moment crashes
+    // @roamhq/wrtc (SIGSEGV in RTCDataChannel::Send, seen when peers leave together). The others
+    // see this peer leave when its connection closes.
     this.#provider.room?.webrtcConns.forEach((conn) => {
       conn.peer.removeAllListeners('close')
       conn.peer.removeAllListeners('error')
+      conn.peer.destroy()
     })
     // disconnect() releases the signaling connections (closing those no other room uses);
     // destroy() alone would leave them open.
