@@ -146,7 +146,7 @@ export class Session extends ObservableV2<SessionEvents> {
     this.#store = new SessionStore(this.doc.getMap(STORE_MAP), { limits, onError: (err) => this.#emitError(err) })
     this.#awareness = new Awareness(this.doc)
     this.#awareness.on('change', this.#onAwarenessChange)
-    this.#awareness.setLocalState({ metadata: this.#checkMetadata(metadata) })
+    this.#awareness.setLocalState({ metadata: metadataOf(metadata, this.#store.limits.maxValueBytes) })
     this.#wrtc = createFramedWrtc(base, {
       onOpen: (channel, pc) => {
         channelOwner.set(channel, pc)
@@ -246,7 +246,7 @@ export class Session extends ObservableV2<SessionEvents> {
   /** Replaces this peer's metadata (JSON, at most `maxValueBytes`); the other peers see it. */
   setMetadata (metadata: Json): void {
     if (this.#leaving !== null) throw new SessionStoreError(ErrorCodes.NOT_AVAILABLE, 'the session has been left')
-    this.#awareness.setLocalStateField('metadata', this.#checkMetadata(metadata))
+    this.#awareness.setLocalStateField('metadata', metadataOf(metadata, this.#store.limits.maxValueBytes))
   }
 
   /**
@@ -409,14 +409,6 @@ export class Session extends ObservableV2<SessionEvents> {
     }
   }
 
-  #checkMetadata (metadata: unknown): Json {
-    const text = encodeValue(metadata)
-    if (utf8Length(text) > this.#store.limits.maxValueBytes) {
-      throw new SessionStoreError(ErrorCodes.VALUE_TOO_LARGE, `metadata is over the limit of ${this.#store.limits.maxValueBytes} bytes`)
-    }
-    return JSON.parse(text) as Json
-  }
-
   #emitStatus (): void {
     this.#emit('status', this.status)
   }
@@ -475,11 +467,17 @@ const browserWrtc = (): WrtcImplementation | undefined => {
   return { RTCPeerConnection, RTCSessionDescription, RTCIceCandidate }
 }
 
+/** Validates metadata (JSON, at most `maxBytes`) and returns its JSON copy; throws SessionStoreError. */
+const metadataOf = (metadata: unknown, maxBytes: number): Json => {
+  const text = encodeValue(metadata)
+  if (utf8Length(text) > maxBytes) throw new SessionStoreError(ErrorCodes.VALUE_TOO_LARGE, `metadata is over the limit of ${maxBytes} bytes`)
+  return JSON.parse(text) as Json
+}
+
 /** Metadata from another peer is untrusted: anything not within the rules reads as null. */
 const sanitizeMetadata = (metadata: unknown, maxBytes: number): Json => {
   try {
-    const text = encodeValue(metadata ?? null)
-    return utf8Length(text) <= maxBytes ? JSON.parse(text) as Json : null
+    return metadataOf(metadata ?? null, maxBytes)
   } catch {
     return null
   }
