@@ -14,7 +14,7 @@
  * Everything another peer wrote is shown with textContent, never parsed as HTML.
  */
 
-import { joinRoom, SessionStoreError, type Json, type Peer, type Session, type SessionStatus, type SessionStore, type SyncState } from 'p2p-session-store'
+import { joinRoom, SessionStoreError, type Json, type Peer, type Session, type SessionStatus, type SessionStore, type SyncState } from 'y-session-store'
 
 declare global {
   interface Window {

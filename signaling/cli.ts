@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * `p2p-session-store-signaling`: a thin shell around `createSignalingServer`. Flags and env in,
+ * `y-session-store-signaling`: a thin shell around `createSignalingServer`. Flags and env in,
  * one line with the URL on stdout, pino logs on stderr, graceful shutdown on SIGINT/SIGTERM.
  */
 
@@ -9,7 +9,7 @@ import { pino } from 'pino'
 import { DEFAULT_OPTIONS, type SignalingServerOptions } from './options.js'
 import { createSignalingServer } from './server.js'
 
-const USAGE = `Usage: p2p-session-store-signaling [options]
+const USAGE = `Usage: y-session-store-signaling [options]
 
 Options (environment variable in brackets):
   --port N                        port, 0 for any free one [PORT] (default ${DEFAULT_OPTIONS.port})

@@ -1,5 +1,5 @@
 /**
- * `p2p-session-store/signaling`: the signaling server that introduces y-webrtc peers to each
+ * `y-session-store/signaling`: the signaling server that introduces y-webrtc peers to each
  * other. Node only. The public surface is what is exported here; other modules are internal.
  */
 

@@ -1,7 +1,7 @@
 /**
- * p2p-session-store: a shared realtime key-value store for everyone in a room, synced
+ * y-session-store: a shared realtime key-value store for everyone in a room, synced
  * peer-to-peer over WebRTC with Yjs. This is the isomorphic entry: it uses the runtime's
- * WebSocket and RTCPeerConnection (browsers). Node programs import `p2p-session-store/node`.
+ * WebSocket and RTCPeerConnection (browsers). Node programs import `y-session-store/node`.
  */
 
 export { joinRoom, Session } from './session.js'

@@ -100,7 +100,7 @@ const PROBE_INTERVAL = 1000
  * The probe is a publish whose data y-webrtc peers ignore (no `from`, an unknown type, and not
  * the string an encrypted room expects); the server's echo carries the topic's subscriber count.
  */
-const PROBE = { type: 'p2p-session-store:probe' }
+const PROBE = { type: 'y-session-store:probe' }
 /** At most one answering announce per remote peer in this many milliseconds. */
 const REANNOUNCE_INTERVAL = 2000
 const STORE_MAP = 'session-store'
@@ -139,7 +139,7 @@ export class Session extends ObservableV2<SessionEvents> {
     if (!Array.isArray(signaling) || signaling.some((url) => typeof url !== 'string')) throw new SessionStoreError(ErrorCodes.INVALID_OPTION, 'signaling must be an array of URLs')
     if (!Number.isFinite(joinTimeout) || joinTimeout < 0) throw new SessionStoreError(ErrorCodes.INVALID_OPTION, 'joinTimeout must be a non-negative number of milliseconds')
     const base = (peerOpts.wrtc as WrtcImplementation | undefined) ?? runtime.wrtc ?? browserWrtc()
-    if (base === undefined) throw new SessionStoreError(ErrorCodes.INVALID_OPTION, 'no WebRTC implementation: pass peerOpts.wrtc, or use p2p-session-store/node in Node')
+    if (base === undefined) throw new SessionStoreError(ErrorCodes.INVALID_OPTION, 'no WebRTC implementation: pass peerOpts.wrtc, or use y-session-store/node in Node')
 
     this.room = room
     this.doc = new Y.Doc()

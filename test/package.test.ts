@@ -9,9 +9,9 @@ import { build } from 'esbuild'
 
 describe('package', () => {
   it('exposes the three entry points with their types', async () => {
-    const browser = await import('p2p-session-store')
-    const node = await import('p2p-session-store/node')
-    const signaling = await import('p2p-session-store/signaling')
+    const browser = await import('y-session-store')
+    const node = await import('y-session-store/node')
+    const signaling = await import('y-session-store/signaling')
     expect(typeof browser.joinRoom).toBe('function')
     expect(typeof node.joinRoom).toBe('function')
     expect(node.joinRoom).not.toBe(browser.joinRoom)

@@ -13,7 +13,7 @@ const room = {
 describe('screenSignal: what y-webrtc can process without throwing', () => {
   it.each([
     ['an announce', { type: 'announce', from: 'x' }],
-    ['a probe without from/to', { type: 'p2p-session-store:probe' }],
+    ['a probe without from/to', { type: 'y-session-store:probe' }],
     ['an offer to us', { type: 'signal', from: 'x', to: 'me', token: 1.5, signal: { type: 'offer', sdp: 'v=0' } }],
     ['a candidate to us', { type: 'signal', from: 'x', to: 'me', signal: { candidate: { candidate: '' } } }],
     ['an answer from a peer we offered to', { type: 'signal', from: 'known', to: 'me', signal: { type: 'answer', sdp: 'v=0' } }],

@@ -35,7 +35,7 @@ const version = (pkg: string): string => {
 }
 
 export const packageVersions = (): Record<string, string> => ({
-  'p2p-session-store': (JSON.parse(readFileSync(`${REPO_ROOT}package.json`, 'utf8')) as { version: string }).version,
+  'y-session-store': (JSON.parse(readFileSync(`${REPO_ROOT}package.json`, 'utf8')) as { version: string }).version,
   yjs: version('yjs'),
   'y-webrtc': version('y-webrtc'),
   'simple-peer': version('simple-peer'),

@@ -86,7 +86,7 @@ const runSection = (r: Results, chart: string | null): string => {
     ''
   ]
   if (r.targets !== undefined) {
-    lines.push('## Targets', '', table(['Target', 'p2p-session-store', 'anchor', 'ratio', 'verdict', 'note'],
+    lines.push('## Targets', '', table(['Target', 'y-session-store', 'anchor', 'ratio', 'verdict', 'note'],
       r.targets.map((t) => [t.target, t.ours, t.anchor, t.ratio, t.verdict === 'pass' ? '**pass**' : t.verdict === 'short' ? '**short**' : 'n/a', t.note])), '')
   }
   if (chart !== null) lines.push(`![Round-trip latency distributions](${chart})`, '')
@@ -114,7 +114,7 @@ const throughputSection = (t: ThroughputResult | Failure | undefined): string =>
   const stock = t.rows.find((r) => r.contender === 'y-webrtc')?.median
   return `${head}A writes 100 keys (about 100-byte values) round-robin for ${t.durationMs / 1000} s as fast as the API allows, yielding to the event loop every ${t.yieldEvery} writes; ` +
     `B counts what it observes. ${count(t.rows[0]?.rounds.length ?? 0, 'round')} per contender on fresh pairs, taking turns (forwards, then backwards); the median round by delivered rate is shown. ` +
-    `Round by round, p2p-session-store over y-webrtc: ${t.roundRatios.map((r) => times(r)).join(', ')} (median ${t.medianRoundRatio === null ? '–' : times(t.medianRoundRatio)}). ` +
+    `Round by round, y-session-store over y-webrtc: ${t.roundRatios.map((r) => times(r)).join(', ')} (median ${t.medianRoundRatio === null ? '–' : times(t.medianRoundRatio)}). ` +
     'The raw simple-peer row sends ~100-byte messages in the same loop: the floor, since every data-channel send is a synchronous call into libwebrtc\'s threads.\n\n' +
     table(['contender', 'writes/s', 'µs per write call', 'delivered updates/s', 'B\'s lag at the end', '× y-webrtc', 'every round (delivered/s)'], t.rows.map((r) => [
       LABELS[r.contender],

@@ -3,7 +3,7 @@
  * can be read from /proc without counting anyone else's.
  */
 
-import type { SignalingServerOptions, SignalingStats } from 'p2p-session-store/signaling'
+import type { SignalingServerOptions, SignalingStats } from 'y-session-store/signaling'
 import type { OurServerCommands } from '../servers/ours.js'
 import type { YWebrtcServerCommands } from '../servers/y-webrtc.js'
 import { Child } from './child.js'
@@ -14,7 +14,7 @@ export type ServerName = typeof SERVERS[number]
 
 export const SERVER_LABELS: Record<ServerName, string> = {
   'y-webrtc': 'y-webrtc bin/server.js',
-  ours: 'p2p-session-store signaling'
+  ours: 'y-session-store signaling'
 }
 
 export interface RunningServer {

@@ -9,8 +9,8 @@ import * as Y from 'yjs'
 import { WebrtcProvider } from 'y-webrtc'
 import wrtc from '@roamhq/wrtc'
 import { WebSocket } from 'ws'
-import { joinRoom } from 'p2p-session-store/node'
-import type { Session, SessionStore } from 'p2p-session-store/node'
+import { joinRoom } from 'y-session-store/node'
+import type { Session, SessionStore } from 'y-session-store/node'
 
 export const KV_CONTENDERS = ['y-webrtc', 'session-store'] as const
 export type KvContenderName = typeof KV_CONTENDERS[number]

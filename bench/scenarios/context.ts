@@ -18,7 +18,7 @@ export const MAX_CONNS = 32
 export const LABELS = {
   'simple-peer': 'raw simple-peer data channel',
   'y-webrtc': 'stock y-webrtc + Y.Map',
-  'session-store': 'p2p-session-store'
+  'session-store': 'y-session-store'
 } as const
 
 export type ContenderName = keyof typeof LABELS

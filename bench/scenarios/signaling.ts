@@ -18,7 +18,7 @@
  *   RSS, after a full GC, with and without them, divided by their number (V8 heap likewise).
  */
 
-import type { SignalingServerOptions } from 'p2p-session-store/signaling'
+import type { SignalingServerOptions } from 'y-session-store/signaling'
 import type { LoadCommands } from '../load/client.js'
 import { Child } from '../lib/child.js'
 import { now, sleep } from '../lib/clock.js'

@@ -3,7 +3,7 @@
  * It always listens on 127.0.0.1 and a free port, which it reports with the 'listening' event.
  */
 
-import { createSignalingServer, type SignalingServerOptions } from 'p2p-session-store/signaling'
+import { createSignalingServer, type SignalingServerOptions } from 'y-session-store/signaling'
 import { emit, serve } from '../lib/child.js'
 import { memoryCommands } from './memory.js'
 
