@@ -23,10 +23,12 @@ export const ErrorCodes = {
   INVALID_REMOTE_ENTRY: 'INVALID_REMOTE_ENTRY',
   /** An application callback (observer, completion, event listener) threw. */
   CALLBACK_FAILED: 'CALLBACK_FAILED',
-  /** A peer broke the data-channel framing protocol; its connection was closed. */
+  /** A peer sent what this peer cannot process (signaling or data channel); it was dropped or closed. */
   PROTOCOL_ERROR: 'PROTOCOL_ERROR',
-  /** An option passed to `joinRoom` is invalid. */
-  INVALID_OPTION: 'INVALID_OPTION'
+  /** An option passed to `joinRoom` is invalid (or unknown). */
+  INVALID_OPTION: 'INVALID_OPTION',
+  /** An installed dependency is not the version this library relies on (y-webrtc's internals). */
+  INCOMPATIBLE_DEPENDENCY: 'INCOMPATIBLE_DEPENDENCY'
 } as const
 
 export type ErrorCode = typeof ErrorCodes[keyof typeof ErrorCodes]

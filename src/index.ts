@@ -5,11 +5,11 @@
  */
 
 export { joinRoom, Session } from './session.js'
-export type { JoinOptions, Peer, SessionEvents, SessionStatus, SyncState, ConnectionInfo } from './session.js'
-export { SessionStore } from './store.js'
-export type { ChangeObserver, Completion, Observer, Usage, StoreOptions } from './store.js'
+export type { JoinOptions, Peer, PeersChange, SessionEvents, SessionStatus, SyncState, ConnectionInfo } from './session.js'
+export { SessionStore } from './store/store.js'
+export type { ChangeObserver, Completion, Observer, Usage, StoreOptions } from './store/store.js'
 export { SessionStoreError, ErrorCodes } from './errors.js'
 export type { ErrorCode } from './errors.js'
-export { DEFAULT_LIMITS } from './limits.js'
-export type { Limits } from './limits.js'
-export type { Json } from './json.js'
+export { DEFAULT_LIMITS } from './store/limits.js'
+export type { Limits } from './store/limits.js'
+export type { Json } from './store/json.js'

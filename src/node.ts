@@ -7,7 +7,7 @@
 import { WebSocket } from 'ws'
 import wrtc from '@roamhq/wrtc'
 import { joinRoom as joinRoomWith, type JoinOptions, type Session } from './session.js'
-import type { WrtcImplementation } from './framing.js'
+import type { WrtcImplementation } from './transport/framed-wrtc.js'
 
 export * from './index.js'
 

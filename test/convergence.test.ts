@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest'
 import * as Y from 'yjs'
 import * as prng from 'lib0/prng'
 import { Mesh } from './helpers/mesh.js'
-import { utf8Length } from '../src/limits.js'
+import { utf8Length } from '../src/store/limits.js'
 
 const LIMITS = { maxValueBytes: 64, maxKeys: 8, maxTotalBytes: 300 }
 const KEYS = ['pinned', 'spotlight', 'timer', 'a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i']

@@ -1,9 +1,10 @@
-import { describe, expect, it, onTestFinished } from 'vitest'
+/**
+ * The framing codec, pure: what goes on the wire and how it is read back (the channels that use
+ * it are tested in framed-wrtc.test.ts).
+ */
+import { describe, expect, it } from 'vitest'
 import * as prng from 'lib0/prng'
-import Peer from 'simple-peer'
-import wrtc from '@roamhq/wrtc'
-import { createFramedWrtc, encodeFrames, FrameDecoder, FrameError, FRAME_MARKER, FRAME_LAST, FRAME_MORE, type WrtcImplementation } from '../src/framing.js'
-import { once, withTimeout } from './helpers/wait.js'
+import { encodeFrames, FrameDecoder, FrameError, FRAME_MARKER, FRAME_LAST, FRAME_MORE } from '../src/transport/framing.js'
 
 const bytes = (n: number, seed = 1): Uint8Array => prng.uint8Array(prng.create(seed), n)
 
@@ -63,52 +64,5 @@ describe('framing', () => {
     expect(() => d.push(new Uint8Array([1, 2]))).toThrow(FrameError)
     const small = new FrameDecoder(10)
     expect(() => { for (const f of encodeFrames(bytes(100), 8)) small.push(f) }).toThrow(/over 10 bytes/)
-  })
-})
-
-describe('framed data channels over @roamhq/wrtc', () => {
-  /** Two simple-peer peers in this process, connected over real WebRTC through the framed wrtc. */
-  const connectPair = async (hooks: Parameters<typeof createFramedWrtc>[1] = {}, { rawSender = false } = {}) => {
-    const wrtcA = rawSender ? wrtc as unknown as WrtcImplementation : createFramedWrtc(wrtc as unknown as WrtcImplementation)
-    const wrtcB = createFramedWrtc(wrtc as unknown as WrtcImplementation, hooks)
-    const a = new Peer({ initiator: true, wrtc: wrtcA })
-    const b = new Peer({ wrtc: wrtcB })
-    onTestFinished(() => { a.destroy(); b.destroy() })
-    a.on('signal', (s: Peer.SignalData) => b.signal(s))
-    b.on('signal', (s: Peer.SignalData) => a.signal(s))
-    b.on('error', () => {})
-    a.on('error', () => {})
-    await Promise.all([once(a, 'connect'), once(b, 'connect')])
-    return { a, b }
-  }
-
-  it('carries a 1 MB message and the small ones around it in order', async () => {
-    const { a, b } = await connectPair()
-    const big = bytes(1_000_000, 9)
-    const received: Uint8Array[] = []
-    const done = new Promise<void>((resolve) => b.on('data', (d: Uint8Array) => { received.push(d); if (received.length === 3) resolve() }))
-    a.send(new Uint8Array([1]))
-    a.send(big)
-    a.send(new Uint8Array([2]))
-    await withTimeout(done, 10_000, 'three messages')
-    expect(received.map((r) => r.length)).toEqual([1, 1_000_000, 1])
-    expect(new Uint8Array(received[1] as Uint8Array)).toEqual(big)
-  })
-
-  it('closes the channel, and reports, when the receiving handler throws on a message (never crashes)', async () => {
-    const errors: Error[] = []
-    const { a, b } = await connectPair({ onError: (err) => errors.push(err) })
-    b.on('data', () => { throw new Error('cannot decode') })
-    a.send(new Uint8Array([0, 9, 9]))
-    await once(b, 'close')
-    expect(errors.map((e) => e.message)).toEqual(['cannot decode'])
-  })
-
-  it('closes the channel, and reports, on a framing violation', async () => {
-    const errors: Error[] = []
-    const { a, b } = await connectPair({ onError: (err) => errors.push(err) }, { rawSender: true })
-    a.send(new Uint8Array([FRAME_MARKER, 7, 1])) // a bad flag, sent by a peer that does not frame
-    await once(b, 'close')
-    expect(errors[0]).toBeInstanceOf(FrameError)
   })
 })

@@ -3,7 +3,8 @@ import * as buffer from 'lib0/buffer'
 // y-webrtc's own encryption, to produce exactly what an encrypted room's peers publish.
 // @ts-expect-error: not in y-webrtc's exports map, and untyped
 import * as ycrypto from '../node_modules/y-webrtc/src/crypto.js'
-import { decryptSignal, encryptSignal, screenSignal, shouldAnswerAnnounce } from '../src/signal-guard.js'
+import { screenSignal, shouldAnswerAnnounce } from '../src/transport/signal-guard.js'
+import { decryptSignal, encryptSignal } from '../src/transport/signal-crypto.js'
 
 const room = {
   peerId: () => 'me',

@@ -1,6 +1,6 @@
 import { describe, expect, it, vi } from 'vitest'
 import * as Y from 'yjs'
-import { SessionStore } from '../src/store.js'
+import { SessionStore } from '../src/store/store.js'
 import { SessionStoreError } from '../src/errors.js'
 import { Mesh } from './helpers/mesh.js'
 

@@ -7,7 +7,7 @@
 
 import * as Y from 'yjs'
 import * as prng from 'lib0/prng'
-import { SessionStore, type StoreOptions } from '../../src/store.js'
+import { SessionStore, type StoreOptions } from '../../src/store/store.js'
 import type { SessionStoreError } from '../../src/errors.js'
 
 export const REMOTE = Symbol('remote')

@@ -11,8 +11,8 @@
  */
 
 import type * as Y from 'yjs'
-import { ErrorCodes, SessionStoreError } from './errors.js'
-import { decodeValue, encodeValue, type Json } from './json.js'
+import { ErrorCodes, SessionStoreError } from '../errors.js'
+import { cloneJson, decodeValue, encodeValue, type Json } from './json.js'
 import { isWellFormed, resolveLimits, utf8Length, type Limits } from './limits.js'
 
 export type ChangeObserver = (key: string, value: Json | undefined) => void
@@ -37,9 +37,11 @@ export interface StoreOptions {
   onError?: (error: SessionStoreError) => void
 }
 
+/** A visible entry: its JSON text as stored, its size (key + text), and its value parsed once. */
 interface Entry {
   text: string
   bytes: number
+  value: Json
 }
 
 interface ObserverRecord extends Observer {
@@ -63,6 +65,8 @@ export class SessionStore {
   readonly #allObservers = new Set<ObserverRecord>()
   #bytes = 0
   #closed = false
+  /** The entry a local write is storing, so the map event it causes needs no parse or measure. */
+  #writing: { key: string, entry: Entry } | null = null
 
   constructor (map: Y.Map<unknown>, { limits, onError = () => {} }: StoreOptions = {}) {
     this.limits = resolveLimits(limits)
@@ -113,7 +117,7 @@ export class SessionStore {
   get (key: string): Json | undefined {
     this.#assertOpen()
     const entry = this.#entries.get(key)
-    return entry === undefined ? undefined : JSON.parse(entry.text) as Json
+    return entry === undefined ? undefined : cloneJson(entry.value)
   }
 
   has (key: string): boolean {
@@ -129,7 +133,7 @@ export class SessionStore {
   toJSON (): Record<string, Json> {
     this.#assertOpen()
     const out: Record<string, Json> = {}
-    for (const [key, entry] of this.#entries) out[key] = JSON.parse(entry.text) as Json
+    for (const [key, entry] of this.#entries) out[key] = cloneJson(entry.value)
     return out
   }
 
@@ -215,8 +219,14 @@ export class SessionStore {
     if (total > this.limits.maxTotalBytes && total > this.#bytes) {
       throw new SessionStoreError(ErrorCodes.STORE_TOO_LARGE, `writing '${key}' would make the store ${total} bytes, over the limit of ${this.limits.maxTotalBytes}`, { key })
     }
-    this.#transact(() => this.#map.set(key, text))
-    return this.get(key)
+    const entry: Entry = { text, bytes: utf8Length(key) + valueBytes, value: JSON.parse(text) as Json }
+    this.#writing = { key, entry }
+    try {
+      this.#transact(() => this.#map.set(key, text))
+    } finally {
+      this.#writing = null
+    }
+    return cloneJson(entry.value)
   }
 
   #transact (fn: () => void): void {
@@ -251,26 +261,27 @@ export class SessionStore {
     }
     if (!this.#map.has(key)) return false
     const raw = this.#map.get(key)
-    const problem = this.#checkEntry(key, raw)
-    if (problem !== null) {
-      if (remote) this.#report(new SessionStoreError(ErrorCodes.INVALID_REMOTE_ENTRY, `ignoring the entry '${key}' written by another peer: ${problem}`, { key }))
+    const writing = this.#writing
+    const entry = !remote && writing?.key === key && writing.entry.text === raw ? writing.entry : this.#readEntry(key, raw)
+    if (typeof entry === 'string') {
+      if (remote) this.#report(new SessionStoreError(ErrorCodes.INVALID_REMOTE_ENTRY, `ignoring the entry '${key}' written by another peer: ${entry}`, { key }))
       return false
     }
-    const text = raw as string
-    const entry = { text, bytes: utf8Length(key) + utf8Length(text) }
     this.#entries.set(key, entry)
     this.#bytes += entry.bytes
     return true
   }
 
-  /** The per-entry rules every honest peer enforces; returns what is wrong, or null. */
-  #checkEntry (key: string, raw: unknown): string | null {
-    if (key.length === 0 || utf8Length(key) > this.limits.maxKeyBytes) return 'the key is empty or too long'
+  /** Applies the per-entry rules every honest peer enforces: the entry, or what is wrong with it. */
+  #readEntry (key: string, raw: unknown): Entry | string {
+    const keyBytes = utf8Length(key)
+    if (key.length === 0 || keyBytes > this.limits.maxKeyBytes) return 'the key is empty or too long'
     if (typeof raw !== 'string') return 'the value is not JSON text'
     const bytes = utf8Length(raw)
     if (bytes > this.limits.maxValueBytes) return `the value is ${bytes} bytes, over the limit of ${this.limits.maxValueBytes}`
-    if (decodeValue(raw) === undefined) return 'the value is not valid JSON'
-    return null
+    const value = decodeValue(raw)
+    if (value === undefined) return 'the value is not valid JSON'
+    return { text: raw, bytes: keyBytes + bytes, value }
   }
 
   #assertKey (key: unknown): asserts key is string {

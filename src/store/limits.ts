@@ -3,7 +3,7 @@
  * length of its JSON text, an entry's size is key bytes + value bytes.
  */
 
-import { ErrorCodes, SessionStoreError } from './errors.js'
+import { ErrorCodes, SessionStoreError } from '../errors.js'
 
 export interface Limits {
   /** The most bytes one value's JSON text may take. Default 1024 (the product page's 1 KB). */

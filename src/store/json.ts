@@ -4,7 +4,7 @@
  * `JSON.stringify` silently turn it into something else.
  */
 
-import { ErrorCodes, SessionStoreError } from './errors.js'
+import { ErrorCodes, SessionStoreError } from '../errors.js'
 
 export type Json = null | boolean | number | string | Json[] | { [key: string]: Json }
 
@@ -55,6 +55,22 @@ export const encodeValue = (value: unknown): string => {
   if (value === undefined) throw invalid('', 'undefined')
   check(value, '', new Set())
   return JSON.stringify(value)
+}
+
+/**
+ * A copy of a value that `encodeValue` accepted or `decodeValue` returned, for handing a cached
+ * value to a caller who may mutate it. Faster than a parse of its text; primitives are returned
+ * as they are.
+ */
+export const cloneJson = <T extends Json>(value: T): T => {
+  if (typeof value !== 'object' || value === null) return value
+  if (Array.isArray(value)) return value.map(cloneJson) as T
+  const out: Record<string, Json> = {}
+  for (const key of Object.keys(value)) {
+    // defineProperty, not assignment: a '__proto__' key stays an own property, as JSON.parse makes it.
+    Object.defineProperty(out, key, { value: cloneJson((value as Record<string, Json>)[key] as Json), enumerable: true, writable: true, configurable: true })
+  }
+  return out as T
 }
 
 /**

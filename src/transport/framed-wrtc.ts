@@ -1,0 +1,227 @@
+/**
+ * The WebRTC implementation this library hands to simple-peer (its `wrtc` option). Every
+ * RTCPeerConnection simple-peer creates is one of ours, and so is every data channel on it; this
+ * is how the library owns the data plane while y-webrtc and simple-peer only set connections up.
+ *
+ * On each data channel:
+ * - what simple-peer sends (y-webrtc's own sync and awareness messages, written for a document the
+ *   library never uses) is dropped and counted: the library's replication sends instead;
+ * - what arrives is reassembled from frames (framing.ts) and given to `hooks.onMessage`, never to
+ *   simple-peer;
+ * - `FramedChannel.send` frames large messages and queues them under backpressure.
+ * A remote that breaks the framing protocol, or that a message handler throws on, has its channel
+ * closed and is reported through `hooks.onError`; nothing it sends can reach the process.
+ */
+
+import { DEFAULT_CHUNK_BYTES, DEFAULT_MAX_MESSAGE_BYTES, FrameDecoder, encodeFrames } from './framing.js'
+
+/** The WebRTC implementation shape simple-peer takes as `wrtc` (browsers' globals, @roamhq/wrtc). */
+export interface WrtcImplementation {
+  RTCPeerConnection: typeof RTCPeerConnection
+  RTCSessionDescription: typeof RTCSessionDescription
+  RTCIceCandidate: typeof RTCIceCandidate
+}
+
+/** One data channel as the layers above see it. */
+export interface FramedChannel {
+  readonly pc: RTCPeerConnection
+  readonly channel: RTCDataChannel
+  /** Whether messages can still be sent (open, and not closing). */
+  readonly writable: boolean
+  /** Sends one whole message, framed when large. Returns false (and sends nothing) when not writable. */
+  send: (message: Uint8Array) => boolean
+  /** Closes the channel; no message is sent or delivered afterwards. */
+  close: () => void
+}
+
+export interface ChannelHooks {
+  /** The channel opened: it can carry messages. */
+  onOpen?: (channel: FramedChannel) => void
+  /** A whole message arrived. */
+  onMessage?: (channel: FramedChannel, message: Uint8Array) => void
+  /** The channel closed (after onOpen, or without ever opening). */
+  onClose?: (channel: FramedChannel) => void
+  /** The remote broke the framing protocol, or `onMessage` threw; the channel is being closed. */
+  onError?: (channel: FramedChannel, error: Error) => void
+}
+
+export interface FramingOptions {
+  /** Payload bytes per frame. Default 16 KiB. */
+  chunkBytes?: number
+  /** A framed message larger than this closes the channel. Default 64 MiB. */
+  maxMessageBytes?: number
+  /** Frames wait while the channel buffers more than this many bytes. Default 1 MiB. */
+  highWaterMark?: number
+}
+
+export interface FramedWrtc extends WrtcImplementation {
+  /** Peer connections created and not yet closed or failed. */
+  readonly connections: Set<RTCPeerConnection>
+  /** The data channels of a peer connection (simple-peer opens one). */
+  channelsOf: (pc: RTCPeerConnection) => FramedChannel[]
+  /** Messages simple-peer tried to send, dropped (y-webrtc's own data plane). */
+  readonly muted: { messages: number, bytes: number }
+}
+
+export const createFramedWrtc = (base: WrtcImplementation, hooks: ChannelHooks = {}, options: FramingOptions = {}): FramedWrtc => {
+  const connections = new Set<RTCPeerConnection>()
+  const channels = new WeakMap<RTCPeerConnection, FramedChannel[]>()
+  const muted = { messages: 0, bytes: 0 }
+  const adopt = (channel: RTCDataChannel, pc: RTCPeerConnection): RTCDataChannel => {
+    const framed = frameChannel(channel, pc, hooks, options, muted)
+    if (framed === null) return channel
+    const list = channels.get(pc)
+    if (list === undefined) channels.set(pc, [framed])
+    else list.push(framed)
+    return channel
+  }
+  const Base = base.RTCPeerConnection
+  class FramedRTCPeerConnection extends Base {
+    constructor (config?: RTCConfiguration) {
+      super(config)
+      connections.add(this)
+      // Registered before simple-peer sets `ondatachannel`, so the channel is adopted first.
+      this.addEventListener('datachannel', (event) => adopt(event.channel, this))
+      this.addEventListener('connectionstatechange', () => {
+        if (this.connectionState === 'closed' || this.connectionState === 'failed') connections.delete(this)
+      })
+    }
+
+    override createDataChannel (label: string, init?: RTCDataChannelInit): RTCDataChannel {
+      return adopt(super.createDataChannel(label, init), this)
+    }
+
+    override close (): void {
+      connections.delete(this)
+      for (const channel of channels.get(this) ?? []) stopSending.get(channel)?.()
+      super.close()
+    }
+  }
+  return {
+    RTCPeerConnection: FramedRTCPeerConnection,
+    RTCSessionDescription: base.RTCSessionDescription,
+    RTCIceCandidate: base.RTCIceCandidate,
+    connections,
+    channelsOf: (pc) => channels.get(pc) ?? [],
+    muted
+  }
+}
+
+const adopted = new WeakSet<RTCDataChannel>()
+/** Per framed channel, what marks it closing (called before a native close). */
+const stopSending = new WeakMap<FramedChannel, () => void>()
+
+const asBytes = (data: unknown): Uint8Array | null => {
+  if (data instanceof Uint8Array) return data
+  if (data instanceof ArrayBuffer) return new Uint8Array(data)
+  if (ArrayBuffer.isView(data)) return new Uint8Array(data.buffer, data.byteOffset, data.byteLength)
+  return null
+}
+
+/**
+ * Patches one channel in place: `send` and `onmessage` (what simple-peer uses) are cut off from
+ * the wire, and the returned FramedChannel carries the library's messages. Other properties stay
+ * native, so simple-peer still sees the channel open, drain and close.
+ */
+const frameChannel = (channel: RTCDataChannel, pc: RTCPeerConnection, hooks: ChannelHooks, options: FramingOptions, muted: { messages: number, bytes: number }): FramedChannel | null => {
+  if (adopted.has(channel)) return null
+  adopted.add(channel)
+  channel.binaryType = 'arraybuffer'
+  const chunkBytes = options.chunkBytes ?? DEFAULT_CHUNK_BYTES
+  const highWaterMark = options.highWaterMark ?? 1024 * 1024
+  const decoder = new FrameDecoder(options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES)
+  const nativeSend = channel.send.bind(channel) as (data: Uint8Array) => void
+  const nativeClose = channel.close.bind(channel)
+  const queue: Uint8Array[] = []
+  // Once the channel or its connection is closing, native sends are refused here: @roamhq/wrtc
+  // can crash (SIGSEGV) sending on a channel whose native side is being torn down.
+  let closing = false
+  let closed = false
+  const stop = (): void => {
+    closing = true
+    queue.length = 0
+  }
+
+  const flush = (): void => {
+    while (queue.length > 0 && !closing && channel.readyState === 'open' && channel.bufferedAmount < highWaterMark) {
+      nativeSend(queue.shift() as Uint8Array)
+    }
+  }
+
+  const framed: FramedChannel = {
+    pc,
+    channel,
+    get writable () {
+      return !closing && channel.readyState === 'open'
+    },
+    send: (message) => {
+      if (closing || channel.readyState !== 'open') return false
+      const frames = encodeFrames(message, chunkBytes)
+      if (queue.length === 0 && frames.length === 1 && channel.bufferedAmount < highWaterMark) {
+        nativeSend(frames[0] as Uint8Array)
+        return true
+      }
+      queue.push(...frames)
+      flush()
+      return true
+    },
+    close: () => {
+      stop()
+      nativeClose()
+    }
+  }
+  stopSending.set(framed, stop)
+
+  const fail = (error: Error): void => {
+    if (closing) return
+    try {
+      hooks.onError?.(framed, error)
+    } finally {
+      framed.close()
+    }
+  }
+
+  channel.addEventListener('close', () => {
+    stop()
+    if (closed) return
+    closed = true
+    hooks.onClose?.(framed)
+  })
+  channel.addEventListener('error', stop)
+  pc.addEventListener('connectionstatechange', () => {
+    if (pc.connectionState === 'closed' || pc.connectionState === 'failed') stop()
+  })
+  channel.addEventListener('bufferedamountlow', flush)
+  if (channel.bufferedAmountLowThreshold === 0) channel.bufferedAmountLowThreshold = highWaterMark / 4
+  Object.defineProperty(channel, 'close', { configurable: true, writable: true, value: framed.close })
+  Object.defineProperty(channel, 'send', {
+    configurable: true,
+    writable: true,
+    value: (data: Uint8Array | string) => {
+      muted.messages++
+      muted.bytes += typeof data === 'string' ? data.length : (data as Uint8Array).byteLength
+    }
+  })
+  // Reading `onmessage` yields null, so implementations that dispatch to `this.onmessage`
+  // themselves (@roamhq/wrtc) find no handler; simple-peer's is kept and never called.
+  Object.defineProperty(channel, 'onmessage', { configurable: true, get: () => null, set: () => {} })
+  channel.addEventListener('message', (event: MessageEvent) => {
+    if (closing) return
+    const bytes = asBytes(event.data)
+    if (bytes === null) return fail(new Error('a text message (the protocol is binary)'))
+    let message: Uint8Array | null
+    try {
+      message = decoder.push(bytes)
+    } catch (err) {
+      return fail(err as Error)
+    }
+    if (message === null) return
+    try {
+      hooks.onMessage?.(framed, message)
+    } catch (err) {
+      fail(err as Error)
+    }
+  })
+  channel.addEventListener('open', () => hooks.onOpen?.(framed))
+  return framed
+}

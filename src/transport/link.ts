@@ -1,0 +1,85 @@
+/**
+ * The seam between a room's session and what carries its messages. A `Link` is one peer's view of
+ * a room's network: the signaling servers it is subscribed through, and a set of connections to
+ * remote peers, each carrying whole binary messages in order. The session and its replication see
+ * only this interface; y-webrtc-adapter.ts implements it over y-webrtc and WebRTC data channels,
+ * memory-link.ts in memory (for tests of everything above the wire).
+ */
+
+import type { ObservableV2 } from 'lib0/observable'
+
+/** One connection to a remote peer. */
+export interface LinkConnection {
+  /** The remote peer's id in the room's signaling (y-webrtc's peer id). */
+  readonly remoteId: string
+  /** Whether `send` can still deliver. */
+  readonly writable: boolean
+  /** Sends one whole message. Returns false (sending nothing) once the connection is closing. */
+  send: (message: Uint8Array) => boolean
+  /** Closes the connection; the link then emits `close` for it. */
+  close: () => void
+}
+
+/** A signaling server this peer reaches the room through. */
+export interface SignalingSource {
+  /** Its URL, without any token. */
+  readonly id: string
+  readonly connected: boolean
+}
+
+/** The state of one WebRTC connection, for diagnostics. */
+export interface ConnectionInfo {
+  connectionState: RTCPeerConnectionState
+  /** The readyState of each data channel on this connection. */
+  dataChannels: RTCDataChannelState[]
+}
+
+export interface LinkEvents {
+  /** A connection can carry messages. */
+  open: (event: { connection: LinkConnection }) => void
+  /** A whole message arrived on a connection. */
+  message: (event: { connection: LinkConnection, message: Uint8Array }) => void
+  /** A connection closed (after `open`). */
+  close: (event: { connection: LinkConnection }) => void
+  /** A signaling server connected or disconnected. */
+  signaling: (event: { sources: readonly SignalingSource[] }) => void
+  /** A signaling server relayed a publish to this room, with the room's subscriber count. */
+  count: (event: { source: string, clients: number }) => void
+  /** Something a remote sent was dropped (and its connection closed, if it came over one). */
+  refused: (event: { reason: string, connection?: LinkConnection }) => void
+}
+
+export interface Link extends ObservableV2<LinkEvents> {
+  /** This peer's id in the room's signaling, once known (see `ready`). */
+  readonly localId: string | undefined
+  /** Resolves this peer's id in signaling. */
+  readonly ready: Promise<string>
+  readonly sources: readonly SignalingSource[]
+  /** The open connections. */
+  readonly connections: readonly LinkConnection[]
+  /** Asks every signaling server for the room's subscriber count (answered by `count`). */
+  probe: () => void
+  /** The WebRTC connections' states (empty for links that are not WebRTC). */
+  diagnostics: () => ConnectionInfo[]
+  /**
+   * Leaves the room: closes every connection and subscription. Resolves once a link to a room of
+   * the same name can be made again in this JavaScript realm.
+   */
+  leave: () => Promise<void>
+}
+
+export interface LinkOptions {
+  /** Signaling server URLs. */
+  signaling: string[]
+  /** y-webrtc's room password: encrypts signaling. */
+  password?: string
+  /** Appended to each signaling URL as `?token=`. */
+  token?: string
+  /** simple-peer options (`config` with iceServers, ...). */
+  peerOpts: Record<string, unknown>
+  /** The most connections to open. */
+  maxConns?: number
+}
+
+/** Makes the link of one room. */
+export type LinkFactory = (room: string, options: LinkOptions) => Link

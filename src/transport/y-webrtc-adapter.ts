@@ -1,0 +1,408 @@
+/**
+ * The y-webrtc adapter: the only code that knows y-webrtc's and simple-peer's internals. It gives
+ * the session a `Link` (link.ts) and keeps everything else from depending on y-webrtc's shapes.
+ *
+ * What y-webrtc still does: its signaling client (reconnecting WebSockets shared by the rooms of a
+ * realm, subscribe and announce), and setting up one simple-peer connection per remote peer that
+ * announces itself or sends an offer. What it no longer does: the data plane. Its provider is
+ * given a shadow document and awareness that nothing else uses, and the data channels it opens
+ * are ours (framed-wrtc.ts): what it sends on them is dropped, what arrives goes to the link's
+ * `message` event. The library's replication (replication.ts) speaks over them instead.
+ *
+ * What the adapter adds around y-webrtc (src/PROTOCOL.md has the rules):
+ * - a guard in front of each signaling connection: publishes for our rooms are decrypted and
+ *   screened (signal-guard.ts) before y-webrtc reads them, and the initiator rule (only the
+ *   smaller peer id initiates; the larger announces itself again) avoids offer glare;
+ * - the probe: a publish that y-webrtc peers ignore, whose echo carries the room's count;
+ * - teardown workarounds, each for a y-webrtc behaviour that would otherwise leak or crash.
+ *
+ * y-webrtc allows one provider per room name per JavaScript realm, and removes a room only after
+ * a promise settles; the adapter keeps the realm's rooms and refuses a second with ALREADY_JOINED.
+ * It relies on the shapes of y-webrtc `Y_WEBRTC_VERSION` (pinned exactly in package.json) and
+ * checks them when a room is joined, failing with INCOMPATIBLE_DEPENDENCY when they differ.
+ */
+
+import * as Y from 'yjs'
+import * as yWebrtc from 'y-webrtc'
+import { Awareness } from 'y-protocols/awareness'
+import { ObservableV2 } from 'lib0/observable'
+import * as bc from 'lib0/broadcastchannel'
+import { ErrorCodes, SessionStoreError } from '../errors.js'
+import { isRecord } from '../guards.js'
+import { createFramedWrtc, type FramedChannel, type FramedWrtc, type WrtcImplementation } from './framed-wrtc.js'
+import type { ConnectionInfo, Link, LinkConnection, LinkEvents, LinkFactory, LinkOptions, SignalingSource } from './link.js'
+import { decryptSignal, encryptSignal } from './signal-crypto.js'
+import { screenSignal, shouldAnswerAnnounce } from './signal-guard.js'
+
+/** The y-webrtc release whose internals this module relies on. */
+export const Y_WEBRTC_VERSION = '10.3.0'
+
+/**
+ * The probe is a publish whose data y-webrtc peers ignore (no `from`, an unknown type, and not
+ * the string an encrypted room expects); the server's echo carries the topic's subscriber count.
+ */
+export const PROBE = { type: 'y-session-store:probe' }
+/** At most one answering announce per remote peer in this many milliseconds. */
+export const REANNOUNCE_INTERVAL = 2000
+
+/** y-webrtc's SignalingConn (a lib0 WebsocketClient) as far as the adapter uses it. */
+interface SignalingConn {
+  url: string
+  connected: boolean
+  send: (message: unknown) => void
+  on: (name: string, fn: (...args: any[]) => void) => void
+  off: (name: string, fn: (...args: any[]) => void) => void
+  _observers: Map<string, Set<(...args: any[]) => void>>
+}
+
+/** y-webrtc's WebrtcConn: a simple-peer instance keyed by the remote's peer id. */
+interface WebrtcConn {
+  peer: {
+    _pc?: RTCPeerConnection
+    destroy: () => void
+    removeAllListeners: (name: string) => void
+  }
+}
+
+interface Room {
+  peerId: string
+  key: CryptoKey | null
+  webrtcConns: Map<string, WebrtcConn>
+}
+
+interface Provider {
+  room: Room | null
+  key: PromiseLike<CryptoKey | null>
+  maxConns: number
+  signalingConns: SignalingConn[]
+  signalingUrls: string[]
+  disconnect: () => void
+  destroy: () => void
+}
+
+/**
+ * Returns what is missing from the y-webrtc module or provider for this adapter to work, or null.
+ * The adapter reaches into y-webrtc's objects; a release that reshapes them must fail loudly.
+ */
+export const checkYWebrtc = (module: Record<string, unknown>, provider?: unknown): string | null => {
+  for (const name of ['WebrtcProvider', 'SignalingConn', 'WebrtcConn', 'Room']) {
+    if (typeof module[name] !== 'function') return `y-webrtc exports no ${name}`
+  }
+  if (provider === undefined) return null
+  if (!isRecord(provider)) return 'the provider is not an object'
+  if (!Array.isArray(provider.signalingConns)) return 'provider.signalingConns is not an array'
+  if (typeof (provider.key as PromiseLike<unknown> | undefined)?.then !== 'function') return 'provider.key is not a promise'
+  if (typeof provider.maxConns !== 'number') return 'provider.maxConns is not a number'
+  for (const conn of provider.signalingConns as unknown[]) {
+    if (!isRecord(conn) || !(conn._observers instanceof Map) || typeof conn.send !== 'function' || typeof conn.on !== 'function' || typeof conn.url !== 'string') {
+      return 'a signaling connection lacks _observers, send, on or url'
+    }
+  }
+  return null
+}
+
+/** Checks the room y-webrtc made (it exists only once `provider.key` has resolved). */
+const checkRoom = (room: unknown): string | null => {
+  if (!isRecord(room)) return 'provider.room is not an object'
+  if (typeof room.peerId !== 'string') return 'room.peerId is not a string'
+  if (!(room.webrtcConns instanceof Map)) return 'room.webrtcConns is not a Map'
+  return null
+}
+
+const incompatible = (problem: string): SessionStoreError =>
+  new SessionStoreError(ErrorCodes.INCOMPATIBLE_DEPENDENCY, `this library needs y-webrtc ${Y_WEBRTC_VERSION} exactly (${problem}); install the version package.json pins`)
+
+/** The rooms of this realm: joined, or still leaving. */
+const rooms = new Map<string, YWebrtcLink>()
+
+/** Signaling connections whose y-webrtc listeners sit behind the guard. */
+const guarded = new WeakSet<SignalingConn>()
+
+const withToken = (url: string, token: string): string => {
+  const parsed = new URL(url)
+  parsed.searchParams.set('token', token)
+  return parsed.toString()
+}
+
+/** The WebRTC implementation of the runtime (browsers), if it has one. */
+export const browserWrtc = (): WrtcImplementation | undefined => {
+  const g = globalThis as Partial<WrtcImplementation>
+  const { RTCPeerConnection, RTCSessionDescription, RTCIceCandidate } = g
+  if (RTCPeerConnection === undefined || RTCSessionDescription === undefined || RTCIceCandidate === undefined) return undefined
+  return { RTCPeerConnection, RTCSessionDescription, RTCIceCandidate }
+}
+
+/** A LinkFactory over y-webrtc, with `wrtc` as the WebRTC implementation. */
+export const yWebrtcLink = (wrtc: WrtcImplementation): LinkFactory => (room, options) => new YWebrtcLink(room, options, wrtc)
+
+class Connection implements LinkConnection {
+  constructor (readonly remoteId: string, readonly channel: FramedChannel) {}
+
+  get writable (): boolean {
+    return this.channel.writable
+  }
+
+  send (message: Uint8Array): boolean {
+    return this.channel.send(message)
+  }
+
+  close (): void {
+    this.channel.close()
+  }
+}
+
+class YWebrtcLink extends ObservableV2<LinkEvents> implements Link {
+  readonly ready: Promise<string>
+  readonly #room: string
+  readonly #provider: Provider
+  readonly #shadow = new Y.Doc()
+  readonly #wrtc: FramedWrtc
+  readonly #connections = new Map<FramedChannel, Connection>()
+  readonly #reannounced = new Map<string, number>()
+  #left: Promise<void> | null = null
+
+  constructor (room: string, options: LinkOptions, wrtc: WrtcImplementation) {
+    super()
+    const problem = checkYWebrtc(yWebrtc as unknown as Record<string, unknown>)
+    if (problem !== null) throw incompatible(problem)
+    if (rooms.has(room)) throw new SessionStoreError(ErrorCodes.ALREADY_JOINED, `room '${room}' is already joined in this JavaScript realm; leave() it first`)
+    this.#room = room
+    this.#wrtc = createFramedWrtc(wrtc, {
+      onOpen: this.#onOpen,
+      onMessage: (channel, message) => {
+        const connection = this.#connections.get(channel)
+        if (connection !== undefined) this.emit('message', [{ connection, message }])
+      },
+      onClose: this.#onClose,
+      onError: (channel, error) => {
+        this.emit('refused', [{ reason: `a peer broke the data-channel protocol: ${error.message}`, ...this.#connectionOf(channel) }])
+      }
+    })
+    const { signaling, password, token, peerOpts, maxConns } = options
+    rooms.set(room, this)
+    try {
+      this.#provider = new yWebrtc.WebrtcProvider(room, this.#shadow, {
+        signaling: token === undefined ? signaling : signaling.map((url) => withToken(url, token)),
+        ...(password === undefined ? {} : { password }),
+        awareness: new Awareness(this.#shadow),
+        // Tabs of one browser connect over WebRTC too: the data plane is only on data channels.
+        filterBcConns: false,
+        peerOpts: { ...peerOpts, wrtc: this.#wrtc },
+        ...(maxConns === undefined ? {} : { maxConns })
+      }) as unknown as Provider
+      const shapes = checkYWebrtc(yWebrtc as unknown as Record<string, unknown>, this.#provider)
+      if (shapes !== null) throw incompatible(shapes)
+    } catch (err) {
+      rooms.delete(room)
+      this.#shadow.destroy()
+      throw err
+    }
+    for (const conn of this.#provider.signalingConns) {
+      guard(conn)
+      conn.on('message', this.#onSignalingMessage)
+      conn.on('connect', this.#onSignalingStatus)
+      conn.on('disconnect', this.#onSignalingStatus)
+    }
+    this.ready = Promise.resolve(this.#provider.key).then(() => {
+      const problem = checkRoom(this.#provider.room)
+      if (problem !== null) throw incompatible(problem)
+      return (this.#provider.room as Room).peerId
+    })
+    this.ready.catch(() => {})
+  }
+
+  get localId (): string | undefined {
+    return this.#provider.room?.peerId
+  }
+
+  get sources (): SignalingSource[] {
+    return this.#provider.signalingConns.map((conn) => ({ id: stripQuery(conn.url), connected: conn.connected }))
+  }
+
+  get connections (): LinkConnection[] {
+    return Array.from(this.#connections.values())
+  }
+
+  diagnostics (): ConnectionInfo[] {
+    return Array.from(this.#wrtc.connections, (pc) => ({
+      connectionState: pc.connectionState,
+      dataChannels: this.#wrtc.channelsOf(pc).map((channel) => channel.channel.readyState)
+    }))
+  }
+
+  probe (): void {
+    for (const conn of this.#provider.signalingConns) {
+      if (conn.connected) conn.send({ type: 'publish', topic: this.#room, data: PROBE })
+    }
+  }
+
+  leave (): Promise<void> {
+    this.#left ??= this.#teardown()
+    return this.#left
+  }
+
+  /** Whether y-webrtc has a connection (open or being set up) to `peerId`. */
+  hasConnection (peerId: string): boolean {
+    return this.#provider.room?.webrtcConns.has(peerId) === true
+  }
+
+  get key (): PromiseLike<CryptoKey | null> {
+    return this.#provider.key
+  }
+
+  get leaving (): boolean {
+    return this.#left !== null
+  }
+
+  /** Reports a signaling publish the guard dropped. */
+  dropped (reason: string): void {
+    this.emit('refused', [{ reason: `dropped a signaling message for this room: ${reason}` }])
+  }
+
+  /** Announces this peer again so that `remotePeerId` (a smaller id) connects to it. */
+  reannounce (remotePeerId: string): void {
+    const room = this.#provider.room
+    if (room === null || this.leaving || room.webrtcConns.size >= this.#provider.maxConns) return
+    const now = Date.now()
+    if ((this.#reannounced.get(remotePeerId) ?? 0) > now - REANNOUNCE_INTERVAL) return
+    for (const [peerId, at] of this.#reannounced) if (at <= now - REANNOUNCE_INTERVAL) this.#reannounced.delete(peerId)
+    this.#reannounced.set(remotePeerId, now)
+    const payload = { type: 'announce', from: room.peerId }
+    void Promise.resolve(room.key === null ? payload : encryptSignal(payload, room.key)).then((data) => {
+      if (this.leaving) return
+      for (const conn of this.#provider.signalingConns) {
+        if (conn.connected) conn.send({ type: 'publish', topic: this.#room, data })
+      }
+    })
+  }
+
+  #connectionOf (channel: FramedChannel): { connection?: Connection } {
+    const connection = this.#connections.get(channel)
+    return connection === undefined ? {} : { connection }
+  }
+
+  /** A data channel opened: find which remote peer y-webrtc made its connection for. */
+  #onOpen = (channel: FramedChannel): void => {
+    let remoteId: string | undefined
+    this.#provider.room?.webrtcConns.forEach((conn, peerId) => {
+      if (conn.peer._pc === channel.pc) remoteId = peerId
+    })
+    if (remoteId === undefined || this.leaving) {
+      channel.close()
+      return
+    }
+    const connection = new Connection(remoteId, channel)
+    this.#connections.set(channel, connection)
+    this.emit('open', [{ connection }])
+  }
+
+  #onClose = (channel: FramedChannel): void => {
+    const connection = this.#connections.get(channel)
+    if (connection === undefined) return
+    this.#connections.delete(channel)
+    this.emit('close', [{ connection }])
+  }
+
+  /** lib0's WebsocketClient passes itself as the second argument. */
+  #onSignalingMessage = (message: unknown, conn: SignalingConn): void => {
+    if (!isRecord(message) || message.type !== 'publish' || message.topic !== this.#room || typeof message.clients !== 'number') return
+    this.emit('count', [{ source: stripQuery(conn.url), clients: message.clients }])
+  }
+
+  #onSignalingStatus = (): void => {
+    this.emit('signaling', [{ sources: this.sources }])
+  }
+
+  async #teardown (): Promise<void> {
+    for (const conn of this.#provider.signalingConns) {
+      conn.off('message', this.#onSignalingMessage)
+      conn.off('connect', this.#onSignalingStatus)
+      conn.off('disconnect', this.#onSignalingStatus)
+    }
+    // y-webrtc re-subscribes and re-announces the room when one of its WebRTC connections closes,
+    // even while the room is being left, which would keep a left peer subscribed (and announced)
+    // on a shared signaling connection. Its connections are closed here without those listeners.
+    // They are closed before y-webrtc's disconnect sends anything over them: sending on a channel
+    // whose remote is closing at the same moment crashes @roamhq/wrtc (SIGSEGV in
+    // RTCDataChannel::Send, seen when peers leave together).
+    this.#provider.room?.webrtcConns.forEach((conn) => {
+      conn.peer.removeAllListeners('close')
+      conn.peer.removeAllListeners('error')
+      conn.peer.destroy()
+    })
+    for (const [channel, connection] of this.#connections) {
+      this.#connections.delete(channel)
+      this.emit('close', [{ connection }])
+    }
+    // disconnect() releases the signaling connections (closing those no other room uses);
+    // destroy() alone would leave them open.
+    this.#provider.disconnect()
+    this.#provider.destroy()
+    // y-webrtc removes the room from its registry in a callback on `key`, registered by destroy()
+    // just now: awaiting `key` afterwards runs after it.
+    await this.#provider.key
+    await closeLeakedBroadcastChannel(this.#room, this.#provider.room?.key != null)
+    this.#shadow.destroy()
+    rooms.delete(this.#room)
+  }
+}
+
+const stripQuery = (url: string): string => {
+  const at = url.indexOf('?')
+  return at === -1 ? url : url.slice(0, at)
+}
+
+/**
+ * Puts the guard in front of the 'message' listeners a y-webrtc SignalingConn has (its own,
+ * registered in its constructor). Publishes to rooms this realm did not join through the adapter
+ * pass through as they are. Idempotent per connection.
+ */
+const guard = (conn: SignalingConn): void => {
+  if (guarded.has(conn)) return
+  guarded.add(conn)
+  const listeners = Array.from(conn._observers.get('message') ?? [])
+  for (const listener of listeners) conn.off('message', listener)
+  const forward = (args: unknown[]): void => {
+    for (const listener of listeners) listener(...args)
+  }
+  conn.on('message', (...args: unknown[]) => {
+    const message = args[0]
+    const link = isRecord(message) && message.type === 'publish' && typeof message.topic === 'string' ? rooms.get(message.topic) : undefined
+    if (link === undefined || !isRecord(message)) return forward(args)
+    void Promise.resolve(link.key).then(async (key) => {
+      let data = message.data
+      if (key !== null) {
+        if (typeof data !== 'string') return forward(args) // y-webrtc ignores clear data in an encrypted room
+        data = await decryptSignal(data, key)
+        if (data === null) return link.dropped('the payload cannot be decrypted with this room\'s password')
+      }
+      if (link.leaving) return
+      const context = { peerId: () => link.localId, hasConnection: (peerId: string) => link.hasConnection(peerId) }
+      const problem = screenSignal(data, context)
+      if (problem !== null) return link.dropped(problem)
+      if (shouldAnswerAnnounce(data, context)) return link.reannounce(data.from)
+      forward(args)
+    })
+  })
+}
+
+/**
+ * y-webrtc's disconnect unsubscribes from the room's BroadcastChannel and then, a few microtasks
+ * later (after encrypting), posts a goodbye on it, which makes lib0 open a fresh channel that
+ * nobody closes. In Node that channel is a MessagePort that keeps the process alive. Subscribing
+ * and unsubscribing a no-op listener closes whatever channel the room has, once the post is done.
+ */
+const closeLeakedBroadcastChannel = async (room: string, encrypted: boolean): Promise<void> => {
+  const noop = (): void => {}
+  const close = (): void => {
+    bc.subscribe(room, noop)
+    bc.unsubscribe(room, noop)
+  }
+  await new Promise((resolve) => setTimeout(resolve, 0))
+  close()
+  if (encrypted) {
+    // WebCrypto's encrypt completes off the main thread: give it time, then close again.
+    await new Promise((resolve) => setTimeout(resolve, 50))
+    close()
+  }
+}
