@@ -10,8 +10,12 @@
  * - Timeout: nothing decided within joinTimeout, but a signaling server was reached (or a peer
  *   connected): available with what it has.
  * - Failed: the timeout came and no signaling server was ever reached (nor any peer).
- * Once decided, nothing changes the outcome.
+ * Once decided, nothing changes the outcome. `nextAvailability` is the rule, pure;
+ * `AvailabilityTracker` runs it over a live link, with the timers.
  */
+
+import type { Link, SignalingSource } from './transport/link.js'
+import type { Replication } from './transport/replication.js'
 
 export type SyncState = 'pending' | 'alone' | 'synced' | 'peers-left' | 'timeout'
 
@@ -75,5 +79,76 @@ export const nextAvailability = (state: AvailabilityState, input: AvailabilityIn
       return decide(state, 'synced')
     case 'timeout':
       return state.everConnected || state.openConnections > 0 ? decide(state, 'timeout') : { ...state, failed: true, probing: false }
+  }
+}
+
+/** While waiting for peers, how often to ask the signaling servers how many are still there. */
+export const PROBE_INTERVAL = 1000
+
+/** What the tracker needs of the link and the replication: events in, a probe out. */
+export interface AvailabilitySources {
+  link: Pick<Link, 'sources' | 'connections' | 'probe' | 'on' | 'off'>
+  replication: Pick<Replication, 'on' | 'off'>
+}
+
+/**
+ * Drives the rule over a live link: feeds it the link's signaling status, counts and connections
+ * and the replication's first full state, runs the join timeout and the probe, and calls
+ * `onDecided` once, with the final state.
+ */
+export class AvailabilityTracker {
+  #state: AvailabilityState
+  readonly #sources: AvailabilitySources
+  readonly #onDecided: (state: AvailabilityState) => void
+  readonly #timer: ReturnType<typeof setTimeout>
+  #probe: ReturnType<typeof setInterval> | undefined
+  #stopped = false
+
+  constructor (sources: AvailabilitySources, { joinTimeout, onDecided }: { joinTimeout: number, onDecided: (state: AvailabilityState) => void }) {
+    this.#sources = sources
+    this.#onDecided = onDecided
+    this.#state = initialAvailability(sources.link.sources)
+    sources.link.on('signaling', this.#onSignaling)
+    sources.link.on('count', this.#onCount)
+    sources.link.on('open', this.#onConnections)
+    sources.link.on('close', this.#onConnections)
+    sources.replication.on('synced', this.#onSynced)
+    this.#timer = setTimeout(() => this.#input({ type: 'timeout' }), joinTimeout)
+  }
+
+  get state (): AvailabilityState {
+    return this.#state
+  }
+
+  stop (): void {
+    if (this.#stopped) return
+    this.#stopped = true
+    clearTimeout(this.#timer)
+    clearInterval(this.#probe)
+    const { link, replication } = this.#sources
+    link.off('signaling', this.#onSignaling)
+    link.off('count', this.#onCount)
+    link.off('open', this.#onConnections)
+    link.off('close', this.#onConnections)
+    replication.off('synced', this.#onSynced)
+  }
+
+  #onSignaling = ({ sources }: { sources: readonly SignalingSource[] }): void => this.#input({ type: 'signaling', sources })
+  #onCount = ({ source, clients }: { source: string, clients: number }): void => this.#input({ type: 'count', source, clients })
+  #onConnections = (): void => this.#input({ type: 'connections', open: this.#sources.link.connections.length })
+  #onSynced = (): void => this.#input({ type: 'synced' })
+
+  #input (input: AvailabilityInput): void {
+    if (this.#stopped) return
+    const before = this.#state
+    const after = nextAvailability(before, input)
+    if (after === before) return
+    this.#state = after
+    if (after.probing && this.#probe === undefined) this.#probe = setInterval(() => this.#sources.link.probe(), PROBE_INTERVAL)
+    if (!after.probing) clearInterval(this.#probe)
+    if (isDecided(after)) {
+      this.stop()
+      this.#onDecided(after)
+    }
   }
 }

@@ -8,12 +8,13 @@
 
 import * as Y from 'yjs'
 import { Awareness } from 'y-protocols/awareness'
-import { ObservableV2 } from 'lib0/observable'
-import { initialAvailability, isDecided, nextAvailability, type AvailabilityInput, type AvailabilityState, type SyncState } from './availability.js'
+import { AvailabilityTracker, type AvailabilityState, type SyncState } from './availability.js'
 import { ErrorCodes, SessionStoreError } from './errors.js'
+import { IsolatedObservable } from './events.js'
+import { DEFAULT_JOIN_TIMEOUT, DEFAULT_SIGNALING, invalidOption, validateJoin, type JoinOptions } from './options.js'
 import { metadataOf, PeerDirectory, SIGNALING_ID_FIELD, type Peer, type PeersChange } from './peers.js'
 import type { Json } from './store/json.js'
-import { resolveLimits, type Limits } from './store/limits.js'
+import { resolveLimits } from './store/limits.js'
 import { SessionStore } from './store/store.js'
 import type { WrtcImplementation } from './transport/framed-wrtc.js'
 import type { ConnectionInfo, Link, LinkFactory } from './transport/link.js'
@@ -23,25 +24,7 @@ import { browserWrtc, yWebrtcLink } from './transport/y-webrtc-adapter.js'
 export type { Peer, PeersChange } from './peers.js'
 export type { SyncState } from './availability.js'
 export type { ConnectionInfo } from './transport/link.js'
-
-export interface JoinOptions {
-  /** Signaling server URLs. Default `['ws://localhost:4444']`. */
-  signaling?: string[]
-  /** y-webrtc's room password: encrypts signaling traffic. Default none. */
-  password?: string
-  /** Appended to each signaling URL as `?token=`, for servers with access control. Default none. */
-  token?: string
-  /** Passed to simple-peer: `config` (iceServers), `wrtc`, ... Default `{}`. */
-  peerOpts?: Record<string, unknown>
-  /** The most WebRTC connections this peer opens. Default y-webrtc's (20 to 34). */
-  maxConns?: number
-  /** The store's limits. Default `{ maxValueBytes: 1024, maxKeys: 100, maxTotalBytes: 65536, maxKeyBytes: 1024 }`. */
-  limits?: Partial<Limits>
-  /** This peer's metadata (JSON, at most `maxValueBytes`), visible to the other peers. Default null. */
-  metadata?: Json
-  /** Milliseconds to wait for the room's state (and for a signaling server). Default 10000. */
-  joinTimeout?: number
-}
+export type { JoinOptions } from './options.js'
 
 export interface SessionStatus {
   /** Connected to at least one signaling server. */
@@ -72,30 +55,9 @@ export interface Runtime {
   link?: LinkFactory
 }
 
-const DEFAULT_SIGNALING = ['ws://localhost:4444']
-const DEFAULT_JOIN_TIMEOUT = 10_000
-/** While waiting for peers, how often to ask the signaling server how many are still there. */
-const PROBE_INTERVAL = 1000
 const STORE_MAP = 'session-store'
-const OPTIONS: ReadonlySet<string> = new Set(['signaling', 'password', 'token', 'peerOpts', 'maxConns', 'limits', 'metadata', 'joinTimeout'])
 
-const invalidOption = (message: string): SessionStoreError => new SessionStoreError(ErrorCodes.INVALID_OPTION, message)
-
-/** Checks every option before anything is created, so a refused join leaves nothing behind. */
-const validate = (room: unknown, options: JoinOptions): void => {
-  if (typeof room !== 'string' || room.length === 0) throw invalidOption('the room name must be a non-empty string')
-  if (typeof options !== 'object' || options === null) throw invalidOption('options must be an object')
-  for (const name of Object.keys(options)) if (!OPTIONS.has(name)) throw invalidOption(`unknown option '${name}'`)
-  const { signaling, password, token, peerOpts, maxConns, joinTimeout } = options
-  if (signaling !== undefined && (!Array.isArray(signaling) || signaling.some((url) => typeof url !== 'string' || !URL.canParse(url)))) throw invalidOption('signaling must be an array of URLs')
-  if (password !== undefined && (typeof password !== 'string' || password.length === 0)) throw invalidOption('password must be a non-empty string')
-  if (token !== undefined && typeof token !== 'string') throw invalidOption('token must be a string')
-  if (peerOpts !== undefined && (typeof peerOpts !== 'object' || peerOpts === null)) throw invalidOption('peerOpts must be an object')
-  if (maxConns !== undefined && !(Number.isSafeInteger(maxConns) && maxConns > 0)) throw invalidOption('maxConns must be a positive integer')
-  if (joinTimeout !== undefined && !(Number.isFinite(joinTimeout) && joinTimeout >= 0)) throw invalidOption('joinTimeout must be a non-negative number of milliseconds')
-}
-
-export class Session extends ObservableV2<SessionEvents> {
+export class Session extends IsolatedObservable<SessionEvents> {
   readonly room: string
   /** Resolves the store once it is available; rejects with SIGNALING_UNAVAILABLE or NOT_AVAILABLE. */
   readonly sessionStore: Promise<SessionStore>
@@ -105,9 +67,7 @@ export class Session extends ObservableV2<SessionEvents> {
   readonly #peers: PeerDirectory
   readonly #link: Link
   readonly #replication: Replication
-  readonly #timer: ReturnType<typeof setTimeout>
-  #availability: AvailabilityState
-  #probe: ReturnType<typeof setInterval> | undefined
+  readonly #availability: AvailabilityTracker
   #resolveStore!: (store: SessionStore) => void
   #rejectStore!: (err: SessionStoreError) => void
   #constructed = false
@@ -115,7 +75,7 @@ export class Session extends ObservableV2<SessionEvents> {
 
   constructor (room: string, options: JoinOptions = {}, runtime: Runtime = {}) {
     super()
-    validate(room, options)
+    validateJoin(room, options)
     const { signaling = DEFAULT_SIGNALING, password, token, peerOpts = {}, maxConns, metadata = null, joinTimeout = DEFAULT_JOIN_TIMEOUT } = options
     const limits = resolveLimits(options.limits)
     const ownMetadata = metadataOf(metadata, limits.maxValueBytes)
@@ -146,24 +106,18 @@ export class Session extends ObservableV2<SessionEvents> {
     })
     this.sessionStore.catch(() => {}) // the rejection is also an 'error' event; callers may not await
 
-    this.#availability = initialAvailability(this.#link.sources)
-    this.#link.on('signaling', ({ sources }) => {
-      this.#input({ type: 'signaling', sources })
-      this.#emitStatus()
-    })
-    this.#link.on('count', ({ source, clients }) => this.#input({ type: 'count', source, clients }))
-    this.#link.on('open', () => this.#onConnections())
+    this.#availability = new AvailabilityTracker({ link: this.#link, replication: this.#replication }, { joinTimeout, onDecided: this.#onDecided })
+    this.#link.on('signaling', () => this.#emitStatus())
+    this.#link.on('open', () => this.#emitStatus())
     this.#link.on('close', ({ connection }) => {
       this.#peers.forgetSignalingPeer(connection.remoteId)
-      this.#onConnections()
+      this.#emitStatus()
     })
     this.#link.on('refused', ({ reason }) => this.#emitError(new SessionStoreError(ErrorCodes.PROTOCOL_ERROR, reason)))
-    this.#replication.on('synced', () => this.#input({ type: 'synced' }))
     this.#replication.on('refused', ({ reason }) => this.#emitError(new SessionStoreError(ErrorCodes.PROTOCOL_ERROR, `closed the connection to a peer that sent ${reason}`)))
     this.#link.ready.then((id) => {
       if (this.#leaving === null) this.#awareness.setLocalStateField(SIGNALING_ID_FIELD, id)
     }, (err: SessionStoreError) => this.#fail(err))
-    this.#timer = setTimeout(() => this.#input({ type: 'timeout' }), joinTimeout)
     this.#constructed = true
   }
 
@@ -201,8 +155,8 @@ export class Session extends ObservableV2<SessionEvents> {
     return {
       signaling: !left && this.#link.sources.some((source) => source.connected),
       webrtcPeers: left ? 0 : this.#link.connections.length,
-      available: this.#availability.sync !== 'pending',
-      sync: this.#availability.sync,
+      available: this.#availability.state.sync !== 'pending',
+      sync: this.#availability.state.sync,
       left
     }
   }
@@ -228,8 +182,7 @@ export class Session extends ObservableV2<SessionEvents> {
   }
 
   async #release (): Promise<void> {
-    clearTimeout(this.#timer)
-    clearInterval(this.#probe)
+    this.#availability.stop()
     this.#store.close()
     this.#rejectStore(new SessionStoreError(ErrorCodes.NOT_AVAILABLE, 'the session was left before the store became available'))
     this.#replication.destroy()
@@ -239,29 +192,14 @@ export class Session extends ObservableV2<SessionEvents> {
     this.#emitStatus()
   }
 
-  #onConnections (): void {
-    this.#input({ type: 'connections', open: this.#link.connections.length })
-    this.#emitStatus()
-  }
-
-  #input (input: AvailabilityInput): void {
-    if (this.#leaving !== null) return
-    const before = this.#availability
-    const after = nextAvailability(before, input)
-    if (after === before) return
-    this.#availability = after
-    if (after.probing && this.#probe === undefined) this.#probe = setInterval(() => this.#link.probe(), PROBE_INTERVAL)
-    if (!after.probing) clearInterval(this.#probe)
-    if (!isDecided(before) && isDecided(after)) {
-      clearTimeout(this.#timer)
-      if (after.failed) {
-        this.#fail(new SessionStoreError(ErrorCodes.SIGNALING_UNAVAILABLE, `no signaling server answered within the join timeout (${this.#link.sources.map((s) => s.id).join(', ')})`))
-        return
-      }
-      this.#resolveStore(this.#store)
-      this.#emitStatus()
-      this.#emit('sessionStoreAvailable', this.#store)
+  #onDecided = (state: AvailabilityState): void => {
+    if (state.failed) {
+      this.#fail(new SessionStoreError(ErrorCodes.SIGNALING_UNAVAILABLE, `no signaling server answered within the join timeout (${this.#link.sources.map((s) => s.id).join(', ')})`))
+      return
     }
+    this.#resolveStore(this.#store)
+    this.#emitStatus()
+    this.#emit('sessionStoreAvailable', this.#store)
   }
 
   /** The join cannot succeed: the store promise rejects, the error is reported, the room released. */
@@ -288,15 +226,9 @@ export class Session extends ObservableV2<SessionEvents> {
 
   /** Emits an event; a listener that throws is reported as an 'error' event, never propagated. */
   #emit<E extends keyof SessionEvents>(name: E, payload: Parameters<SessionEvents[E]>[0]): void {
-    const listeners = Array.from(this._observers.get(name) ?? []) as Array<(arg: typeof payload) => void>
-    for (const listener of listeners) {
-      try {
-        listener(payload)
-      } catch (err) {
-        if (name === 'error') continue
-        this.#emitError(new SessionStoreError(ErrorCodes.CALLBACK_FAILED, `a '${name}' listener threw: ${String(err)}`, { cause: err }))
-      }
-    }
+    this.emitIsolated(name, payload, (err) => {
+      if (name !== 'error') this.#emitError(new SessionStoreError(ErrorCodes.CALLBACK_FAILED, `a '${name}' listener threw: ${String(err)}`, { cause: err }))
+    })
   }
 }
 

@@ -2,7 +2,7 @@
  * Real peers over real WebRTC: each peer is its own Node process (@roamhq/wrtc), introduced by
  * this project's signaling server. Runs the built package (`npm test` builds first).
  */
-import { execFile } from 'node:child_process'
+import { execFile, fork } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import { describe, expect, it, onTestFinished } from 'vitest'
@@ -196,6 +196,26 @@ describe('peers in separate processes over WebRTC', () => {
     await b.call('waitForPeers', { count: 2, timeout: 40_000 }, 45_000)
     const late = await joinPeer('late', room, { signaling: [server.url] })
     expect(late.joined.json).toEqual(expected)
+  })
+})
+
+describe('a stock y-webrtc peer in a room of library peers', () => {
+  it('syncs a small state both ways; what it writes is held to the per-entry rules', async () => {
+    const server = await startSignaling()
+    const room = uniqueRoom()
+    const a = await joinPeer('a', room, { signaling: [server.url] })
+    await a.call('set', { key: 'pinned', value: 'hi' })
+    const stock = fork(fileURLToPath(new URL('./fixtures/signaling-yjs-peer.mjs', import.meta.url)), [server.url, room, 'stock', 'session-store'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+    onTestFinished(() => { stock.kill('SIGKILL') })
+    let state: { map: Record<string, unknown> } = { map: {} }
+    stock.on('message', (m: typeof state) => { state = m })
+    // Entries are JSON text: the stock peer reads the library's write as such.
+    await waitFor(() => state.map.pinned === '"hi"', { timeout: 15_000, what: 'the stock peer to receive pinned' })
+    stock.send({ cmd: 'set', key: 'from-stock', value: '{"ok":true}' })
+    await a.call('waitForValue', { key: 'from-stock', value: { ok: true } })
+    // Its own "hello from stock" entry is not JSON: invisible, and reported.
+    expect(await a.call('toJSON')).toEqual({ pinned: 'hi', 'from-stock': { ok: true } })
+    expect(a.events.some((e) => e.event === 'error' && e.code === 'INVALID_REMOTE_ENTRY')).toBe(true)
   })
 })
 

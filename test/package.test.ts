@@ -3,7 +3,7 @@
  * without Node-only code, and there is one copy of Yjs.
  */
 import { execFileSync } from 'node:child_process'
-import { existsSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
 import { describe, expect, it } from 'vitest'
 import { build } from 'esbuild'
 
@@ -25,6 +25,14 @@ describe('package', () => {
     const inputs = Object.keys(result.metafile.inputs)
     expect(inputs.some((i) => i.includes('node_modules/yjs/'))).toBe(true)
     expect(inputs.filter((i) => /node_modules\/(ws|@roamhq\/wrtc)\/|^node:/.test(i))).toEqual([])
+  })
+
+  it('pins y-webrtc to the release whose internals the adapter relies on, and has it installed', async () => {
+    const { Y_WEBRTC_VERSION } = await import('../src/transport/y-webrtc-adapter.js')
+    const manifest = JSON.parse(readFileSync('package.json', 'utf8')) as { dependencies: Record<string, string> }
+    expect(manifest.dependencies['y-webrtc']).toBe(Y_WEBRTC_VERSION)
+    const installed = JSON.parse(readFileSync('node_modules/y-webrtc/package.json', 'utf8')) as { version: string }
+    expect(installed.version).toBe(Y_WEBRTC_VERSION)
   })
 
   it('has one copy of Yjs in the tree (two break instanceof checks)', () => {

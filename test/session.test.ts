@@ -2,9 +2,12 @@
  * The room lifecycle in one process: availability, leave and rejoin, errors, metadata. What needs
  * two peers runs in separate processes (test/integration.test.ts).
  */
+import { execFile } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+import { promisify } from 'node:util'
 import { describe, expect, it, onTestFinished } from 'vitest'
 import { WebSocket } from 'ws'
-import { joinRoom, type Session } from '../src/node.js'
+import { joinRoom, type JoinOptions, type Session } from '../src/node.js'
 import { SessionStoreError } from '../src/errors.js'
 import { startSignaling, uniqueRoom } from './helpers/server.js'
 import { once, waitFor } from './helpers/wait.js'
@@ -96,6 +99,25 @@ describe('joining', () => {
     expect(() => joinRoom(uniqueRoom(), { joinTimeout: -1 })).toThrow(expect.objectContaining({ code: 'INVALID_OPTION' }))
     expect(() => joinRoom(uniqueRoom(), { limits: { maxKeys: 0 } })).toThrow(expect.objectContaining({ code: 'INVALID_OPTION' }))
     expect(() => joinRoom(uniqueRoom(), { metadata: (() => 1) as unknown as null })).toThrow(expect.objectContaining({ code: 'INVALID_VALUE' }))
+  })
+
+  it('refuses an unknown option, naming it (plain JavaScript has no type check)', () => {
+    expect(() => joinRoom(uniqueRoom(), { signalling: ['ws://x'] } as unknown as JoinOptions)).toThrow(expect.objectContaining({ code: 'INVALID_OPTION', message: expect.stringContaining("'signalling'") }))
+  })
+
+  it('a refused join leaves nothing open: the process exits by itself', async () => {
+    const server = await startSignaling()
+    const fixture = fileURLToPath(new URL('./fixtures/refused-join-exits.mjs', import.meta.url))
+    const { stdout } = await promisify(execFile)(process.execPath, [fixture, server.url], { timeout: 15_000 })
+    expect(stdout.trim()).toBe('VALUE_TOO_LARGE INVALID_VALUE INVALID_OPTION INVALID_OPTION INVALID_OPTION INVALID_OPTION INVALID_OPTION INVALID_OPTION INVALID_OPTION')
+  })
+
+  it("lists this peer under 'joined' in the first peers event a listener added at once sees", async () => {
+    const server = await startSignaling()
+    const session = join(uniqueRoom(), { signaling: [server.url], metadata: 'me' })
+    const first = await once<{ joined: Array<{ local: boolean, metadata: unknown }>, updated: unknown[] }>(session, 'peers')
+    expect(first.joined).toEqual([expect.objectContaining({ local: true, metadata: 'me' })])
+    expect(first.updated).toEqual([])
   })
 })
 

@@ -137,6 +137,14 @@ const frameChannel = (channel: RTCDataChannel, pc: RTCPeerConnection, hooks: Cha
   // can crash (SIGSEGV) sending on a channel whose native side is being torn down.
   let closing = false
   let closed = false
+  let opened = false
+  // Reported once: on 'open', or at adoption if the channel is open already, or before the first
+  // message if that is dispatched first (seen with @roamhq/wrtc under load).
+  const open = (): void => {
+    if (opened || closed) return
+    opened = true
+    hooks.onOpen?.(framed)
+  }
   const stop = (): void => {
     closing = true
     queue.length = 0
@@ -216,12 +224,14 @@ const frameChannel = (channel: RTCDataChannel, pc: RTCPeerConnection, hooks: Cha
       return fail(err as Error)
     }
     if (message === null) return
+    open()
     try {
       hooks.onMessage?.(framed, message)
     } catch (err) {
       fail(err as Error)
     }
   })
-  channel.addEventListener('open', () => hooks.onOpen?.(framed))
+  channel.addEventListener('open', open)
+  if (channel.readyState === 'open') queueMicrotask(open)
   return framed
 }

@@ -5,7 +5,8 @@
  * replication, availability, peers) runs over it unchanged, many peers in one process, without
  * WebRTC: the in-memory half of the behaviour suite that also runs over real WebRTC.
  *
- * `maxConns` is honoured, so a hub can also make a partial mesh.
+ * `maxConns` is honoured, and a hub's `topology` can choose whom a newcomer connects to, so a
+ * hub can also make a partial mesh (a chain, say).
  */
 
 import { ObservableV2 } from 'lib0/observable'
@@ -81,7 +82,7 @@ class MemoryLink extends ObservableV2<LinkEvents> implements Link {
       this.emit('signaling', [{ sources: this.sources }])
       const members = hub.join(room, this)
       for (const other of members) other.emit('count', [{ source: SOURCE, clients: members.length }])
-      for (const other of members) if (other !== this) this.#connect(other)
+      for (const other of hub.topology(members.filter((m) => m !== this))) this.#connect(other)
     }, 0)
   }
 
@@ -134,10 +135,20 @@ class MemoryLink extends ObservableV2<LinkEvents> implements Link {
   }
 }
 
+export interface MemoryHubOptions {
+  /** Which of a room's members (in joining order) a newcomer connects to. Default all of them. */
+  topology?: <T>(members: readonly T[]) => readonly T[]
+}
+
 /** A signaling server and network in memory. */
 export class MemoryHub {
   readonly #rooms = new Map<string, MemoryLink[]>()
   #nextId = 0
+  readonly topology: <T>(members: readonly T[]) => readonly T[]
+
+  constructor ({ topology = (members) => members }: MemoryHubOptions = {}) {
+    this.topology = topology
+  }
 
   /** The LinkFactory to pass as `runtime.link`. */
   readonly link: LinkFactory = (room, options) => new MemoryLink(this, room, options, `memory-${++this.#nextId}`)

@@ -122,14 +122,25 @@ export class Replication extends ObservableV2<ReplicationEvents> {
     const type = decoding.readVarUint(decoder)
     switch (type) {
       case MESSAGE_SYNC: {
-        const reply = encoding.createEncoder()
-        encoding.writeVarUint(reply, MESSAGE_SYNC)
-        let failure = null as Error | null
-        const syncType = syncProtocol.readSyncMessage(decoder, reply, this.#doc, this.originOf(connection), (err: Error) => { failure = err })
-        if (failure !== null) throw failure
-        if (syncType === syncProtocol.messageYjsSyncStep1) this.#send(connection, encoding.toUint8Array(reply))
-        else if (syncType === syncProtocol.messageYjsSyncStep2) this.emit('synced', [{ connection }])
-        return
+        // y-protocols' readSyncMessage, with the update applied here: its own catch would log
+        // every unreadable update to the console instead of letting this peer refuse it.
+        const syncType = decoding.readVarUint(decoder)
+        switch (syncType) {
+          case syncProtocol.messageYjsSyncStep1: {
+            const reply = encoding.createEncoder()
+            encoding.writeVarUint(reply, MESSAGE_SYNC)
+            syncProtocol.readSyncStep1(decoder, reply, this.#doc)
+            this.#send(connection, encoding.toUint8Array(reply))
+            return
+          }
+          case syncProtocol.messageYjsSyncStep2:
+          case syncProtocol.messageYjsUpdate:
+            Y.applyUpdate(this.#doc, decoding.readVarUint8Array(decoder), this.originOf(connection))
+            if (syncType === syncProtocol.messageYjsSyncStep2) this.emit('synced', [{ connection }])
+            return
+          default:
+            throw new Error(`unknown sync message type ${syncType}`)
+        }
       }
       case MESSAGE_AWARENESS:
         awarenessProtocol.applyAwarenessUpdate(this.#awareness, decoding.readVarUint8Array(decoder), this.originOf(connection))

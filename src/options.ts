@@ -1,0 +1,47 @@
+/**
+ * The options of `joinRoom`, their defaults, and their validation: every option is checked before
+ * a session creates anything, so a refused join leaves nothing behind (no socket, timer or port).
+ */
+
+import { ErrorCodes, SessionStoreError } from './errors.js'
+import type { Json } from './store/json.js'
+import type { Limits } from './store/limits.js'
+
+export interface JoinOptions {
+  /** Signaling server URLs. Default `['ws://localhost:4444']`. */
+  signaling?: string[]
+  /** y-webrtc's room password: encrypts signaling traffic. Default none. */
+  password?: string
+  /** Appended to each signaling URL as `?token=`, for servers with access control. Default none. */
+  token?: string
+  /** Passed to simple-peer: `config` (iceServers), `wrtc`, ... Default `{}`. */
+  peerOpts?: Record<string, unknown>
+  /** The most WebRTC connections this peer opens. Default y-webrtc's (20 to 34). */
+  maxConns?: number
+  /** The store's limits. Default `{ maxValueBytes: 1024, maxKeys: 100, maxTotalBytes: 65536, maxKeyBytes: 1024 }`. */
+  limits?: Partial<Limits>
+  /** This peer's metadata (JSON, at most `maxValueBytes`), visible to the other peers. Default null. */
+  metadata?: Json
+  /** Milliseconds to wait for the room's state (and for a signaling server). Default 10000. */
+  joinTimeout?: number
+}
+
+export const DEFAULT_SIGNALING = ['ws://localhost:4444']
+export const DEFAULT_JOIN_TIMEOUT = 10_000
+const OPTIONS: ReadonlySet<string> = new Set(['signaling', 'password', 'token', 'peerOpts', 'maxConns', 'limits', 'metadata', 'joinTimeout'])
+
+export const invalidOption = (message: string): SessionStoreError => new SessionStoreError(ErrorCodes.INVALID_OPTION, message)
+
+/** Checks every option before anything is created, so a refused join leaves nothing behind. */
+export const validateJoin = (room: unknown, options: JoinOptions): void => {
+  if (typeof room !== 'string' || room.length === 0) throw invalidOption('the room name must be a non-empty string')
+  if (typeof options !== 'object' || options === null) throw invalidOption('options must be an object')
+  for (const name of Object.keys(options)) if (!OPTIONS.has(name)) throw invalidOption(`unknown option '${name}'`)
+  const { signaling, password, token, peerOpts, maxConns, joinTimeout } = options
+  if (signaling !== undefined && (!Array.isArray(signaling) || signaling.some((url) => typeof url !== 'string' || !URL.canParse(url)))) throw invalidOption('signaling must be an array of URLs')
+  if (password !== undefined && (typeof password !== 'string' || password.length === 0)) throw invalidOption('password must be a non-empty string')
+  if (token !== undefined && typeof token !== 'string') throw invalidOption('token must be a string')
+  if (peerOpts !== undefined && (typeof peerOpts !== 'object' || peerOpts === null)) throw invalidOption('peerOpts must be an object')
+  if (maxConns !== undefined && !(Number.isSafeInteger(maxConns) && maxConns > 0)) throw invalidOption('maxConns must be a positive integer')
+  if (joinTimeout !== undefined && !(Number.isFinite(joinTimeout) && joinTimeout >= 0)) throw invalidOption('joinTimeout must be a non-negative number of milliseconds')
+}
