@@ -13,11 +13,11 @@
 
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { readFileSync, writeFileSync, mkdirSync } from 'node:fs'
-import { createServer, type AddressInfo } from 'node:net'
 import os from 'node:os'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { WebSocket } from 'ws'
+import { freePort } from '../test/helpers/net.js'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 const CLI = `${ROOT}dist/signaling/cli.js`
@@ -54,15 +54,6 @@ const SETUPS: Setup[] = [
 const children = new Set<ChildProcess>()
 process.on('exit', () => { for (const child of children) child.kill('SIGKILL') })
 for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => process.exit(130))
-
-const freePort = async (): Promise<number> => await new Promise((resolve, reject) => {
-  const server = createServer()
-  server.once('error', reject)
-  server.listen(0, '127.0.0.1', () => {
-    const { port } = server.address() as AddressInfo
-    server.close(() => resolve(port))
-  })
-})
 
 /** Spawns `command` and resolves once its output matches `ready`. */
 const startProcess = async (command: string, args: string[], ready: RegExp): Promise<{ child: ChildProcess, match: RegExpExecArray }> => {

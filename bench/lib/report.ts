@@ -4,10 +4,10 @@
  */
 
 import { mkdir, rename, writeFile } from 'node:fs/promises'
-import type { RunInfo } from './machine.js'
 import { REPO_ROOT } from './child.js'
 import { latencyChart } from './svg.js'
-import { judgeTargets, type TargetRow } from './targets.js'
+import { judgeTargets } from './targets.js'
+import type { Results } from './results.js'
 import { LABELS, type ContenderName, type Failure } from '../scenarios/context.js'
 import type { LatencyResult } from '../scenarios/latency.js'
 import type { ThroughputResult } from '../scenarios/throughput.js'
@@ -16,21 +16,6 @@ import type { MeshResult } from '../scenarios/mesh.js'
 import type { HistoryResult } from '../scenarios/history.js'
 import { MAX_P99_MS, MIN_DELIVERED, type LoadStep, type SignalingResult } from '../scenarios/signaling.js'
 import { SERVER_LABELS } from './servers.js'
-
-export interface Results {
-  run: RunInfo
-  targets?: TargetRow[]
-  /** What our signaling server, serving the library's peers (default options), refused during the peer scenarios. */
-  peerSignaling?: { ourRejections: Record<string, number> | null }
-  scenarios: {
-    latency?: LatencyResult | Failure
-    throughput?: ThroughputResult | Failure
-    join?: JoinResult | Failure
-    mesh?: MeshResult | Failure
-    history?: HistoryResult | Failure
-    signaling?: SignalingResult | Failure
-  }
-}
 
 const RESULTS_DIR = `${REPO_ROOT}bench/results/`
 

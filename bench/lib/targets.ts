@@ -3,18 +3,9 @@
  * on both sides and their ratio. A scenario that did not run or failed makes its rows 'n/a'.
  */
 
-import type { Results } from './report.js'
+import type { Results, TargetRow } from './results.js'
 import type { Failure } from '../scenarios/context.js'
 import type { JoinAttempt } from '../scenarios/join.js'
-
-export interface TargetRow {
-  target: string
-  ours: string
-  anchor: string
-  ratio: string
-  verdict: 'pass' | 'short' | 'n/a'
-  note: string
-}
 
 const ok = <T extends object>(x: T | Failure | undefined): x is T => x !== undefined && !('error' in x)
 

@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url'
 import { onTestFinished } from 'vitest'
 import { createSignalingServer, type SignalingServer, type SignalingServerOptions } from '../../signaling/index.js'
 import { waitFor, withTimeout } from './wait.js'
+import { freePort } from './net.js'
 
 export const REDIS_MISSING = "install Debian's redis-server: apt-get install -y redis-server"
 
@@ -21,15 +22,6 @@ export const requireRedisServer = (): void => {
   const probe = spawnSync('redis-server', ['--version'], { encoding: 'utf8' })
   if (probe.error !== undefined || probe.status !== 0) throw new Error(REDIS_MISSING)
 }
-
-const freePort = async (): Promise<number> => await new Promise((resolve, reject) => {
-  const server = createServer()
-  server.once('error', reject)
-  server.listen(0, '127.0.0.1', () => {
-    const { port } = server.address() as AddressInfo
-    server.close(() => resolve(port))
-  })
-})
 
 const exited = (child: ChildProcess): Promise<void> => new Promise((resolve) => {
   if (child.exitCode !== null || child.signalCode !== null) resolve()
