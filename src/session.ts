@@ -18,7 +18,11 @@ import { resolveLimits } from './store/limits.js'
 import { SessionStore } from './store/store.js'
 import type { WrtcImplementation } from './transport/framed-wrtc.js'
 import type { ConnectionInfo, Link, LinkFactory } from './transport/link.js'
+import { AuthenticatedLink } from './transport/authenticated-link.js'
+import { replyBudgets } from './transport/budgets.js'
+import { impersonationRules } from './transport/impersonation.js'
 import { Replication } from './transport/replication.js'
+import { createIdentity } from './trust/identity.js'
 import { browserWrtc, yWebrtcLink } from './transport/y-webrtc-adapter.js'
 
 export type { Peer, PeersChange } from './peers.js'
@@ -71,6 +75,7 @@ export class Session extends IsolatedObservable<SessionEvents> {
   #resolveStore!: (store: SessionStore) => void
   #rejectStore!: (err: SessionStoreError) => void
   #constructed = false
+  readonly #dropped: Record<string, number> = {}
   #leaving: Promise<void> | null = null
 
   constructor (room: string, options: JoinOptions = {}, runtime: Runtime = {}) {
@@ -87,19 +92,26 @@ export class Session extends IsolatedObservable<SessionEvents> {
     }
 
     this.room = room
-    this.#link = link(room, {
+    const identity = createIdentity()
+    const wire = link(room, {
       signaling,
       peerOpts,
+      identity,
       ...(password === undefined ? {} : { password }),
       ...(token === undefined ? {} : { token }),
       ...(maxConns === undefined ? {} : { maxConns })
     })
     this.doc = new Y.Doc()
+    const authenticated = new AuthenticatedLink(wire, { room, identity, clientId: () => this.doc.clientID })
+    this.#link = authenticated
     this.#store = new SessionStore(this.doc.getMap(STORE_MAP), { limits, onError: (err) => this.#emitError(err) })
     this.#awareness = new Awareness(this.doc)
     this.#peers = new PeerDirectory(this.#awareness, { maxMetadataBytes: limits.maxValueBytes, onChange: this.#onPeersChange })
     this.#awareness.setLocalState({ metadata: ownMetadata })
-    this.#replication = new Replication(this.doc, this.#awareness, this.#link)
+    const drop = (reason: string): void => { this.#dropped[reason] = (this.#dropped[reason] ?? 0) + 1 }
+    this.#replication = new Replication(this.doc, this.#awareness, this.#link, {
+      hooks: [replyBudgets(drop), impersonationRules({ doc: this.doc, connectionOfClient: (client) => authenticated.connectionOfClient(client), onDrop: drop })]
+    })
     this.sessionStore = new Promise((resolve, reject) => {
       this.#resolveStore = resolve
       this.#rejectStore = reject
@@ -114,7 +126,10 @@ export class Session extends IsolatedObservable<SessionEvents> {
       this.#emitStatus()
     })
     this.#link.on('refused', ({ reason }) => this.#emitError(new SessionStoreError(ErrorCodes.PROTOCOL_ERROR, reason)))
-    this.#replication.on('refused', ({ reason }) => this.#emitError(new SessionStoreError(ErrorCodes.PROTOCOL_ERROR, `closed the connection to a peer that sent ${reason}`)))
+    this.#replication.on('refused', ({ reason }) => {
+      drop(reason)
+      this.#emitError(new SessionStoreError(ErrorCodes.PROTOCOL_ERROR, `closed the connection to a peer that sent ${reason}`))
+    })
     this.#link.ready.then((id) => {
       if (this.#leaving === null) this.#awareness.setLocalStateField(SIGNALING_ID_FIELD, id)
     }, (err: SessionStoreError) => this.#fail(err))
@@ -159,6 +174,11 @@ export class Session extends IsolatedObservable<SessionEvents> {
       sync: this.#availability.state.sync,
       left
     }
+  }
+
+  /** What this peer dropped or refused from others, by reason (counts since it joined). */
+  stats (): { dropped: Record<string, number> } {
+    return { dropped: { ...this.#link.dropped, ...this.#dropped } }
   }
 
   /** The WebRTC connections of this session, for diagnostics (and for proving tests ran over WebRTC). */

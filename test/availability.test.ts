@@ -32,7 +32,7 @@ describe('availability', () => {
   it("waits for a peer's state when others are in the room, probing meanwhile", () => {
     const waiting = run(initialAvailability(one), up('ws://a'), count('ws://a', 3))
     expect(waiting).toMatchObject({ sync: 'pending', probing: true, waitedForPeers: true })
-    const synced = nextAvailability(waiting, { type: 'synced' })
+    const synced = run(waiting, { type: 'heard', peerId: 'p1' }, { type: 'synced', peerId: 'p1' })
     expect(synced).toMatchObject({ sync: 'synced', probing: false })
   })
 
@@ -55,12 +55,12 @@ describe('availability', () => {
   })
 
   it("is 'synced' when a state arrives before any echo (a peer answered first)", () => {
-    expect(run(initialAvailability(one), up('ws://a'), { type: 'synced' }).sync).toBe('synced')
+    expect(run(initialAvailability(one), up('ws://a'), { type: 'synced', peerId: 'p1' }).sync).toBe('synced')
   })
 
   it("times out to 'timeout' once a server was reached, or a peer connected", () => {
     expect(run(initialAvailability(one), up('ws://a'), count('ws://a', 2), { type: 'timeout' })).toMatchObject({ sync: 'timeout', failed: false, probing: false })
-    expect(run(initialAvailability(one), { type: 'connections', open: 1 }, { type: 'timeout' }).sync).toBe('timeout')
+    expect(run(initialAvailability(one), { type: 'connections', open: ['p1'] }, { type: 'timeout' }).sync).toBe('timeout')
   })
 
   it('fails when no server was ever reached and no peer connected', () => {
@@ -74,9 +74,37 @@ describe('availability', () => {
     expect(state.sync).toBe('timeout')
   })
 
+  it('waits for every peer it heard from, not the first answer: one empty state cannot hide the others', () => {
+    const waiting = run(initialAvailability(one), up('ws://a'), count('ws://a', 3),
+      { type: 'heard', peerId: 'attacker' }, { type: 'heard', peerId: 'host' }, { type: 'connections', open: ['attacker'] },
+      { type: 'synced', peerId: 'attacker' })
+    expect(waiting.sync).toBe('pending')
+    const withHost = run(waiting, { type: 'connections', open: ['attacker', 'host'] }, { type: 'synced', peerId: 'host' })
+    expect(withHost.sync).toBe('synced')
+  })
+
+  it('stops waiting SYNC_WINDOW after the first state, for peers that never send theirs', () => {
+    const waiting = run(initialAvailability(one), up('ws://a'), count('ws://a', 3),
+      { type: 'heard', peerId: 'a' }, { type: 'heard', peerId: 'silent' }, { type: 'synced', peerId: 'a' })
+    expect(waiting.sync).toBe('pending')
+    expect(nextAvailability(waiting, { type: 'window-closed' }).sync).toBe('synced')
+  })
+
+  it('an open connection that has not sent its state holds the decision too', () => {
+    const state = run(initialAvailability(one), up('ws://a'), count('ws://a', 2), { type: 'connections', open: ['a', 'b'] }, { type: 'synced', peerId: 'a' })
+    expect(state.sync).toBe('pending')
+  })
+
+  it("counts subscribers that never answer as absent after ANSWER_TIMEOUT: 'alone'", () => {
+    const silent = run(initialAvailability(one), up('ws://a'), count('ws://a', 2))
+    expect(nextAvailability(silent, { type: 'answer-timeout' }).sync).toBe('alone')
+    const answered = nextAvailability(silent, { type: 'heard', peerId: 'p' })
+    expect(nextAvailability(answered, { type: 'answer-timeout' }).sync).toBe('pending')
+  })
+
   it('never changes once decided: a late state, echo, connection or timeout', () => {
     const alone = run(initialAvailability(one), up('ws://a'), count('ws://a', 1))
-    for (const input of [{ type: 'synced' }, count('ws://a', 5), { type: 'timeout' }, { type: 'connections', open: 3 }] as AvailabilityInput[]) {
+    for (const input of [{ type: 'synced', peerId: 'p' }, count('ws://a', 5), { type: 'timeout' }, { type: 'connections', open: ['p'] }, { type: 'answer-timeout' }] as AvailabilityInput[]) {
       expect(nextAvailability(alone, input)).toBe(alone)
     }
     const failed = run(initialAvailability(one), { type: 'timeout' })

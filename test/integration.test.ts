@@ -163,8 +163,10 @@ describe('peers in separate processes over WebRTC', () => {
     }
     payloads.push(null, 7, 'text', [1, 2], { type: 'announce' }, { type: 'announce', from: { nested: 1 } })
     for (const data of payloads) hostile.send(JSON.stringify({ type: 'publish', topic: room, data }))
-    // A publish after them all: once both peers have seen it, they have processed the hostile ones.
-    await waitFor(() => a.events.filter((e) => e.event === 'error').length >= 5 && b.events.filter((e) => e.event === 'error').length >= 5, { what: 'the hostile payloads to be reported' })
+    // Each peer drops 11 of them (the other 5, addressed to the other peer, it does not read).
+    const droppedBy = async (p: PeerProcess): Promise<number> => Object.values((await p.call<{ dropped: Record<string, number> }>('stats')).dropped).reduce((x, y) => x + y, 0)
+    await waitFor(async () => await droppedBy(a) >= 11 && await droppedBy(b) >= 11, { what: 'the hostile payloads to be dropped' })
+    expect(a.events.some((e) => e.event === 'error' && e.code === 'PROTOCOL_ERROR')).toBe(true)
     await a.call('set', { key: 'after-attack', value: 1 })
     await b.call('waitForValue', { key: 'after-attack', value: 1 })
     const late = await joinPeer('late', room, { signaling: [server.url] })
@@ -200,22 +202,23 @@ describe('peers in separate processes over WebRTC', () => {
 })
 
 describe('a stock y-webrtc peer in a room of library peers', () => {
-  it('syncs a small state both ways; what it writes is held to the per-entry rules', async () => {
+  it('is refused: its unsigned announces are ignored and reported, and nothing passes either way', async () => {
     const server = await startSignaling()
     const room = uniqueRoom()
     const a = await joinPeer('a', room, { signaling: [server.url] })
     await a.call('set', { key: 'pinned', value: 'hi' })
     const stock = fork(fileURLToPath(new URL('./fixtures/signaling-yjs-peer.mjs', import.meta.url)), [server.url, room, 'stock', 'session-store'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
     onTestFinished(() => { stock.kill('SIGKILL') })
-    let state: { map: Record<string, unknown> } = { map: {} }
+    let state: { map: Record<string, unknown>, webrtcPeers: number } = { map: {}, webrtcPeers: 0 }
     stock.on('message', (m: typeof state) => { state = m })
-    // Entries are JSON text: the stock peer reads the library's write as such.
-    await waitFor(() => state.map.pinned === '"hi"', { timeout: 15_000, what: 'the stock peer to receive pinned' })
     stock.send({ cmd: 'set', key: 'from-stock', value: '{"ok":true}' })
-    await a.call('waitForValue', { key: 'from-stock', value: { ok: true } })
-    // Its own "hello from stock" entry is not JSON: invisible, and reported.
-    expect(await a.call('toJSON')).toEqual({ pinned: 'hi', 'from-stock': { ok: true } })
-    expect(a.events.some((e) => e.event === 'error' && e.code === 'INVALID_REMOTE_ENTRY')).toBe(true)
+    // It cannot prove an identity, so the library peer never connects to it.
+    await waitFor(async () => ((await a.call<{ dropped: Record<string, number> }>('stats')).dropped['the sender id is not a public key (an unsigned y-webrtc peer?)'] ?? 0) >= 1, { what: 'the stock announce to be dropped' })
+    expect(a.events.some((e) => e.event === 'error' && e.code === 'PROTOCOL_ERROR' && /unsigned y-webrtc peer/.test(String(e.message)))).toBe(true)
+    expect(await a.call('connections')).toEqual([])
+    expect(await a.call('toJSON')).toEqual({ pinned: 'hi' })
+    expect(state.map.pinned).toBeUndefined()
+    expect(state.webrtcPeers).toBe(0)
   })
 })
 

@@ -9,6 +9,7 @@ import * as decoding from 'lib0/decoding'
 import { Awareness } from 'y-protocols/awareness'
 import * as syncProtocol from 'y-protocols/sync'
 import { MemoryHub } from '../src/transport/memory-link.js'
+import { createIdentity } from '../src/trust/identity.js'
 import type { Link, LinkConnection } from '../src/transport/link.js'
 import { MESSAGE_AWARENESS, MESSAGE_SYNC, Replication, type MessageHook, type RemoteOrigin } from '../src/transport/replication.js'
 import { once, waitFor } from './helpers/wait.js'
@@ -22,7 +23,7 @@ interface Node {
 }
 
 const node = (hub: MemoryHub, room: string, { hooks = [], maxConns }: { hooks?: MessageHook[], maxConns?: number } = {}): Node => {
-  const link = hub.link(room, { signaling: [], peerOpts: {}, ...(maxConns === undefined ? {} : { maxConns }) })
+  const link = hub.link(room, { signaling: [], peerOpts: {}, identity: createIdentity(), ...(maxConns === undefined ? {} : { maxConns }) })
   const doc = new Y.Doc()
   const replication = new Replication(doc, new Awareness(doc), link, { hooks })
   const refused: string[] = []

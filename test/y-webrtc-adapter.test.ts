@@ -9,6 +9,7 @@ import * as yWebrtc from 'y-webrtc'
 import { checkYWebrtc, yWebrtcLink } from '../src/transport/y-webrtc-adapter.js'
 import type { WrtcImplementation } from '../src/transport/framed-wrtc.js'
 import type { Link } from '../src/transport/link.js'
+import { createIdentity } from '../src/trust/identity.js'
 import { startSignaling, uniqueRoom } from './helpers/server.js'
 import { once } from './helpers/wait.js'
 
@@ -17,7 +18,7 @@ g.WebSocket ??= WebSocket
 const link = yWebrtcLink(wrtc as unknown as WrtcImplementation)
 
 const open = (room: string, url: string): Link => {
-  const l = link(room, { signaling: [url], peerOpts: {} })
+  const l = link(room, { signaling: [url], peerOpts: {}, identity: createIdentity() })
   onTestFinished(() => l.leave())
   return l
 }
@@ -68,7 +69,7 @@ describe('the Link over y-webrtc', () => {
 
   it('keeps the token out of its sources', async () => {
     const server = await startSignaling()
-    const l = link(uniqueRoom(), { signaling: [server.url], token: 'secret-token', peerOpts: {} })
+    const l = link(uniqueRoom(), { signaling: [server.url], token: 'secret-token', peerOpts: {}, identity: createIdentity() })
     onTestFinished(() => l.leave())
     expect(JSON.stringify(l.sources)).not.toContain('secret-token')
   })
@@ -76,9 +77,9 @@ describe('the Link over y-webrtc', () => {
   it('refuses a second link to a room of this realm until the first has left', async () => {
     const server = await startSignaling()
     const room = uniqueRoom()
-    const first = link(room, { signaling: [server.url], peerOpts: {} })
+    const first = link(room, { signaling: [server.url], peerOpts: {}, identity: createIdentity() })
     await first.ready
-    expect(() => link(room, { signaling: [server.url], peerOpts: {} })).toThrowError(expect.objectContaining({ code: 'ALREADY_JOINED' }) as Error)
+    expect(() => link(room, { signaling: [server.url], peerOpts: {}, identity: createIdentity() })).toThrowError(expect.objectContaining({ code: 'ALREADY_JOINED' }) as Error)
     await first.leave()
     const second = open(room, server.url)
     await expect(second.ready).resolves.toEqual(expect.any(String))

@@ -7,11 +7,18 @@
  */
 
 import type { ObservableV2 } from 'lib0/observable'
+import type { Identity } from '../trust/identity.js'
 
 /** One connection to a remote peer. */
 export interface LinkConnection {
-  /** The remote peer's id in the room's signaling (y-webrtc's peer id). */
+  /** The remote peer's id in the room's signaling: the id whose signed messages set it up. */
   readonly remoteId: string
+  /**
+   * What ties this connection to its two ends, as each end sees it: for WebRTC, the DTLS
+   * certificate fingerprints of this side's SDP (`local`) and the remote's (`remote`). A handshake
+   * that signs both proves that the signer is at the other end of this very connection.
+   */
+  readonly binding: { readonly local: string, readonly remote: string }
   /** Whether `send` can still deliver. */
   readonly writable: boolean
   /** Sends one whole message. Returns false (sending nothing) once the connection is closing. */
@@ -45,6 +52,8 @@ export interface LinkEvents {
   signaling: (event: { sources: readonly SignalingSource[] }) => void
   /** A signaling server relayed a publish to this room, with the room's subscriber count. */
   count: (event: { source: string, clients: number }) => void
+  /** A peer of the room was heard from in signaling (an announce or a signal that verified). */
+  heard: (event: { peerId: string }) => void
   /** Something a remote sent was dropped (and its connection closed, if it came over one). */
   refused: (event: { reason: string, connection?: LinkConnection }) => void
 }
@@ -57,6 +66,8 @@ export interface Link extends ObservableV2<LinkEvents> {
   readonly sources: readonly SignalingSource[]
   /** The open connections. */
   readonly connections: readonly LinkConnection[]
+  /** What this link dropped from others, by reason (counts since it was made). */
+  readonly dropped: Readonly<Record<string, number>>
   /** Asks every signaling server for the room's subscriber count (answered by `count`). */
   probe: () => void
   /** The WebRTC connections' states (empty for links that are not WebRTC). */
@@ -79,6 +90,8 @@ export interface LinkOptions {
   peerOpts: Record<string, unknown>
   /** The most connections to open. */
   maxConns?: number
+  /** This peer's identity: its id on the wire, and the key that signs for it. */
+  identity: Promise<Identity>
 }
 
 /** Makes the link of one room. */

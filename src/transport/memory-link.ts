@@ -14,13 +14,15 @@ import type { ConnectionInfo, Link, LinkConnection, LinkEvents, LinkFactory, Lin
 
 const SOURCE = 'memory://hub'
 
+const randomToken = (): string => Array.from(crypto.getRandomValues(new Uint8Array(12)), (b) => b.toString(16).padStart(2, '0')).join('')
+
 class MemoryConnection implements LinkConnection {
   peer: MemoryConnection | null = null
   #open = true
   #queue: Uint8Array[] = []
   #scheduled = false
 
-  constructor (readonly owner: MemoryLink, readonly remoteId: string) {}
+  constructor (readonly owner: MemoryLink, readonly remoteId: string, readonly binding: { local: string, remote: string }) {}
 
   get writable (): boolean {
     return this.#open
@@ -59,8 +61,9 @@ class MemoryConnection implements LinkConnection {
 }
 
 class MemoryLink extends ObservableV2<LinkEvents> implements Link {
-  readonly localId: string
+  localId: string | undefined
   readonly ready: Promise<string>
+  readonly dropped: Readonly<Record<string, number>> = {}
   readonly #hub: MemoryHub
   readonly #room: string
   readonly #maxConns: number
@@ -68,22 +71,29 @@ class MemoryLink extends ObservableV2<LinkEvents> implements Link {
   #connected = false
   #left: Promise<void> | null = null
 
-  constructor (hub: MemoryHub, room: string, options: LinkOptions, id: string) {
+  constructor (hub: MemoryHub, room: string, options: LinkOptions) {
     super()
     this.#hub = hub
     this.#room = room
-    this.localId = id
     this.#maxConns = options.maxConns ?? Infinity
-    this.ready = Promise.resolve(id)
+    this.ready = options.identity.then(({ id }) => {
+      this.localId = id
+      return id
+    })
     // As a signaling server would: connect, subscribe, announce; then the others connect to it.
-    setTimeout(() => {
+    void this.ready.then(() => {
       if (this.#left !== null) return
       this.#connected = true
       this.emit('signaling', [{ sources: this.sources }])
       const members = hub.join(room, this)
       for (const other of members) other.emit('count', [{ source: SOURCE, clients: members.length }])
+      for (const other of members) {
+        if (other === this || other.localId === undefined) continue
+        this.emit('heard', [{ peerId: other.localId }])
+        other.emit('heard', [{ peerId: this.localId as string }])
+      }
       for (const other of hub.topology(members.filter((m) => m !== this))) this.#connect(other)
-    }, 0)
+    })
   }
 
   get sources (): SignalingSource[] {
@@ -123,9 +133,11 @@ class MemoryLink extends ObservableV2<LinkEvents> implements Link {
   }
 
   #connect (other: MemoryLink): void {
-    if (!this.hasRoom || !other.hasRoom || this.#connections.has(other.localId)) return
-    const mine = new MemoryConnection(this, other.localId)
-    const theirs = new MemoryConnection(other, this.localId)
+    if (this.localId === undefined || other.localId === undefined || !this.hasRoom || !other.hasRoom || this.#connections.has(other.localId)) return
+    // Stand-ins for the two ends' DTLS fingerprints: fresh per connection, known to both ends.
+    const ends = [randomToken(), randomToken()] as const
+    const mine = new MemoryConnection(this, other.localId, { local: ends[0], remote: ends[1] })
+    const theirs = new MemoryConnection(other, this.localId, { local: ends[1], remote: ends[0] })
     mine.peer = theirs
     theirs.peer = mine
     this.#connections.set(other.localId, mine)
@@ -143,7 +155,6 @@ export interface MemoryHubOptions {
 /** A signaling server and network in memory. */
 export class MemoryHub {
   readonly #rooms = new Map<string, MemoryLink[]>()
-  #nextId = 0
   readonly topology: <T>(members: readonly T[]) => readonly T[]
 
   constructor ({ topology = (members) => members }: MemoryHubOptions = {}) {
@@ -151,7 +162,7 @@ export class MemoryHub {
   }
 
   /** The LinkFactory to pass as `runtime.link`. */
-  readonly link: LinkFactory = (room, options) => new MemoryLink(this, room, options, `memory-${++this.#nextId}`)
+  readonly link: LinkFactory = (room, options) => new MemoryLink(this, room, options)
 
   members (room: string): MemoryLink[] {
     return this.#rooms.get(room) ?? []

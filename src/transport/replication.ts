@@ -98,8 +98,7 @@ export class Replication extends ObservableV2<ReplicationEvents> {
     encoding.writeVarUint(sync, MESSAGE_SYNC)
     syncProtocol.writeSyncStep1(sync, this.#doc)
     this.#send(connection, encoding.toUint8Array(sync))
-    const clients = Array.from(this.#awareness.getStates().keys())
-    if (clients.length > 0) this.#send(connection, this.#awarenessMessage(clients))
+    if (this.#awareness.getLocalState() !== null) this.#send(connection, this.#awarenessMessage([this.#awareness.clientID]))
   }
 
   #onMessage = ({ connection, message }: { connection: LinkConnection, message: Uint8Array }): void => {
@@ -146,7 +145,7 @@ export class Replication extends ObservableV2<ReplicationEvents> {
         awarenessProtocol.applyAwarenessUpdate(this.#awareness, decoding.readVarUint8Array(decoder), this.originOf(connection))
         return
       case MESSAGE_QUERY_AWARENESS:
-        this.#send(connection, this.#awarenessMessage(Array.from(this.#awareness.getStates().keys())))
+        this.#send(connection, this.#awarenessMessage([this.#awareness.clientID]))
         return
       case MESSAGE_BC_PEER_ID:
         return
@@ -183,8 +182,10 @@ export class Replication extends ObservableV2<ReplicationEvents> {
     this.#broadcast(encoding.toUint8Array(encoder), origin)
   }
 
+  /** Only this peer's own state goes out: each peer hears its neighbours from them (impersonation.ts). */
   #onAwarenessUpdate = ({ added, updated, removed }: { added: number[], updated: number[], removed: number[] }, origin: unknown): void => {
-    this.#broadcast(this.#awarenessMessage(added.concat(updated, removed)), origin)
+    const own = this.#awareness.clientID
+    if (added.includes(own) || updated.includes(own) || removed.includes(own)) this.#broadcast(this.#awarenessMessage([own]), origin)
   }
 
   #awarenessMessage (clients: number[]): Uint8Array {

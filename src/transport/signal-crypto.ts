@@ -37,3 +37,15 @@ export const decryptSignal = async (data: unknown, key: CryptoKey): Promise<unkn
     return null
   }
 }
+
+/** The room's key from its password, as y-webrtc derives it: PBKDF2-SHA-256, 100,000 rounds, the room name as salt. */
+export const deriveRoomKey = async (password: string, room: string): Promise<CryptoKey> => {
+  const material = await crypto.subtle.importKey('raw', new TextEncoder().encode(password), 'PBKDF2', false, ['deriveKey'])
+  return await crypto.subtle.deriveKey(
+    { name: 'PBKDF2', salt: new TextEncoder().encode(room), iterations: 100_000, hash: 'SHA-256' },
+    material,
+    { name: 'AES-GCM', length: 256 },
+    false,
+    ['encrypt', 'decrypt']
+  )
+}

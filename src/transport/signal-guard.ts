@@ -32,7 +32,7 @@ export interface SignalContext {
 }
 
 /** Whether this peer should leave the initiative to the announcing peer, and answer it instead. */
-export const shouldAnswerAnnounce = (data: unknown, room: SignalContext): data is { from: string } => {
+export const shouldAnswerAnnounce = (data: unknown, room: SignalContext): boolean => {
   if (!isRecord(data) || data.type !== 'announce' || typeof data.from !== 'string') return false
   const me = room.peerId()
   return me !== undefined && data.from !== me && me > data.from && !room.hasConnection(data.from)

@@ -10,9 +10,14 @@
  * `message` event. The library's replication (replication.ts) speaks over them instead.
  *
  * What the adapter adds around y-webrtc (src/PROTOCOL.md has the rules):
- * - a guard in front of each signaling connection: publishes for our rooms are decrypted and
- *   screened (signal-guard.ts) before y-webrtc reads them, and the initiator rule (only the
- *   smaller peer id initiates; the larger announces itself again) avoids offer glare;
+ * - identity on the signaling wire: y-webrtc keeps its own random peer id inside, but on the
+ *   wire this peer is its self-certifying id (trust/identity.ts), and every publish y-webrtc makes
+ *   for our rooms is signed (trust/signed-signal.ts) and, with a password, encrypted here;
+ * - a guard in front of each signaling connection: publishes for our rooms are decrypted,
+ *   verified (signature, room, recipient, no replay) and screened (signal-guard.ts) before
+ *   y-webrtc reads them; unsigned ones (stock y-webrtc peers) are ignored;
+ * - the initiator rule (only the smaller peer id initiates; the larger announces itself again),
+ *   and a budget on announces (budgets.ts), so no one can make this peer flood the server;
  * - the probe: a publish that y-webrtc peers ignore, whose echo carries the room's count;
  * - teardown workarounds, each for a y-webrtc behaviour that would otherwise leak or crash.
  *
@@ -31,7 +36,10 @@ import { ErrorCodes, SessionStoreError } from '../errors.js'
 import { isRecord } from '../guards.js'
 import { createFramedWrtc, type FramedChannel, type FramedWrtc, type WrtcImplementation } from './framed-wrtc.js'
 import type { ConnectionInfo, Link, LinkConnection, LinkEvents, LinkFactory, LinkOptions, SignalingSource } from './link.js'
-import { decryptSignal, encryptSignal } from './signal-crypto.js'
+import type { Identity } from '../trust/identity.js'
+import { openSignal, routeOf, signSignal, type SignalPayload } from '../trust/signed-signal.js'
+import { ANNOUNCE_BUDGET, createTokenBucket, type TokenBucket } from './budgets.js'
+import { decryptSignal, deriveRoomKey, encryptSignal } from './signal-crypto.js'
 import { screenSignal, shouldAnswerAnnounce } from './signal-guard.js'
 
 /** The y-webrtc release whose internals this module relies on. */
@@ -44,6 +52,10 @@ export const Y_WEBRTC_VERSION = '10.3.0'
 export const PROBE = { type: 'y-session-store:probe' }
 /** At most one answering announce per remote peer in this many milliseconds. */
 export const REANNOUNCE_INTERVAL = 2000
+/** The same refusal (reason and sender) is reported at most once in this many milliseconds. */
+export const REPORT_INTERVAL = 10_000
+/** Senders whose last sequence number is remembered (replay protection); the oldest are forgotten. */
+const MAX_REMEMBERED_SENDERS = 4096
 
 /** y-webrtc's SignalingConn (a lib0 WebsocketClient) as far as the adapter uses it. */
 interface SignalingConn {
@@ -115,8 +127,8 @@ const incompatible = (problem: string): SessionStoreError =>
 /** The rooms of this realm: joined, or still leaving. */
 const rooms = new Map<string, YWebrtcLink>()
 
-/** Signaling connections whose y-webrtc listeners sit behind the guard. */
-const guarded = new WeakSet<SignalingConn>()
+/** Signaling connections whose y-webrtc listeners sit behind the guard, with their native send. */
+const guarded = new WeakMap<SignalingConn, (message: unknown) => void>()
 
 const withToken = (url: string, token: string): string => {
   const parsed = new URL(url)
@@ -135,8 +147,16 @@ export const browserWrtc = (): WrtcImplementation | undefined => {
 /** A LinkFactory over y-webrtc, with `wrtc` as the WebRTC implementation. */
 export const yWebrtcLink = (wrtc: WrtcImplementation): LinkFactory => (room, options) => new YWebrtcLink(room, options, wrtc)
 
+/** The DTLS certificate fingerprints an SDP announces (`a=fingerprint:` lines), sorted. */
+export const fingerprintsOf = (sdp: string | undefined): string =>
+  (sdp ?? '').split(/\r?\n/).filter((line) => line.startsWith('a=fingerprint:')).map((line) => line.slice(14).trim().toLowerCase()).sort().join(',')
+
 class Connection implements LinkConnection {
-  constructor (readonly remoteId: string, readonly channel: FramedChannel) {}
+  readonly binding: { local: string, remote: string }
+
+  constructor (readonly remoteId: string, readonly channel: FramedChannel) {
+    this.binding = { local: fingerprintsOf(channel.pc.localDescription?.sdp), remote: fingerprintsOf(channel.pc.remoteDescription?.sdp) }
+  }
 
   get writable (): boolean {
     return this.channel.writable
@@ -159,7 +179,20 @@ class YWebrtcLink extends ObservableV2<LinkEvents> implements Link {
   readonly #wrtc: FramedWrtc
   readonly #connections = new Map<FramedChannel, Connection>()
   readonly #reannounced = new Map<string, number>()
+  readonly #identity: Promise<Identity>
+  readonly #key: Promise<CryptoKey | null>
+  readonly #announces: TokenBucket = createTokenBucket(ANNOUNCE_BUDGET)
+  /** The last sequence number accepted from each sender. */
+  readonly #seqs = new Map<string, number>()
+  readonly #reported = new Map<string, number>()
+  #seq = 0
+  #localId: string | undefined
+  /** Incoming publishes are handled one at a time, in order; so are outgoing ones. */
+  #incoming: Promise<void> = Promise.resolve()
+  #outgoing: Promise<void> = Promise.resolve()
   #left: Promise<void> | null = null
+  /** Counts of what was dropped, by reason. */
+  readonly dropped: Record<string, number> = {}
 
   constructor (room: string, options: LinkOptions, wrtc: WrtcImplementation) {
     super()
@@ -178,12 +211,15 @@ class YWebrtcLink extends ObservableV2<LinkEvents> implements Link {
         this.emit('refused', [{ reason: `a peer broke the data-channel protocol: ${error.message}`, ...this.#connectionOf(channel) }])
       }
     })
-    const { signaling, password, token, peerOpts, maxConns } = options
+    const { signaling, password, token, peerOpts, maxConns, identity } = options
+    this.#identity = identity
+    this.#key = password === undefined ? Promise.resolve(null) : deriveRoomKey(password, room)
+    this.#key.catch(() => {})
     rooms.set(room, this)
     try {
+      // No password for y-webrtc: it only ever sees verified, decrypted payloads (see guard()).
       this.#provider = new yWebrtc.WebrtcProvider(room, this.#shadow, {
         signaling: token === undefined ? signaling : signaling.map((url) => withToken(url, token)),
-        ...(password === undefined ? {} : { password }),
         awareness: new Awareness(this.#shadow),
         // Tabs of one browser connect over WebRTC too: the data plane is only on data channels.
         filterBcConns: false,
@@ -203,16 +239,23 @@ class YWebrtcLink extends ObservableV2<LinkEvents> implements Link {
       conn.on('connect', this.#onSignalingStatus)
       conn.on('disconnect', this.#onSignalingStatus)
     }
-    this.ready = Promise.resolve(this.#provider.key).then(() => {
+    this.ready = Promise.all([this.#provider.key, identity]).then(([, { id }]) => {
       const problem = checkRoom(this.#provider.room)
       if (problem !== null) throw incompatible(problem)
-      return (this.#provider.room as Room).peerId
+      this.#localId = id
+      return id
     })
     this.ready.catch(() => {})
   }
 
+  /** This peer's id on the signaling wire (its identity's), once known. */
   get localId (): string | undefined {
-    return this.#provider.room?.peerId
+    return this.#localId
+  }
+
+  /** Whether y-webrtc has a connection (open or being set up) to `peerId`. */
+  hasConnection (peerId: string): boolean {
+    return this.#provider.room?.webrtcConns.has(peerId) === true
   }
 
   get sources (): SignalingSource[] {
@@ -232,7 +275,7 @@ class YWebrtcLink extends ObservableV2<LinkEvents> implements Link {
 
   probe (): void {
     for (const conn of this.#provider.signalingConns) {
-      if (conn.connected) conn.send({ type: 'publish', topic: this.#room, data: PROBE })
+      if (conn.connected) guarded.get(conn)?.({ type: 'publish', topic: this.#room, data: PROBE })
     }
   }
 
@@ -241,22 +284,43 @@ class YWebrtcLink extends ObservableV2<LinkEvents> implements Link {
     return this.#left
   }
 
-  /** Whether y-webrtc has a connection (open or being set up) to `peerId`. */
-  hasConnection (peerId: string): boolean {
-    return this.#provider.room?.webrtcConns.has(peerId) === true
-  }
-
-  get key (): PromiseLike<CryptoKey | null> {
-    return this.#provider.key
-  }
 
   get leaving (): boolean {
     return this.#left !== null
   }
 
-  /** Reports a signaling publish the guard dropped. */
-  dropped (reason: string): void {
+  /** Counts a dropped signaling publish, and reports it (the same one at most every 10 s). */
+  #drop (reason: string, from = ''): void {
+    this.dropped[reason] = (this.dropped[reason] ?? 0) + 1
+    const key = `${reason}\u0000${from}`
+    const now = Date.now()
+    if ((this.#reported.get(key) ?? -Infinity) > now - REPORT_INTERVAL) return
+    if (this.#reported.size > 1024) this.#reported.clear()
+    this.#reported.set(key, now)
     this.emit('refused', [{ reason: `dropped a signaling message for this room: ${reason}` }])
+  }
+
+  /**
+   * A publish y-webrtc makes for this room (`data` is its payload, with its own peer id as
+   * `from`): signed as this peer, encrypted with the password, sent on `conn`. In order.
+   */
+  publish (conn: SignalingConn, data: unknown): void {
+    if (!isRecord(data) || (data.type !== 'announce' && data.type !== 'signal')) return
+    if (data.type === 'announce' && !this.#announces.take()) {
+      this.dropped['announce over budget'] = (this.dropped['announce over budget'] ?? 0) + 1
+      return
+    }
+    const payload: SignalPayload = { type: data.type }  as SignalPayload
+    if (typeof data.to === 'string') payload.to = data.to
+    if (data.signal !== undefined) payload.signal = data.signal
+    if (typeof data.token === 'number') payload.token = data.token
+    this.#outgoing = this.#outgoing.then(async () => {
+      const [identity, key] = await Promise.all([this.#identity, this.#key])
+      if (this.leaving) return
+      const wire = await signSignal(identity, this.#room, ++this.#seq, payload)
+      const sealed = key === null ? wire : await encryptSignal(wire, key)
+      if (!this.leaving && conn.connected) guarded.get(conn)?.({ type: 'publish', topic: this.#room, data: sealed })
+    }).catch((err: unknown) => this.#drop(`could not sign a signaling message (${String(err)})`))
   }
 
   /** Announces this peer again so that `remotePeerId` (a smaller id) connects to it. */
@@ -267,13 +331,49 @@ class YWebrtcLink extends ObservableV2<LinkEvents> implements Link {
     if ((this.#reannounced.get(remotePeerId) ?? 0) > now - REANNOUNCE_INTERVAL) return
     for (const [peerId, at] of this.#reannounced) if (at <= now - REANNOUNCE_INTERVAL) this.#reannounced.delete(peerId)
     this.#reannounced.set(remotePeerId, now)
-    const payload = { type: 'announce', from: room.peerId }
-    void Promise.resolve(room.key === null ? payload : encryptSignal(payload, room.key)).then((data) => {
+    for (const conn of this.#provider.signalingConns) {
+      if (conn.connected) this.publish(conn, { type: 'announce' })
+    }
+  }
+
+  /**
+   * A publish for this room from the signaling server: decrypted, verified and screened, then
+   * handed to y-webrtc's own listeners (`forward`) with its payload in y-webrtc's terms. In order.
+   */
+  receive (message: Record<string, unknown>, conn: SignalingConn, forward: (message: Record<string, unknown>, conn: SignalingConn) => void): void {
+    this.#incoming = this.#incoming.then(async () => {
       if (this.leaving) return
-      for (const conn of this.#provider.signalingConns) {
-        if (conn.connected) conn.send({ type: 'publish', topic: this.#room, data })
+      const [identity, key] = await Promise.all([this.#identity, this.#key])
+      let data = message.data
+      if (key !== null) {
+        if (typeof data !== 'string') return // a probe, or a peer without the password: nothing for us
+        data = await decryptSignal(data, key)
+        if (data === null) return this.#drop('the payload cannot be decrypted with this room\'s password')
       }
-    })
+      if (isRecord(data) && data.from === undefined && data.to === undefined) return // a probe
+      const route = routeOf(data)
+      if (route === null) return this.#drop('not a signaling payload')
+      if (route.from === identity.id) return // our own, echoed
+      if (route.type === 'signal' && route.to !== identity.id) return // for another peer
+      const opened = await openSignal(this.#room, data)
+      if (typeof opened === 'string') return this.#drop(opened, route.from)
+      if (opened.seq <= (this.#seqs.get(opened.from) ?? 0)) return this.#drop('a replayed signaling message', opened.from)
+      this.#seqs.delete(opened.from)
+      if (this.#seqs.size >= MAX_REMEMBERED_SENDERS) this.#seqs.delete(this.#seqs.keys().next().value as string)
+      this.#seqs.set(opened.from, opened.seq)
+      if (this.leaving) return
+      this.emit('heard', [{ peerId: opened.from }])
+      const context = { peerId: () => identity.id, hasConnection: (peerId: string) => this.hasConnection(peerId) }
+      if (shouldAnswerAnnounce(opened, context)) return this.reannounce(opened.from)
+      // y-webrtc knows itself by its own random id: address the payload to that.
+      const plain: Record<string, unknown> = { type: opened.type, from: opened.from }
+      if (opened.to !== undefined) plain.to = this.#provider.room?.peerId
+      if (opened.signal !== undefined) plain.signal = opened.signal
+      if (opened.token !== undefined) plain.token = opened.token
+      const problem = screenSignal(plain, { peerId: () => this.#provider.room?.peerId, hasConnection: (peerId) => this.hasConnection(peerId) })
+      if (problem !== null) return this.#drop(problem, opened.from)
+      forward({ ...message, data: plain }, conn)
+    }).catch((err: unknown) => this.#drop(`a signaling message could not be handled (${String(err)})`))
   }
 
   #connectionOf (channel: FramedChannel): { connection?: Connection } {
@@ -341,7 +441,7 @@ class YWebrtcLink extends ObservableV2<LinkEvents> implements Link {
     // y-webrtc removes the room from its registry in a callback on `key`, registered by destroy()
     // just now: awaiting `key` afterwards runs after it.
     await this.#provider.key
-    await closeLeakedBroadcastChannel(this.#room, this.#provider.room?.key != null)
+    await closeLeakedBroadcastChannel(this.#room)
     this.#shadow.destroy()
     rooms.delete(this.#room)
   }
@@ -354,35 +454,27 @@ const stripQuery = (url: string): string => {
 
 /**
  * Puts the guard in front of the 'message' listeners a y-webrtc SignalingConn has (its own,
- * registered in its constructor). Publishes to rooms this realm did not join through the adapter
- * pass through as they are. Idempotent per connection.
+ * registered in its constructor), and behind its `send`: publishes for rooms this realm joined
+ * through the adapter go through their link both ways; others pass as they are. Once per connection.
  */
 const guard = (conn: SignalingConn): void => {
   if (guarded.has(conn)) return
-  guarded.add(conn)
+  const nativeSend = conn.send.bind(conn)
+  guarded.set(conn, nativeSend)
+  conn.send = (message: unknown) => {
+    const link = isRecord(message) && message.type === 'publish' && typeof message.topic === 'string' ? rooms.get(message.topic) : undefined
+    if (link === undefined || !isRecord(message)) return nativeSend(message)
+    link.publish(conn, message.data)
+  }
   const listeners = Array.from(conn._observers.get('message') ?? [])
   for (const listener of listeners) conn.off('message', listener)
-  const forward = (args: unknown[]): void => {
-    for (const listener of listeners) listener(...args)
+  const forward = (message: unknown, from: SignalingConn): void => {
+    for (const listener of listeners) listener(message, from)
   }
-  conn.on('message', (...args: unknown[]) => {
-    const message = args[0]
+  conn.on('message', (message: unknown, from: SignalingConn) => {
     const link = isRecord(message) && message.type === 'publish' && typeof message.topic === 'string' ? rooms.get(message.topic) : undefined
-    if (link === undefined || !isRecord(message)) return forward(args)
-    void Promise.resolve(link.key).then(async (key) => {
-      let data = message.data
-      if (key !== null) {
-        if (typeof data !== 'string') return forward(args) // y-webrtc ignores clear data in an encrypted room
-        data = await decryptSignal(data, key)
-        if (data === null) return link.dropped('the payload cannot be decrypted with this room\'s password')
-      }
-      if (link.leaving) return
-      const context = { peerId: () => link.localId, hasConnection: (peerId: string) => link.hasConnection(peerId) }
-      const problem = screenSignal(data, context)
-      if (problem !== null) return link.dropped(problem)
-      if (shouldAnswerAnnounce(data, context)) return link.reannounce(data.from)
-      forward(args)
-    })
+    if (link === undefined || !isRecord(message)) return forward(message, from)
+    link.receive(message, from, forward)
   })
 }
 
@@ -392,17 +484,9 @@ const guard = (conn: SignalingConn): void => {
  * nobody closes. In Node that channel is a MessagePort that keeps the process alive. Subscribing
  * and unsubscribing a no-op listener closes whatever channel the room has, once the post is done.
  */
-const closeLeakedBroadcastChannel = async (room: string, encrypted: boolean): Promise<void> => {
-  const noop = (): void => {}
-  const close = (): void => {
-    bc.subscribe(room, noop)
-    bc.unsubscribe(room, noop)
-  }
+const closeLeakedBroadcastChannel = async (room: string): Promise<void> => {
   await new Promise((resolve) => setTimeout(resolve, 0))
-  close()
-  if (encrypted) {
-    // WebCrypto's encrypt completes off the main thread: give it time, then close again.
-    await new Promise((resolve) => setTimeout(resolve, 50))
-    close()
-  }
+  const noop = (): void => {}
+  bc.subscribe(room, noop)
+  bc.unsubscribe(room, noop)
 }
