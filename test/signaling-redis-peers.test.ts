@@ -99,8 +99,9 @@ describe('peers on several signaling instances', () => {
     expect(healedAfter).toBeLessThan(ttl + 1_500)
     expect(await echoCount(lastMinuteJoiner, lastMinute)).toBe(1)
 
-    // Counted X's ghost at first, then saw it leave: available long before its 10 s join timeout.
-    expect((await joining).sync).toBe('peers-left')
+    // Counted X's ghost at first, then saw it leave ('peers-left'), or found that it never answered
+    // (ANSWER_TIMEOUT, 'alone'), whichever came first: available long before its 10 s join timeout.
+    expect(['peers-left', 'alone']).toContain((await joining).sync)
 
     // The writer reconnects through the balancer to Y; a newcomer syncs with both.
     await writer.call('set', { key: 'after', value: 'the crash' })
