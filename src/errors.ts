@@ -26,7 +26,9 @@ export const ErrorCodes = {
   /** A peer broke the data-channel framing protocol; its connection was closed. */
   PROTOCOL_ERROR: 'PROTOCOL_ERROR',
   /** An option passed to `joinRoom` is invalid. */
-  INVALID_OPTION: 'INVALID_OPTION'
+  INVALID_OPTION: 'INVALID_OPTION',
+  /** An optional peer dependency this entry needs (`@roamhq/wrtc`, `ws`) is not installed; the message says `npm i ...`. */
+  MISSING_DEPENDENCY: 'MISSING_DEPENDENCY'
 } as const
 
 export type ErrorCode = typeof ErrorCodes[keyof typeof ErrorCodes]
