@@ -23,6 +23,7 @@ import { encodeValue, type Json } from './json.js'
 import { utf8Length, type Limits } from './limits.js'
 import { SessionStore } from './store.js'
 import { encryptSignal, guardSignalingConn, type GuardedRoom } from './signal-guard.js'
+import { followTurnCredentials, withSignalingIceServers } from './transport/turn.js'
 
 export interface JoinOptions {
   /** Signaling server URLs. Default `['ws://localhost:4444']`. */
@@ -41,6 +42,8 @@ export interface JoinOptions {
   metadata?: Json
   /** Milliseconds to wait for the room's state (and for a signaling server). Default 10000. */
   joinTimeout?: number
+  /** `'signaling'`: add the TURN servers the signaling server hands out to `peerOpts.config.iceServers`. Default none. */
+  turn?: 'signaling'
 }
 
 export interface Peer {
@@ -135,7 +138,8 @@ export class Session extends ObservableV2<SessionEvents> {
     super()
     if (typeof room !== 'string' || room.length === 0) throw new SessionStoreError(ErrorCodes.INVALID_OPTION, 'the room name must be a non-empty string')
     if (joined.has(room)) throw new SessionStoreError(ErrorCodes.ALREADY_JOINED, `room '${room}' is already joined in this JavaScript realm; leave() it first`)
-    const { signaling = DEFAULT_SIGNALING, password, token, peerOpts = {}, maxConns, limits, metadata = null, joinTimeout = 10_000 } = options
+    const { signaling = DEFAULT_SIGNALING, password, token, peerOpts = {}, maxConns, limits, metadata = null, joinTimeout = 10_000, turn } = options
+    if (turn !== undefined && turn !== 'signaling') throw new SessionStoreError(ErrorCodes.INVALID_OPTION, "turn must be 'signaling' or absent")
     if (!Array.isArray(signaling) || signaling.some((url) => typeof url !== 'string')) throw new SessionStoreError(ErrorCodes.INVALID_OPTION, 'signaling must be an array of URLs')
     if (!Number.isFinite(joinTimeout) || joinTimeout < 0) throw new SessionStoreError(ErrorCodes.INVALID_OPTION, 'joinTimeout must be a non-negative number of milliseconds')
     const base = (peerOpts.wrtc as WrtcImplementation | undefined) ?? runtime.wrtc ?? browserWrtc()
@@ -176,13 +180,14 @@ export class Session extends ObservableV2<SessionEvents> {
       awareness: this.#awareness,
       // Tabs of one browser also connect over WebRTC, so "synced with a peer" is observable.
       filterBcConns: false,
-      peerOpts: { ...peerOpts, wrtc: this.#wrtc },
+      peerOpts: { ...peerOpts, wrtc: this.#wrtc, ...(turn === 'signaling' ? { config: withSignalingIceServers(peerOpts.config as RTCConfiguration | undefined, () => this.#signalingConns) } : {}) },
       ...(maxConns === undefined ? {} : { maxConns })
     })
     this.#provider.on('peers', this.#onWebrtcPeers)
     this.#signalingConns = this.#provider.signalingConns as unknown as SignalingConn[]
     for (const conn of this.#signalingConns) {
       guardSignalingConn(conn as unknown as Parameters<typeof guardSignalingConn>[0], (topic) => joined.get(topic))
+      if (turn === 'signaling') followTurnCredentials(conn)
       conn.on('message', this.#onSignalingMessage)
       conn.on('connect', this.#onSignalingStatus)
       conn.on('disconnect', this.#onSignalingStatus)

@@ -94,6 +94,7 @@ describe('joining', () => {
     expect(() => joinRoom('', {})).toThrow(expect.objectContaining({ code: 'INVALID_OPTION' }))
     expect(() => joinRoom(uniqueRoom(), { signaling: 'ws://x' as unknown as string[] })).toThrow(expect.objectContaining({ code: 'INVALID_OPTION' }))
     expect(() => joinRoom(uniqueRoom(), { joinTimeout: -1 })).toThrow(expect.objectContaining({ code: 'INVALID_OPTION' }))
+    expect(() => joinRoom(uniqueRoom(), { turn: 'always' as 'signaling' })).toThrow(expect.objectContaining({ code: 'INVALID_OPTION' }))
     expect(() => joinRoom(uniqueRoom(), { limits: { maxKeys: 0 } })).toThrow(expect.objectContaining({ code: 'INVALID_OPTION' }))
     expect(() => joinRoom(uniqueRoom(), { metadata: (() => 1) as unknown as null })).toThrow(expect.objectContaining({ code: 'INVALID_VALUE' }))
   })
