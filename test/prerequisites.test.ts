@@ -92,7 +92,7 @@ describe('prerequisites of npm test', () => {
 
   it('without apt-get, root on Debian gets the message instead of a failed install', () => {
     const system = fakeSystem({ present: ['ip', 'turnserver'] })
-    expect(ensurePrerequisites(system).message).toContain('sudo apt-get install -y chromium redis-server')
+    expect(ensurePrerequisites(system).message).toContain('apt-get is not on PATH; install them with it: apt-get install -y chromium redis-server')
     expect(system.calls).toEqual([])
   })
 

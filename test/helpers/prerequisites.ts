@@ -69,6 +69,7 @@ export const missingMessage = (missing: readonly Prerequisite[], system: System,
   const packages = missing.map((item) => item.debian).join(' ')
   let how: string
   if (failure !== undefined) how = `apt-get failed (${failure}); install them by hand: apt-get install -y ${packages}`
+  else if (system.debian && system.uid() === 0) how = `apt-get is not on PATH; install them with it: apt-get install -y ${packages}`
   else if (system.debian) how = `install them as root (npm test does it itself when run as root): sudo apt-get install -y ${packages}`
   else how = `install them with your system's package manager (Chromium must be at /usr/bin/chromium); on Debian: apt-get install -y ${packages}`
   return `npm test: missing on this machine:\n${lines.join('\n')}\n${how}\nThe tests that need them will fail; the others run.`
