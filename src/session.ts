@@ -187,7 +187,7 @@ export class Session extends ObservableV2<SessionEvents> {
     this.#signalingConns = this.#provider.signalingConns as unknown as SignalingConn[]
     for (const conn of this.#signalingConns) {
       guardSignalingConn(conn as unknown as Parameters<typeof guardSignalingConn>[0], (topic) => joined.get(topic))
-      if (turn === 'signaling') followTurnCredentials(conn)
+      followTurnCredentials(conn)
       conn.on('message', this.#onSignalingMessage)
       conn.on('connect', this.#onSignalingStatus)
       conn.on('disconnect', this.#onSignalingStatus)

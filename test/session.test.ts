@@ -2,6 +2,7 @@
  * The room lifecycle in one process: availability, leave and rejoin, errors, metadata. What needs
  * two peers runs in separate processes (test/integration.test.ts).
  */
+import wrtc from '@roamhq/wrtc'
 import { describe, expect, it, onTestFinished } from 'vitest'
 import { WebSocket } from 'ws'
 import { joinRoom, type Session } from '../src/node.js'
@@ -167,5 +168,32 @@ describe('metadata and events', () => {
     const second = once(session, 'sessionStoreAvailable')
     await second
     expect(errors.map((e) => e.code)).toContain('CALLBACK_FAILED')
+  })
+})
+
+describe('TURN servers from the signaling server', () => {
+  it('a session joining later on a shared signaling connection still uses the credentials sent when it opened', async () => {
+    const url = 'turn:127.0.0.1:9'
+    const server = await startSignaling({ turn: { secret: 'a-turn-secret-of-16+', urls: [url] } })
+    // The first session opens the connection, and receives the turn message, without the option.
+    await join(uniqueRoom(), { signaling: [server.url] }).sessionStore
+    const configs: RTCConfiguration[] = []
+    class Recording extends wrtc.RTCPeerConnection {
+      constructor (config?: RTCConfiguration) {
+        configs.push(config ?? {})
+        super(config)
+      }
+    }
+    const room = uniqueRoom()
+    await join(room, { signaling: [server.url], turn: 'signaling', peerOpts: { wrtc: { ...wrtc, RTCPeerConnection: Recording } } }).sessionStore
+    expect(server.stats().connections).toBe(1)
+    // A peer announces itself in the room (its id sorts after any uuid, so this one initiates).
+    const ws = new WebSocket(server.url)
+    onTestFinished(() => ws.terminate())
+    await once(ws, 'open')
+    ws.send(JSON.stringify({ type: 'subscribe', topics: [room] }))
+    ws.send(JSON.stringify({ type: 'publish', topic: room, data: { type: 'announce', from: 'zzzzzzzz' } }))
+    await waitFor(() => configs.length > 0, { what: 'a connection to the announced peer' })
+    expect(configs[0]?.iceServers).toEqual([{ urls: [url], username: expect.stringMatching(/^\d{10}:[\w-]+$/), credential: expect.any(String) }])
   })
 })

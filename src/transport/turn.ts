@@ -73,7 +73,11 @@ interface MessageSource {
 const grants = new WeakMap<object, TurnGrant>()
 const followed = new WeakSet<object>()
 
-/** Keeps the latest valid grant `conn` (a y-webrtc SignalingConn) receives. Idempotent per connection. */
+/**
+ * Keeps the latest valid grant `conn` (a y-webrtc SignalingConn) receives. Idempotent per
+ * connection. Every session follows its connections, with `turn: 'signaling'` or not: a session
+ * that joins later on a shared connection finds the grant the server sent when it opened.
+ */
 export const followTurnCredentials = (conn: MessageSource): void => {
   if (followed.has(conn)) return
   followed.add(conn)
