@@ -25,7 +25,7 @@ export interface SessionProviderProps {
   room: string
   /** Options of `joinRoom`, read when joining (change `room`, or the provider's `key`, to rejoin). Default `{}`. */
   options?: JoinOptions
-  /** How to join: `joinRoom` of `y-session-store` (the default) or of `y-session-store/node`. */
+  /** How to join: `joinRoom` of `y-session-store` (the default) or of `y-session-store/node`. Pass a stable function: a new one rejoins. */
   join?: (room: string, options: JoinOptions) => Session
   /** Called with the session's `error` events. Default none. */
   onError?: (error: SessionStoreError) => void
