@@ -104,7 +104,7 @@ const parse = (argv: string[]): { help: boolean, logLevel: string, options: Sign
   }
   const turnSecret = text('turn-secret') ?? env('TURN_SECRET')
   if (turnSecret !== undefined) {
-    const urls = ((values['turn-url'] as string[] | undefined) ?? env('TURN_URLS')?.split(',') ?? []).flatMap((url) => url.split(',')).filter((url) => url !== '')
+    const urls = ((values['turn-url'] as string[] | undefined) ?? [env('TURN_URLS') ?? '']).flatMap((url) => url.split(',')).filter((url) => url !== '')
     const ttl = text('turn-ttl')
     options.turn = { secret: turnSecret, urls, ...(ttl === undefined ? {} : { ttl: toNumber('turn-ttl', ttl) }) }
   } else if (values['turn-url'] !== undefined || text('turn-ttl') !== undefined) {

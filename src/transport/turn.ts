@@ -99,7 +99,8 @@ export const withSignalingIceServers = (config: RTCConfiguration | undefined, co
   const result: RTCConfiguration = { ...config }
   Object.defineProperty(result, 'iceServers', {
     enumerable: true,
-    get: () => [...own, ...activeIceServers(Array.from(conns(), grantOf), now())]
+    // `conns()` may not be set yet while y-webrtc's constructor runs: no grants then.
+    get: () => [...own, ...activeIceServers(Array.from(conns() ?? [], grantOf), now())]
   })
   return result
 }
