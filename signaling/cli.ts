@@ -8,6 +8,7 @@ import { parseArgs } from 'node:util'
 import { pino } from 'pino'
 import { DEFAULT_OPTIONS, type SignalingServerOptions } from './options.js'
 import { createSignalingServer } from './server.js'
+import { DEFAULT_TURN_TTL } from './turn.js'
 
 const USAGE = `Usage: y-session-store-signaling [options]
 
@@ -28,6 +29,9 @@ Options (environment variable in brackets):
   --redis-url URL                 share rooms with every instance on this Redis, redis://[:password@]host:port [REDIS_URL]
   --redis-prefix PREFIX           prefix of the Redis channels and keys [REDIS_PREFIX] (default ${DEFAULT_OPTIONS.redisPrefix})
   --redis-ttl MS                  a crashed instance's clients stop counting this long after its last heartbeat (default ${DEFAULT_OPTIONS.redisTtl})
+  --turn-secret SECRET            hand clients TURN credentials for coturn's static-auth-secret SECRET [TURN_SECRET]
+  --turn-url URL                  a TURN URL for those credentials, repeatable or comma-separated [TURN_URLS]
+  --turn-ttl SECONDS              lifetime of a TURN credential (default ${DEFAULT_TURN_TTL})
   --log-level LEVEL               fatal, error, warn, info, debug, trace or silent [LOG_LEVEL] (default info)
   -h, --help                      show this help
 `
@@ -69,6 +73,9 @@ const parse = (argv: string[]): { help: boolean, logLevel: string, options: Sign
       'redis-url': { type: 'string' },
       'redis-prefix': { type: 'string' },
       'log-level': { type: 'string' },
+      'turn-secret': { type: 'string' },
+      'turn-url': { type: 'string', multiple: true },
+      'turn-ttl': { type: 'string' },
       ...Object.fromEntries(Object.keys(NUMERIC_FLAGS).map((flag) => [flag, { type: 'string' as const }]))
     }
   })
@@ -94,6 +101,14 @@ const parse = (argv: string[]): { help: boolean, logLevel: string, options: Sign
   for (const [flag, name] of Object.entries(NUMERIC_FLAGS)) {
     const value = text(flag)
     if (value !== undefined) options[name] = toNumber(flag, value)
+  }
+  const turnSecret = text('turn-secret') ?? env('TURN_SECRET')
+  if (turnSecret !== undefined) {
+    const urls = ((values['turn-url'] as string[] | undefined) ?? [env('TURN_URLS') ?? '']).flatMap((url) => url.split(',')).filter((url) => url !== '')
+    const ttl = text('turn-ttl')
+    options.turn = { secret: turnSecret, urls, ...(ttl === undefined ? {} : { ttl: toNumber('turn-ttl', ttl) }) }
+  } else if (values['turn-url'] !== undefined || text('turn-ttl') !== undefined) {
+    throw new UsageError('--turn-url and --turn-ttl need --turn-secret (or TURN_SECRET)')
   }
   const logLevel = text('log-level') ?? env('LOG_LEVEL') ?? 'info'
   if (!LOG_LEVELS.includes(logLevel)) throw new UsageError(`--log-level must be one of ${LOG_LEVELS.join(', ')}`)

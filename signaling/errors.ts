@@ -8,6 +8,8 @@ export type SignalingErrorCode =
   | 'ERR_INVALID_OPTION'
   /** The HS256 secret is shorter than 32 bytes (RFC 7518 §3.2 asks for at least the hash size). */
   | 'ERR_WEAK_SECRET'
+  /** An optional peer dependency the server needs (`ws`, `prom-client`, `ioredis`, `pino`) is not installed. */
+  | 'ERR_MISSING_DEPENDENCY'
 
 export class SignalingError extends Error {
   readonly code: SignalingErrorCode

@@ -3,8 +3,23 @@
  * other. Node only. The public surface is what is exported here; other modules are internal.
  */
 
-export { createSignalingServer } from './server.js'
+import { SERVER_PACKAGES, requirePackages } from './dependencies.js'
+import type { SignalingServerOptions } from './options.js'
+import type { SignalingServer } from './server.js'
+
 export type { SignalingServer } from './server.js'
+
+/**
+ * Starts a signaling server (see server.ts). `ws` and `prom-client` (and `ioredis` with
+ * `redisUrl`) are optional peer dependencies: without them this rejects with a SignalingError
+ * `ERR_MISSING_DEPENDENCY` naming the `npm i` command. Everything else exported here (tokens,
+ * TURN credentials, constants) works without them.
+ */
+export const createSignalingServer = async (options: SignalingServerOptions = {}): Promise<SignalingServer> => {
+  requirePackages('y-session-store/signaling', options.redisUrl === undefined ? SERVER_PACKAGES : [...SERVER_PACKAGES, 'ioredis'])
+  const { createSignalingServer: create } = await import('./server.js')
+  return await create(options)
+}
 export { DEFAULT_OPTIONS } from './options.js'
 export type { SignalingServerOptions } from './options.js'
 export { createToken } from './auth.js'
@@ -13,6 +28,8 @@ export { SignalingError } from './errors.js'
 export type { SignalingErrorCode } from './errors.js'
 export { CloseCode } from './protocol.js'
 export type { ClientMessage, ServerMessage } from './protocol.js'
+export { DEFAULT_TURN_TTL, turnCredential } from './turn.js'
+export type { TurnIceServer, TurnMessage, TurnOptions } from './turn.js'
 export { REJECTION_REASONS } from './stats.js'
 export type { RedisLinkState, RedisStats, RejectionReason, SignalingStats } from './stats.js'
 export type { Logger } from './logger.js'

@@ -6,6 +6,7 @@
 import { secretKey } from './auth.js'
 import { SignalingError } from './errors.js'
 import { silentLogger, type Logger } from './logger.js'
+import { resolveTurnOptions, type TurnOptions, type TurnSettings } from './turn.js'
 
 export interface SignalingServerOptions {
   /** TCP port; 0 picks a free one. Default 4444. */
@@ -48,6 +49,8 @@ export interface SignalingServerOptions {
   redisTtl?: number
   /** pino-compatible logger. Default silent. */
   logger?: Logger
+  /** Hand every (authorised) client TURN credentials for coturn's `static-auth-secret` (turn.ts). Default none. */
+  turn?: TurnOptions
 }
 
 export interface RedisSettings {
@@ -72,6 +75,7 @@ export interface ResolvedOptions {
   staticDir: string | null
   redis: RedisSettings | null
   logger: Logger
+  turn: TurnSettings | null
 }
 
 export const DEFAULT_OPTIONS = Object.freeze({
@@ -152,6 +156,7 @@ export const resolveOptions = (options: SignalingServerOptions = {}): ResolvedOp
     authKey: options.authSecret === undefined ? null : secretKey(options.authSecret),
     staticDir: options.staticDir ?? null,
     redis: readRedis(options),
-    logger: options.logger ?? silentLogger
+    logger: options.logger ?? silentLogger,
+    turn: resolveTurnOptions(options.turn)
   }
 }

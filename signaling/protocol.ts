@@ -4,6 +4,8 @@
  * what the server sends. Nothing here touches a socket, so every rule is testable on its own.
  */
 
+import type { TurnMessage } from './turn.js'
+
 export type ClientMessage =
   | { type: 'subscribe', topics: string[] }
   | { type: 'unsubscribe', topics: string[] }
@@ -13,6 +15,7 @@ export type ClientMessage =
 export type ServerMessage =
   | { type: 'publish', topic: string, data: unknown, clients: number }
   | { type: 'pong' }
+  | TurnMessage
 
 /** Close codes the server sends. 1xxx are RFC 6455 codes, 4xxx are this server's own. */
 export const CloseCode = {

@@ -16,7 +16,8 @@
  */
 
 import { randomUUID } from 'node:crypto'
-import { Redis, type RedisOptions } from 'ioredis'
+import type { Redis, RedisOptions } from 'ioredis'
+import { loadPackage } from './dependencies.js'
 import type { Logger } from './logger.js'
 import { Instances, RemoteCounts } from './membership.js'
 import {
@@ -140,8 +141,10 @@ class Relay implements RedisRelay {
       socketTimeout: Math.max(opts.ttl, 5_000),
       lazyConnect: true
     }
-    this.pub = new Redis(opts.url, { ...common, connectionName: `signaling-pub-${this.instanceId}` })
-    this.sub = new Redis(opts.url, { ...common, connectionName: `signaling-sub-${this.instanceId}` })
+    // Loaded here, not imported: ioredis is an optional peer dependency, needed only with redisUrl.
+    const { Redis: RedisClient } = loadPackage<typeof import('ioredis')>('redisUrl (several instances)', 'ioredis')
+    this.pub = new RedisClient(opts.url, { ...common, connectionName: `signaling-pub-${this.instanceId}` })
+    this.sub = new RedisClient(opts.url, { ...common, connectionName: `signaling-sub-${this.instanceId}` })
     for (const client of [this.pub, this.sub]) {
       client.on('error', (err: Error) => {
         this.lastError = err.message

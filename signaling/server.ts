@@ -19,6 +19,7 @@ import { MAX_DATA_DEPTH } from './protocol.js'
 import { createRedisRelay } from './redis-relay.js'
 import { createLocalRelay, type TopicRelay } from './relay.js'
 import { createCounters, type SignalingStats } from './stats.js'
+import { issueTurnCredentials } from './turn.js'
 
 export interface SignalingServer {
   /** WebSocket URL to give y-webrtc, e.g. `ws://127.0.0.1:4444`. */
@@ -115,7 +116,8 @@ export const createSignalingServer = async (options: SignalingServerOptions = {}
     const connection = new Connection(nextId++, ws, context, grant)
     connections.add(connection)
     sockets.add(ws)
-    ws.once('close', () => sockets.delete(ws))
+    const stopTurn = opts.turn === null ? null : issueTurnCredentials(opts.turn, (frame) => connection.deliver(frame), grant?.expiresAt)
+    ws.once('close', () => { sockets.delete(ws); stopTurn?.() })
     logger.debug({ conn: connection.id, ip: req.socket.remoteAddress }, 'connection opened')
   }
 

@@ -28,7 +28,9 @@ export const ErrorCodes = {
   /** An option passed to `joinRoom` is invalid (or unknown). */
   INVALID_OPTION: 'INVALID_OPTION',
   /** An installed dependency is not the version this library relies on (y-webrtc's internals). */
-  INCOMPATIBLE_DEPENDENCY: 'INCOMPATIBLE_DEPENDENCY'
+  INCOMPATIBLE_DEPENDENCY: 'INCOMPATIBLE_DEPENDENCY',
+  /** An optional peer dependency this entry needs (`@roamhq/wrtc`, `ws`) is not installed; the message says `npm i ...`. */
+  MISSING_DEPENDENCY: 'MISSING_DEPENDENCY'
 } as const
 
 export type ErrorCode = typeof ErrorCodes[keyof typeof ErrorCodes]

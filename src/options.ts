@@ -24,11 +24,13 @@ export interface JoinOptions {
   metadata?: Json
   /** Milliseconds to wait for the room's state (and for a signaling server). Default 10000. */
   joinTimeout?: number
+  /** `'signaling'`: add the TURN servers the signaling server hands out to `peerOpts.config.iceServers`. Default none. */
+  turn?: 'signaling'
 }
 
 export const DEFAULT_SIGNALING = ['ws://localhost:4444']
 export const DEFAULT_JOIN_TIMEOUT = 10_000
-const OPTIONS: ReadonlySet<string> = new Set(['signaling', 'password', 'token', 'peerOpts', 'maxConns', 'limits', 'metadata', 'joinTimeout'])
+const OPTIONS: ReadonlySet<string> = new Set(['signaling', 'password', 'token', 'peerOpts', 'maxConns', 'limits', 'metadata', 'joinTimeout', 'turn'])
 
 export const invalidOption = (message: string): SessionStoreError => new SessionStoreError(ErrorCodes.INVALID_OPTION, message)
 
@@ -44,4 +46,5 @@ export const validateJoin = (room: unknown, options: JoinOptions): void => {
   if (peerOpts !== undefined && (typeof peerOpts !== 'object' || peerOpts === null)) throw invalidOption('peerOpts must be an object')
   if (maxConns !== undefined && !(Number.isSafeInteger(maxConns) && maxConns > 0)) throw invalidOption('maxConns must be a positive integer')
   if (joinTimeout !== undefined && !(Number.isFinite(joinTimeout) && joinTimeout >= 0)) throw invalidOption('joinTimeout must be a non-negative number of milliseconds')
+  if (options.turn !== undefined && options.turn !== 'signaling') throw invalidOption("turn must be 'signaling' or absent")
 }

@@ -81,7 +81,7 @@ export class Session extends IsolatedObservable<SessionEvents> {
   constructor (room: string, options: JoinOptions = {}, runtime: Runtime = {}) {
     super()
     validateJoin(room, options)
-    const { signaling = DEFAULT_SIGNALING, password, token, peerOpts = {}, maxConns, metadata = null, joinTimeout = DEFAULT_JOIN_TIMEOUT } = options
+    const { signaling = DEFAULT_SIGNALING, password, token, peerOpts = {}, maxConns, metadata = null, joinTimeout = DEFAULT_JOIN_TIMEOUT, turn } = options
     const limits = resolveLimits(options.limits)
     const ownMetadata = metadataOf(metadata, limits.maxValueBytes)
     let link = runtime.link
@@ -99,7 +99,8 @@ export class Session extends IsolatedObservable<SessionEvents> {
       identity,
       ...(password === undefined ? {} : { password }),
       ...(token === undefined ? {} : { token }),
-      ...(maxConns === undefined ? {} : { maxConns })
+      ...(maxConns === undefined ? {} : { maxConns }),
+      ...(turn === undefined ? {} : { turn })
     })
     this.doc = new Y.Doc()
     const authenticated = new AuthenticatedLink(wire, { room, identity, clientId: () => this.doc.clientID })

@@ -107,6 +107,30 @@ describe('peers in separate processes over WebRTC', () => {
     }
   })
 
+  it("with turn: 'signaling', new connections are configured with the TURN servers the signaling server hands out", async () => {
+    const url = 'turn:127.0.0.1:9?transport=udp' // nothing listens there: the peers meet over host candidates
+    const server = await startSignaling({ turn: { secret: 'a-turn-secret-of-16+', urls: [url], ttl: 600 } })
+    const room = uniqueRoom()
+    const options = { signaling: [server.url], turn: 'signaling' }
+    const a = await spawnPeer('a')
+    await a.call('join', { room, options, track: true })
+    const b = await spawnPeer('b')
+    await b.call('join', { room, options, track: true })
+    await a.call('set', { key: 'k', value: 1 })
+    await b.call('waitForValue', { key: 'k', value: 1 })
+    for (const peer of [a, b]) {
+      const reports = await peer.call<Array<{ iceServers: unknown[] }>>('iceReport')
+      expect(reports.length).toBeGreaterThan(0)
+      for (const report of reports) expect(report.iceServers).toEqual([{ urls: [url], username: expect.stringMatching(/^\d{10}:[\w-]+$/) }])
+    }
+    // Without the option, the signaling server's credentials are not used.
+    const c = await spawnPeer('c')
+    await c.call('join', { room, options: { signaling: [server.url] }, track: true })
+    await c.call('waitForValue', { key: 'k', value: 1 })
+    const plain = await c.call<Array<{ iceServers: Array<{ urls: string[] }> }>>('iceReport')
+    expect(plain.flatMap((report) => report.iceServers.flatMap((s) => s.urls))).not.toContain(url)
+  })
+
   it('when every peer has left, a new peer finds the store empty', async () => {
     const server = await startSignaling()
     const room = uniqueRoom()

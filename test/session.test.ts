@@ -5,10 +5,13 @@
 import { execFile } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
+import wrtc from '@roamhq/wrtc'
 import { describe, expect, it, onTestFinished } from 'vitest'
 import { WebSocket } from 'ws'
 import { joinRoom, type JoinOptions, type Session } from '../src/node.js'
 import { SessionStoreError } from '../src/errors.js'
+import { createIdentity } from '../src/trust/identity.js'
+import { signSignal } from '../src/trust/signed-signal.js'
 import { startSignaling, uniqueRoom } from './helpers/server.js'
 import { once, waitFor } from './helpers/wait.js'
 
@@ -97,6 +100,7 @@ describe('joining', () => {
     expect(() => joinRoom('', {})).toThrow(expect.objectContaining({ code: 'INVALID_OPTION' }))
     expect(() => joinRoom(uniqueRoom(), { signaling: 'ws://x' as unknown as string[] })).toThrow(expect.objectContaining({ code: 'INVALID_OPTION' }))
     expect(() => joinRoom(uniqueRoom(), { joinTimeout: -1 })).toThrow(expect.objectContaining({ code: 'INVALID_OPTION' }))
+    expect(() => joinRoom(uniqueRoom(), { turn: 'always' as 'signaling' })).toThrow(expect.objectContaining({ code: 'INVALID_OPTION' }))
     expect(() => joinRoom(uniqueRoom(), { limits: { maxKeys: 0 } })).toThrow(expect.objectContaining({ code: 'INVALID_OPTION' }))
     expect(() => joinRoom(uniqueRoom(), { metadata: (() => 1) as unknown as null })).toThrow(expect.objectContaining({ code: 'INVALID_VALUE' }))
   })
@@ -188,5 +192,36 @@ describe('metadata and events', () => {
     const second = once(session, 'sessionStoreAvailable')
     await second
     expect(errors.map((e) => e.code)).toContain('CALLBACK_FAILED')
+  })
+})
+
+describe('TURN servers from the signaling server', () => {
+  it('a session joining later on a shared signaling connection still uses the credentials sent when it opened', async () => {
+    const url = 'turn:127.0.0.1:9'
+    const server = await startSignaling({ turn: { secret: 'a-turn-secret-of-16+', urls: [url] } })
+    // The first session opens the connection, and receives the turn message, without the option.
+    await join(uniqueRoom(), { signaling: [server.url] }).sessionStore
+    const configs: RTCConfiguration[] = []
+    class Recording extends wrtc.RTCPeerConnection {
+      constructor (config?: RTCConfiguration) {
+        configs.push(config ?? {})
+        super(config)
+      }
+    }
+    const room = uniqueRoom()
+    const session = join(room, { signaling: [server.url], turn: 'signaling', peerOpts: { wrtc: { ...wrtc, RTCPeerConnection: Recording } } })
+    await session.sessionStore
+    expect(server.stats().connections).toBe(1)
+    // A peer announces itself in the room, with an id that sorts after this one's, so this one initiates.
+    const ownId = await waitFor(() => session.awareness.getLocalState()?.peerId as string | undefined, { what: 'the session\'s signaling id' })
+    let announcer = await createIdentity()
+    while (announcer.id <= ownId) announcer = await createIdentity()
+    const ws = new WebSocket(server.url)
+    onTestFinished(() => ws.terminate())
+    await once(ws, 'open')
+    ws.send(JSON.stringify({ type: 'subscribe', topics: [room] }))
+    ws.send(JSON.stringify({ type: 'publish', topic: room, data: await signSignal(announcer, room, 1, { type: 'announce', from: announcer.id }) }))
+    await waitFor(() => configs.length > 0, { what: 'a connection to the announced peer' })
+    expect(configs[0]?.iceServers).toEqual([{ urls: [url], username: expect.stringMatching(/^\d{10}:[\w-]+$/), credential: expect.any(String) }])
   })
 })

@@ -21,7 +21,7 @@ interface Cli {
 
 const run = (args: string[], env: Record<string, string> = {}): Cli => {
   const inherited = { ...process.env }
-  for (const name of ['PORT', 'HOST', 'AUTH_SECRET', 'LOG_LEVEL', 'REDIS_URL', 'REDIS_PREFIX']) delete inherited[name]
+  for (const name of ['PORT', 'HOST', 'AUTH_SECRET', 'LOG_LEVEL', 'REDIS_URL', 'REDIS_PREFIX', 'TURN_SECRET', 'TURN_URLS']) delete inherited[name]
   const child = spawn(process.execPath, [CLI, ...args], { env: { ...inherited, ...env } })
   let stdout = ''
   let stderr = ''
@@ -90,6 +90,13 @@ describe('CLI', () => {
     expect(logs.map((log) => log.msg)).toEqual(expect.arrayContaining(['redis link up', 'signaling server closed']))
   })
 
+  it('hands out TURN credentials with TURN_SECRET and TURN_URLS from the environment and --turn-ttl', async () => {
+    const urls = ['turn:turn.example.com:3478', 'turns:turn.example.com:5349?transport=tcp']
+    const cli = await start(['--port', '0', '--turn-ttl', '120'], { TURN_SECRET: 'a-turn-secret-of-16+', TURN_URLS: urls.join(',') })
+    const client = await connect(cli.url)
+    expect(await client.next((m) => m.type === 'turn')).toMatchObject({ type: 'turn', ttl: 120, iceServers: [{ urls }] })
+  })
+
   it('with --static, prints the address to open and serves the page there', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'signaling-static-'))
     onTestFinished(() => rmSync(dir, { recursive: true, force: true }))
@@ -114,7 +121,9 @@ describe('CLI', () => {
     [['--bogus']],
     [['--port', 'abc']],
     [['--log-level', 'loud']],
-    [['stray-positional']]
+    [['stray-positional']],
+    [['--turn-url', 'turn:turn.example.com']],
+    [['--turn-secret', 'a-turn-secret-of-16+', '--turn-ttl', 'soon']]
   ])('exits 2 with usage on stderr for %j', async (args) => {
     const cli = run(args)
     expect((await withTimeout(cli.exited, 10_000)).code).toBe(2)

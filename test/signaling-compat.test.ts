@@ -29,8 +29,12 @@ const startPeer = (url: string, room: string, name: string): Peer => {
 }
 
 describe('compatibility with unmodified y-webrtc', () => {
-  it('lets two y-webrtc peers in separate processes find each other and sync a Y.Map', async () => {
-    const server = await startServer()
+  // With `turn`, every connection also receives a `turn` message, which y-webrtc ignores.
+  it.each([
+    ['', {}],
+    [', also from a server that hands out TURN credentials', { turn: { secret: 'a-turn-secret-of-16+', urls: ['turn:127.0.0.1:9'] } }]
+  ])('lets two y-webrtc peers in separate processes find each other and sync a Y.Map%s', async (_what, options) => {
+    const server = await startServer(options)
     const room = uniqueTopic('compat')
     const alice = startPeer(server.url, room, 'alice')
     // Bob starts once Alice's subscribe and announce have passed the server, so only Alice sees

@@ -92,6 +92,8 @@ export interface LinkOptions {
   maxConns?: number
   /** This peer's identity: its id on the wire, and the key that signs for it. */
   identity: Promise<Identity>
+  /** `'signaling'`: use the TURN servers the signaling server hands out (transport/turn.ts). */
+  turn?: 'signaling'
 }
 
 /** Makes the link of one room. */

@@ -41,6 +41,7 @@ import { openSignal, routeOf, signSignal, type SignalPayload } from '../trust/si
 import { ANNOUNCE_BUDGET, createTokenBucket, type TokenBucket } from './budgets.js'
 import { decryptSignal, deriveRoomKey, encryptSignal } from './signal-crypto.js'
 import { screenSignal, shouldAnswerAnnounce } from './signal-guard.js'
+import { followTurnCredentials, withSignalingIceServers } from './turn.js'
 
 /** The y-webrtc release whose internals this module relies on. */
 export const Y_WEBRTC_VERSION = '10.3.0'
@@ -211,7 +212,7 @@ class YWebrtcLink extends ObservableV2<LinkEvents> implements Link {
         this.emit('refused', [{ reason: `a peer broke the data-channel protocol: ${error.message}`, ...this.#connectionOf(channel) }])
       }
     })
-    const { signaling, password, token, peerOpts, maxConns, identity } = options
+    const { signaling, password, token, peerOpts, maxConns, identity, turn } = options
     this.#identity = identity
     this.#key = password === undefined ? Promise.resolve(null) : deriveRoomKey(password, room)
     this.#key.catch(() => {})
@@ -223,7 +224,12 @@ class YWebrtcLink extends ObservableV2<LinkEvents> implements Link {
         awareness: new Awareness(this.#shadow),
         // Tabs of one browser connect over WebRTC too: the data plane is only on data channels.
         filterBcConns: false,
-        peerOpts: { ...peerOpts, wrtc: this.#wrtc },
+        peerOpts: {
+          ...peerOpts,
+          wrtc: this.#wrtc,
+          // `#provider` is unset while y-webrtc's constructor runs: no grants then.
+          ...(turn === 'signaling' ? { config: withSignalingIceServers(peerOpts.config as RTCConfiguration | undefined, () => this.#provider?.signalingConns ?? []) } : {})
+        },
         ...(maxConns === undefined ? {} : { maxConns })
       }) as unknown as Provider
       const shapes = checkYWebrtc(yWebrtc as unknown as Record<string, unknown>, this.#provider)
@@ -235,6 +241,7 @@ class YWebrtcLink extends ObservableV2<LinkEvents> implements Link {
     }
     for (const conn of this.#provider.signalingConns) {
       guard(conn)
+      followTurnCredentials(conn)
       conn.on('message', this.#onSignalingMessage)
       conn.on('connect', this.#onSignalingStatus)
       conn.on('disconnect', this.#onSignalingStatus)

@@ -2,7 +2,7 @@
  * Session-store peers in separate Node processes (test/fixtures/peer.mjs), driven over IPC.
  * Each peer is killed when the test that spawned it ends (registered with onTestFinished).
  */
-import { fork, type ChildProcess } from 'node:child_process'
+import { fork, spawn, type ChildProcess } from 'node:child_process'
 import { EventEmitter } from 'node:events'
 import { fileURLToPath } from 'node:url'
 import { onTestFinished } from 'vitest'
@@ -59,6 +59,15 @@ export class PeerProcess extends EventEmitter {
 
 export const spawnPeer = async (name: string): Promise<PeerProcess> => {
   const child = fork(FIXTURE, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+  const peer = new PeerProcess(name, child)
+  onTestFinished(async () => { await peer.kill() })
+  await once(peer, 'ready', 15_000)
+  return peer
+}
+
+/** Spawns a peer inside network namespace `netns` (`ip netns exec`, as root; see netns.ts). */
+export const spawnPeerIn = async (netns: string, name: string): Promise<PeerProcess> => {
+  const child = spawn('ip', ['netns', 'exec', netns, process.execPath, FIXTURE], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
   const peer = new PeerProcess(name, child)
   onTestFinished(async () => { await peer.kill() })
   await once(peer, 'ready', 15_000)
