@@ -177,9 +177,12 @@ export class Session extends IsolatedObservable<SessionEvents> {
     }
   }
 
-  /** What this peer dropped or refused from others, by reason (counts since it joined). */
-  stats (): { dropped: Record<string, number> } {
-    return { dropped: { ...this.#link.dropped, ...this.#dropped } }
+  /**
+   * What this peer dropped or refused from others, by reason (counts since it joined), and the
+   * connections being set up (pending: not open, or open and in their handshake).
+   */
+  stats (): { dropped: Record<string, number>, pending: number } {
+    return { dropped: { ...this.#link.dropped, ...this.#dropped }, pending: this.#link.pending }
   }
 
   /** The WebRTC connections of this session, for diagnostics (and for proving tests ran over WebRTC). */

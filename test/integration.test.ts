@@ -94,7 +94,7 @@ describe('peers in separate processes over WebRTC', () => {
 
   it('peers that join at the same moment all connect (no offer glare), round after round', { timeout: 120_000 }, async () => {
     const server = await startSignaling()
-    const peers = await Promise.all(['a', 'b', 'c'].map(spawnPeer))
+    const peers = await Promise.all(['a', 'b', 'c'].map(async (name) => await spawnPeer(name)))
     for (let round = 0; round < 5; round++) {
       const room = uniqueRoom(`glare-${round}`)
       await Promise.all(peers.map((p) => p.call('join', { room, options: { signaling: [server.url] } })))

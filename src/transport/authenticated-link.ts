@@ -107,6 +107,8 @@ export class AuthenticatedLink extends ObservableV2<LinkEvents> implements Link 
   readonly #dropped: Record<string, number> = {}
 
   get dropped (): Readonly<Record<string, number>> { return { ...this.#inner.dropped, ...this.#dropped } }
+  /** Connections being set up below, or open and in their handshake. */
+  get pending (): number { return this.#inner.pending + this.#pending.size }
   get localId (): string | undefined { return this.#inner.localId }
   get ready (): Promise<string> { return this.#inner.ready }
   get sources (): readonly SignalingSource[] { return this.#inner.sources }

@@ -68,6 +68,8 @@ export interface Link extends ObservableV2<LinkEvents> {
   readonly connections: readonly LinkConnection[]
   /** What this link dropped from others, by reason (counts since it was made). */
   readonly dropped: Readonly<Record<string, number>>
+  /** Connections being set up, not open yet. */
+  readonly pending: number
   /** Asks every signaling server for the room's subscriber count (answered by `count`). */
   probe: () => void
   /** The WebRTC connections' states (empty for links that are not WebRTC). */

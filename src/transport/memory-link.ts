@@ -64,6 +64,7 @@ class MemoryLink extends ObservableV2<LinkEvents> implements Link {
   localId: string | undefined
   readonly ready: Promise<string>
   readonly dropped: Readonly<Record<string, number>> = {}
+  readonly pending = 0
   readonly #hub: MemoryHub
   readonly #room: string
   readonly #maxConns: number

@@ -57,6 +57,15 @@ export const REANNOUNCE_INTERVAL = 2000
 export const REPORT_INTERVAL = 10_000
 /** Senders whose last sequence number is remembered (replay protection); the oldest are forgotten. */
 const MAX_REMEMBERED_SENDERS = 4096
+/** A connection being set up that has not opened by then is given up, freeing its slot. */
+export const PENDING_TIMEOUT = 5000
+/** Connections being set up at once, apart from the `maxConns` slots of live ones. */
+export const MAX_PENDING = 6
+/** After a peer id failed to connect, it is not tried again for this long, doubling up to MAX_BACKOFF. */
+export const FIRST_BACKOFF = 10_000
+export const MAX_BACKOFF = 5 * 60_000
+/** y-webrtc's default maxConns: 20 plus a random 0 to 14, against clusters. */
+const defaultMaxConns = (): number => 20 + Math.floor(Math.random() * 15)
 
 /** y-webrtc's SignalingConn (a lib0 WebsocketClient) as far as the adapter uses it. */
 interface SignalingConn {
@@ -194,6 +203,13 @@ class YWebrtcLink extends ObservableV2<LinkEvents> implements Link {
   #left: Promise<void> | null = null
   /** Counts of what was dropped, by reason. */
   readonly dropped: Record<string, number> = {}
+  /** Live connections this peer keeps at most (y-webrtc's own limit is this plus MAX_PENDING). */
+  readonly #maxLive: number
+  /** Connections being set up: when each started. */
+  readonly #pending = new Map<string, number>()
+  /** Peer ids that failed to connect: until when they are not tried, and how many times they failed. */
+  readonly #backoff = new Map<string, { until: number, failures: number }>()
+  readonly #watchdog: ReturnType<typeof setInterval>
 
   constructor (room: string, options: LinkOptions, wrtc: WrtcImplementation) {
     super()
@@ -212,8 +228,9 @@ class YWebrtcLink extends ObservableV2<LinkEvents> implements Link {
         this.emit('refused', [{ reason: `a peer broke the data-channel protocol: ${error.message}`, ...this.#connectionOf(channel) }])
       }
     })
-    const { signaling, password, token, peerOpts, maxConns, identity, turn } = options
+    const { signaling, password, token, peerOpts, maxConns = defaultMaxConns(), identity, turn } = options
     this.#identity = identity
+    this.#maxLive = maxConns
     this.#key = password === undefined ? Promise.resolve(null) : deriveRoomKey(password, room)
     this.#key.catch(() => {})
     rooms.set(room, this)
@@ -230,7 +247,8 @@ class YWebrtcLink extends ObservableV2<LinkEvents> implements Link {
           // `#provider` is unset while y-webrtc's constructor runs: no grants then.
           ...(turn === 'signaling' ? { config: withSignalingIceServers(peerOpts.config as RTCConfiguration | undefined, () => this.#provider?.signalingConns ?? []) } : {})
         },
-        ...(maxConns === undefined ? {} : { maxConns })
+        // Room for the pending connections beside the live ones; the adapter keeps each within its cap.
+        maxConns: maxConns + MAX_PENDING
       }) as unknown as Provider
       const shapes = checkYWebrtc(yWebrtc as unknown as Record<string, unknown>, this.#provider)
       if (shapes !== null) throw incompatible(shapes)
@@ -246,6 +264,7 @@ class YWebrtcLink extends ObservableV2<LinkEvents> implements Link {
       conn.on('connect', this.#onSignalingStatus)
       conn.on('disconnect', this.#onSignalingStatus)
     }
+    this.#watchdog = setInterval(this.#expirePending, 1000)
     this.ready = Promise.all([this.#provider.key, identity]).then(([, { id }]) => {
       const problem = checkRoom(this.#provider.room)
       if (problem !== null) throw incompatible(problem)
@@ -333,7 +352,7 @@ class YWebrtcLink extends ObservableV2<LinkEvents> implements Link {
   /** Announces this peer again so that `remotePeerId` (a smaller id) connects to it. */
   reannounce (remotePeerId: string): void {
     const room = this.#provider.room
-    if (room === null || this.leaving || room.webrtcConns.size >= this.#provider.maxConns) return
+    if (room === null || this.leaving || this.#connections.size >= this.#maxLive) return
     const now = Date.now()
     if ((this.#reannounced.get(remotePeerId) ?? 0) > now - REANNOUNCE_INTERVAL) return
     for (const [peerId, at] of this.#reannounced) if (at <= now - REANNOUNCE_INTERVAL) this.#reannounced.delete(peerId)
@@ -379,8 +398,47 @@ class YWebrtcLink extends ObservableV2<LinkEvents> implements Link {
       if (opened.token !== undefined) plain.token = opened.token
       const problem = screenSignal(plain, { peerId: () => this.#provider.room?.peerId, hasConnection: (peerId) => this.hasConnection(peerId) })
       if (problem !== null) return this.#drop(problem, opened.from)
+      const admission = this.#admit(opened)
+      if (admission !== null) return this.#drop(admission)
       forward({ ...message, data: plain }, conn)
     }).catch((err: unknown) => this.#drop(`a signaling message could not be handled (${String(err)})`))
+  }
+
+  /**
+   * Whether a payload that would make y-webrtc set up a new connection may: a peer id in back-off
+   * may not, nor one past the pending cap or the live slots. Returns the reason, or null.
+   */
+  #admit (payload: { from: string }): string | null {
+    // y-webrtc makes a connection for any announce or signal from a peer it has none with.
+    if (this.hasConnection(payload.from)) return null
+    const now = Date.now()
+    const backoff = this.#backoff.get(payload.from)
+    if (backoff !== undefined && backoff.until > now) return 'a peer that failed to connect, in back-off'
+    if (this.#pending.size >= MAX_PENDING) return 'pending connections at their cap'
+    if (this.#connections.size >= this.#maxLive) return 'every connection slot is taken'
+    this.#pending.set(payload.from, now)
+    return null
+  }
+
+  /** Gives up connections that did not open within PENDING_TIMEOUT, and backs their peer ids off. */
+  #expirePending = (): void => {
+    const room = this.#provider.room
+    const now = Date.now()
+    for (const [peerId, since] of this.#pending) {
+      if (since > now - PENDING_TIMEOUT) continue
+      this.#pending.delete(peerId)
+      const failures = (this.#backoff.get(peerId)?.failures ?? 0) + 1
+      this.#backoff.set(peerId, { until: now + Math.min(MAX_BACKOFF, FIRST_BACKOFF * 2 ** (failures - 1)), failures })
+      this.dropped['connections that never opened'] = (this.dropped['connections that never opened'] ?? 0) + 1
+      const conn = room?.webrtcConns.get(peerId)
+      if (conn !== undefined && !Array.from(this.#connections.values()).some((c) => c.remoteId === peerId)) conn.peer.destroy()
+    }
+    for (const [peerId, { until }] of this.#backoff) if (until + MAX_BACKOFF < now) this.#backoff.delete(peerId)
+  }
+
+  /** Connections being set up, not yet open. */
+  get pending (): number {
+    return this.#pending.size
   }
 
   #connectionOf (channel: FramedChannel): { connection?: Connection } {
@@ -400,6 +458,8 @@ class YWebrtcLink extends ObservableV2<LinkEvents> implements Link {
     }
     const connection = new Connection(remoteId, channel)
     this.#connections.set(channel, connection)
+    this.#pending.delete(remoteId)
+    this.#backoff.delete(remoteId)
     this.emit('open', [{ connection }])
   }
 
@@ -421,6 +481,7 @@ class YWebrtcLink extends ObservableV2<LinkEvents> implements Link {
   }
 
   async #teardown (): Promise<void> {
+    clearInterval(this.#watchdog)
     for (const conn of this.#provider.signalingConns) {
       conn.off('message', this.#onSignalingMessage)
       conn.off('connect', this.#onSignalingStatus)

@@ -9,6 +9,8 @@ import { onTestFinished } from 'vitest'
 import { once, withTimeout } from './wait.js'
 
 const FIXTURE = fileURLToPath(new URL('../fixtures/peer.mjs', import.meta.url))
+/** A modified client that can send what honest peers never do (test/fixtures/hostile-peer.mjs). */
+export const HOSTILE_FIXTURE = fileURLToPath(new URL('../fixtures/hostile-peer.mjs', import.meta.url))
 
 export interface PeerEvent {
   event: string
@@ -57,8 +59,8 @@ export class PeerProcess extends EventEmitter {
   }
 }
 
-export const spawnPeer = async (name: string): Promise<PeerProcess> => {
-  const child = fork(FIXTURE, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+export const spawnPeer = async (name: string, fixture = FIXTURE): Promise<PeerProcess> => {
+  const child = fork(fixture, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
   const peer = new PeerProcess(name, child)
   onTestFinished(async () => { await peer.kill() })
   await once(peer, 'ready', 15_000)
