@@ -18,6 +18,7 @@ import { resolveLimits } from './store/limits.js'
 import { SessionStore } from './store/store.js'
 import type { WrtcImplementation } from './transport/framed-wrtc.js'
 import type { ConnectionInfo, Link, LinkFactory } from './transport/link.js'
+import { admissionControl, maxMessageBytes } from './transport/admission.js'
 import { AuthenticatedLink } from './transport/authenticated-link.js'
 import { replyBudgets } from './transport/budgets.js'
 import { impersonationRules } from './transport/impersonation.js'
@@ -100,7 +101,8 @@ export class Session extends IsolatedObservable<SessionEvents> {
       ...(password === undefined ? {} : { password }),
       ...(token === undefined ? {} : { token }),
       ...(maxConns === undefined ? {} : { maxConns }),
-      ...(turn === undefined ? {} : { turn })
+      ...(turn === undefined ? {} : { turn }),
+      maxMessageBytes: maxMessageBytes(limits)
     })
     this.doc = new Y.Doc()
     const authenticated = new AuthenticatedLink(wire, { room, identity, clientId: () => this.doc.clientID })
@@ -111,7 +113,11 @@ export class Session extends IsolatedObservable<SessionEvents> {
     this.#awareness.setLocalState({ metadata: ownMetadata })
     const drop = (reason: string): void => { this.#dropped[reason] = (this.#dropped[reason] ?? 0) + 1 }
     this.#replication = new Replication(this.doc, this.#awareness, this.#link, {
-      hooks: [replyBudgets(drop), impersonationRules({ doc: this.doc, connectionOfClient: (client) => authenticated.connectionOfClient(client), onDrop: drop })]
+      hooks: [
+        admissionControl({ doc: this.doc, root: STORE_MAP, limits }),
+        replyBudgets(drop),
+        impersonationRules({ doc: this.doc, connectionOfClient: (client) => authenticated.connectionOfClient(client), onDrop: drop })
+      ]
     })
     this.sessionStore = new Promise((resolve, reject) => {
       this.#resolveStore = resolve
@@ -127,8 +133,9 @@ export class Session extends IsolatedObservable<SessionEvents> {
       this.#emitStatus()
     })
     this.#link.on('refused', ({ reason }) => this.#emitError(new SessionStoreError(ErrorCodes.PROTOCOL_ERROR, reason)))
-    this.#replication.on('refused', ({ reason }) => {
+    this.#replication.on('refused', ({ connection, reason }) => {
       drop(reason)
+      this.#link.penalize(connection.remoteId)
       this.#emitError(new SessionStoreError(ErrorCodes.PROTOCOL_ERROR, `closed the connection to a peer that sent ${reason}`))
     })
     this.#link.ready.then((id) => {

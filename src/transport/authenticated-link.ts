@@ -114,6 +114,7 @@ export class AuthenticatedLink extends ObservableV2<LinkEvents> implements Link 
   get sources (): readonly SignalingSource[] { return this.#inner.sources }
   get connections (): VerifiedConnection[] { return Array.from(this.#open.values()) }
   probe (): void { this.#inner.probe() }
+  penalize (remoteId: string): void { this.#inner.penalize(remoteId) }
   diagnostics (): ConnectionInfo[] { return this.#inner.diagnostics() }
 
   /** The verified connection speaking as Yjs client `client`, if any. */
@@ -248,6 +249,7 @@ export class AuthenticatedLink extends ObservableV2<LinkEvents> implements Link 
     const pending = this.#pending.get(connection)
     if (pending !== undefined) clearTimeout(pending.timer)
     this.#pending.delete(connection)
+    this.#inner.penalize(connection.remoteId)
     connection.close()
     this.emit('refused', [{ reason: `closed a connection to ${connection.remoteId.slice(0, 12)}…: ${reason}`, connection }])
   }

@@ -45,11 +45,16 @@ export interface ChannelHooks {
   onError?: (channel: FramedChannel, error: Error) => void
 }
 
+/** A framed message not complete this long after its first frame closes the channel. */
+export const FRAMED_MESSAGE_TIMEOUT = 30_000
+
 export interface FramingOptions {
   /** Payload bytes per frame. Default 16 KiB. */
   chunkBytes?: number
   /** A framed message larger than this closes the channel. Default 64 MiB. */
   maxMessageBytes?: number
+  /** A framed message must be complete within this many ms of its first frame. Default 30 s. */
+  messageTimeout?: number
   /** Frames wait while the channel buffers more than this many bytes. Default 1 MiB. */
   highWaterMark?: number
 }
@@ -189,8 +194,10 @@ const frameChannel = (channel: RTCDataChannel, pc: RTCPeerConnection, hooks: Cha
     }
   }
 
+  let unfinished: ReturnType<typeof setTimeout> | undefined
   channel.addEventListener('close', () => {
     stop()
+    clearTimeout(unfinished)
     if (closed) return
     closed = true
     hooks.onClose?.(framed)
@@ -223,7 +230,13 @@ const frameChannel = (channel: RTCDataChannel, pc: RTCPeerConnection, hooks: Cha
     } catch (err) {
       return fail(err as Error)
     }
-    if (message === null) return
+    if (message === null) {
+      // A framed message that never ends would hold its pieces for good.
+      unfinished ??= setTimeout(() => fail(new Error(`a framed message not finished within ${options.messageTimeout ?? FRAMED_MESSAGE_TIMEOUT} ms`)), options.messageTimeout ?? FRAMED_MESSAGE_TIMEOUT)
+      return
+    }
+    clearTimeout(unfinished)
+    unfinished = undefined
     open()
     try {
       hooks.onMessage?.(framed, message)

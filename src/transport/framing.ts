@@ -24,6 +24,8 @@ export const FRAME_LAST = 1
 export const DEFAULT_CHUNK_BYTES = 16 * 1024
 /** A framed message larger than this is a protocol violation: the channel is closed. */
 export const DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+/** Every frame of a framed message but the last carries at least this much (honest ones: a chunk). */
+export const MIN_FRAME_PAYLOAD = 1024
 
 /** Splits `message` into data-channel messages of at most `chunkBytes + 2` bytes. */
 export const encodeFrames = (message: Uint8Array, chunkBytes = DEFAULT_CHUNK_BYTES): Uint8Array[] => {
@@ -52,7 +54,12 @@ export class FrameDecoder {
   private pieces: Uint8Array[] = []
   private bytes = 0
 
-  constructor (private readonly maxMessageBytes = DEFAULT_MAX_MESSAGE_BYTES) {}
+  constructor (private readonly maxMessageBytes = DEFAULT_MAX_MESSAGE_BYTES, private readonly minFramePayload = MIN_FRAME_PAYLOAD) {}
+
+  /** Whether a framed message has begun and not ended. */
+  get inProgress (): boolean {
+    return this.pieces.length > 0
+  }
 
   push (frame: Uint8Array): Uint8Array | null {
     if (frame[0] !== FRAME_MARKER) {
@@ -61,6 +68,8 @@ export class FrameDecoder {
     }
     const flag = frame[1]
     if (frame.length < 2 || (flag !== FRAME_MORE && flag !== FRAME_LAST)) throw new FrameError('malformed frame')
+    // Tiny frames would make a message of many pieces, each held at a cost beyond its bytes.
+    if (flag === FRAME_MORE && frame.length - 2 < this.minFramePayload) throw new FrameError(`a frame of ${frame.length - 2} bytes inside a framed message (at least ${this.minFramePayload})`)
     this.bytes += frame.length - 2
     if (this.bytes > this.maxMessageBytes) throw new FrameError(`framed message over ${this.maxMessageBytes} bytes`)
     this.pieces.push(frame.subarray(2))

@@ -72,6 +72,8 @@ export interface Link extends ObservableV2<LinkEvents> {
   readonly pending: number
   /** Asks every signaling server for the room's subscriber count (answered by `count`). */
   probe: () => void
+  /** A peer misbehaved: its connections are closed and it is not reconnected at once (a back-off). */
+  penalize: (remoteId: string) => void
   /** The WebRTC connections' states (empty for links that are not WebRTC). */
   diagnostics: () => ConnectionInfo[]
   /**
@@ -96,6 +98,8 @@ export interface LinkOptions {
   identity: Promise<Identity>
   /** `'signaling'`: use the TURN servers the signaling server hands out (transport/turn.ts). */
   turn?: 'signaling'
+  /** The largest whole message a remote may send (framed). Default framing.ts's. */
+  maxMessageBytes?: number
 }
 
 /** Makes the link of one room. */

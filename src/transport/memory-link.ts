@@ -109,6 +109,10 @@ class MemoryLink extends ObservableV2<LinkEvents> implements Link {
     return this.#connections.size < this.#maxConns
   }
 
+  penalize (remoteId: string): void {
+    this.#connections.get(remoteId)?.close()
+  }
+
   probe (): void {
     if (this.#connected) this.emit('count', [{ source: SOURCE, clients: this.#hub.members(this.#room).length }])
   }

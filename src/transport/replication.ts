@@ -41,6 +41,8 @@ export interface RemoteOrigin {
 export interface MessageHook {
   outgoing?: (connection: LinkConnection, message: Uint8Array) => Uint8Array | null
   incoming?: (connection: LinkConnection, message: Uint8Array) => Uint8Array | null
+  /** Called after a document update from `connection` was applied; throwing refuses the connection. */
+  afterApply?: (connection: LinkConnection) => void
 }
 
 export interface ReplicationEvents {
@@ -135,6 +137,7 @@ export class Replication extends ObservableV2<ReplicationEvents> {
           case syncProtocol.messageYjsSyncStep2:
           case syncProtocol.messageYjsUpdate:
             Y.applyUpdate(this.#doc, decoding.readVarUint8Array(decoder), this.originOf(connection))
+            for (const hook of this.#hooks) hook.afterApply?.(connection)
             if (syncType === syncProtocol.messageYjsSyncStep2) this.emit('synced', [{ connection }])
             return
           default:

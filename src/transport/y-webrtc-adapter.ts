@@ -225,9 +225,11 @@ class YWebrtcLink extends ObservableV2<LinkEvents> implements Link {
       },
       onClose: this.#onClose,
       onError: (channel, error) => {
-        this.emit('refused', [{ reason: `a peer broke the data-channel protocol: ${error.message}`, ...this.#connectionOf(channel) }])
+        const { connection } = this.#connectionOf(channel)
+        if (connection !== undefined) this.penalize(connection.remoteId)
+        this.emit('refused', [{ reason: `a peer broke the data-channel protocol: ${error.message}`, ...(connection === undefined ? {} : { connection }) }])
       }
-    })
+    }, options.maxMessageBytes === undefined ? {} : { maxMessageBytes: options.maxMessageBytes })
     const { signaling, password, token, peerOpts, maxConns = defaultMaxConns(), identity, turn } = options
     this.#identity = identity
     this.#maxLive = maxConns
@@ -434,6 +436,14 @@ class YWebrtcLink extends ObservableV2<LinkEvents> implements Link {
       if (conn !== undefined && !Array.from(this.#connections.values()).some((c) => c.remoteId === peerId)) conn.peer.destroy()
     }
     for (const [peerId, { until }] of this.#backoff) if (until + MAX_BACKOFF < now) this.#backoff.delete(peerId)
+  }
+
+  penalize (remoteId: string): void {
+    const failures = (this.#backoff.get(remoteId)?.failures ?? 0) + 1
+    this.#backoff.set(remoteId, { until: Date.now() + Math.min(MAX_BACKOFF, FIRST_BACKOFF * 2 ** (failures - 1)), failures })
+    this.#pending.delete(remoteId)
+    for (const connection of this.#connections.values()) if (connection.remoteId === remoteId) connection.close()
+    this.#provider.room?.webrtcConns.get(remoteId)?.peer.destroy()
   }
 
   /** Connections being set up, not yet open. */

@@ -1,0 +1,144 @@
+/**
+ * Admission control: each incoming message is screened before Yjs or y-protocols apply it, and
+ * what no honest peer can produce is refused (the hook throws: replication.ts closes the connection
+ * and reports PROTOCOL_ERROR with the reason; nothing refused is applied, so nothing refused is
+ * passed on). The bounds derive from the store's limits and are named here:
+ *
+ * - message rate: a token bucket per connection, far above what the API can produce;
+ * - awareness: a state over the metadata limit (plus room for a few small fields);
+ * - updates (sync step 2, update): unreadable Yjs binary; structs for another root type than the
+ *   store's map, nested types, or content no entry has; more entries or bytes than the limits allow
+ *   (with slack for honest concurrency: an honest state may hold entries hidden by the limits);
+ *   structs of a client that start past this peer's state of it (a gap: Yjs would hold them
+ *   pending, in memory, forever);
+ * - updates whose other dependencies are missing (Yjs's pending structs) are allowed a few times
+ *   per connection (writes can legitimately arrive before what they build on, over another path),
+ *   then the connection is refused and the pending structs dropped: they cost memory and, on each
+ *   later update, CPU.
+ */
+
+import * as Y from 'yjs'
+import * as decoding from 'lib0/decoding'
+import * as syncProtocol from 'y-protocols/sync'
+import type { Limits } from '../store/limits.js'
+import { createTokenBucket, type TokenBucket } from './budgets.js'
+import type { LinkConnection } from './link.js'
+import { MESSAGE_AWARENESS, MESSAGE_SYNC, type MessageHook } from './replication.js'
+import { ContentRef, scanUpdate } from './update-scan.js'
+
+/** Messages per connection: the API cannot produce this many (a write is at least a few µs). */
+export const MESSAGE_RATE = { rate: 5000, burst: 20_000 }
+/** Bytes of one awareness state beyond the metadata limit, for the library's and the app's fields. */
+export const AWARENESS_EXTRA_BYTES = 2048
+/** How many times the store's limits one update may carry (hidden entries of concurrent writers). */
+export const ENTRY_SLACK = 4
+/** Bytes of an entry beyond its value (the envelope: writer, time, metadata), at most. */
+export const ENTRY_OVERHEAD_BYTES = 1024 + 128
+/** Updates with missing dependencies a connection may send while they stay missing. */
+export const MAX_PENDING_UPDATES = 16
+
+export interface AdmissionOptions {
+  doc: Y.Doc
+  /** The root map that holds the store (the only root type an update may touch). */
+  root: string
+  limits: Limits
+  now?: () => number
+}
+
+/** The largest whole message an honest peer sends: a full state with its history (V1, for now). */
+export const maxMessageBytes = (limits: Limits): number => Math.max(16 * 1024 * 1024, 256 * limits.maxTotalBytes)
+
+/** What `update` adds that no honest peer can produce, or null. Pure: reads the doc's state only. */
+export const screenUpdate = (update: Uint8Array, { doc, root, limits }: AdmissionOptions, { v2 = false } = {}): string | null => {
+  const maxEntries = ENTRY_SLACK * limits.maxKeys
+  const maxBytes = ENTRY_SLACK * (limits.maxTotalBytes + limits.maxKeys * ENTRY_OVERHEAD_BYTES)
+  let entries = 0
+  let bytes = 0
+  let problem: string | null = null
+  let lastClient = -1
+  let pending: Map<number, number> | null = null
+  /** What this peer has of `client`, counting its structs that wait in Yjs's pending update. */
+  const known = (client: number): number => {
+    const state = Y.getState(doc.store, client)
+    const waiting = doc.store.pendingStructs
+    if (waiting === null) return state
+    pending ??= Y.parseUpdateMetaV2(waiting.update).to // Yjs keeps pending structs in V2
+    return Math.max(state, pending.get(client) ?? 0)
+  }
+  try {
+    scanUpdate(update, (struct) => {
+      if (struct.client !== lastClient) {
+        lastClient = struct.client
+        if (struct.clock > Y.getState(doc.store, struct.client) && struct.clock > known(struct.client)) {
+          problem = 'structs that start past what this peer has of their writer (missing dependencies)'
+          return false
+        }
+      }
+      if (struct.kind !== 'item') return true
+      if (struct.nestedParent || struct.content === ContentRef.TYPE || struct.content === ContentRef.DOC) {
+        problem = 'nested types (store entries are flat)'
+        return false
+      }
+      if (struct.parentKey !== null && struct.parentKey !== root) {
+        problem = `structs for another root type ('${struct.parentKey.slice(0, 64)}')`
+        return false
+      }
+      if (struct.content === ContentRef.DELETED) return true
+      entries += struct.length
+      bytes += struct.contentBytes + (struct.parentSub?.length ?? 0)
+      if (entries > maxEntries) problem = `more than ${maxEntries} entries in one update`
+      else if (bytes > maxBytes) problem = `more than ${maxBytes} bytes of entries in one update`
+      return problem === null
+    }, { v2 })
+  } catch (err) {
+    return `undecodable Yjs binary (${(err as Error).message})`
+  }
+  return problem
+}
+
+interface ConnectionState {
+  messages: TokenBucket
+  pendingUpdates: number
+}
+
+/** The admission hook; `afterApply` watches Yjs's pending structs. */
+export const admissionControl = (options: AdmissionOptions): Required<Pick<MessageHook, 'incoming' | 'afterApply'>> => {
+  const { doc, limits, now = Date.now } = options
+  const maxAwareness = limits.maxValueBytes + AWARENESS_EXTRA_BYTES
+  const states = new WeakMap<LinkConnection, ConnectionState>()
+  const stateOf = (connection: LinkConnection): ConnectionState => {
+    let state = states.get(connection)
+    if (state === undefined) states.set(connection, state = { messages: createTokenBucket(MESSAGE_RATE, now), pendingUpdates: 0 })
+    return state
+  }
+  return {
+    incoming: (connection, message) => {
+      if (!stateOf(connection).messages.take()) throw new Error(`messages at a rate over ${MESSAGE_RATE.rate}/s`)
+      const decoder = decoding.createDecoder(message)
+      const type = decoding.readVarUint(decoder)
+      if (type === MESSAGE_AWARENESS) {
+        const update = decoding.readVarUint8Array(decoder)
+        if (update.length > maxAwareness + 64) throw new Error(`an awareness state over ${maxAwareness} bytes`)
+        return message
+      }
+      if (type !== MESSAGE_SYNC) return message
+      const syncType = decoding.readVarUint(decoder)
+      if (syncType !== syncProtocol.messageYjsSyncStep2 && syncType !== syncProtocol.messageYjsUpdate) return message
+      const problem = screenUpdate(decoding.readVarUint8Array(decoder), options)
+      if (problem !== null) throw new Error(problem)
+      return message
+    },
+    afterApply: (connection) => {
+      const state = stateOf(connection)
+      if (doc.store.pendingStructs === null && doc.store.pendingDs === null) {
+        state.pendingUpdates = 0
+        return
+      }
+      if (++state.pendingUpdates <= MAX_PENDING_UPDATES) return
+      // Drop what waits for dependencies that do not come: it costs memory, and CPU on every update.
+      doc.store.pendingStructs = null
+      doc.store.pendingDs = null
+      throw new Error(`more than ${MAX_PENDING_UPDATES} updates whose dependencies are missing`)
+    }
+  }
+}

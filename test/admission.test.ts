@@ -1,0 +1,104 @@
+/**
+ * Admission control as pure screening, and the hook over messages: each thing no honest peer
+ * produces is refused with its reason, and what honest peers produce passes.
+ */
+import { describe, expect, it } from 'vitest'
+import * as Y from 'yjs'
+import * as encoding from 'lib0/encoding'
+import { DEFAULT_LIMITS } from '../src/store/limits.js'
+import { admissionControl, ENTRY_SLACK, MAX_PENDING_UPDATES, MESSAGE_RATE, screenUpdate } from '../src/transport/admission.js'
+import type { LinkConnection } from '../src/transport/link.js'
+
+const ROOT = 'session-store'
+const limits = { ...DEFAULT_LIMITS }
+const context = (doc = new Y.Doc()) => ({ doc, root: ROOT, limits })
+const updateOf = (fn: (doc: Y.Doc) => void, base?: Y.Doc): Uint8Array => {
+  const doc = new Y.Doc()
+  if (base !== undefined) Y.applyUpdate(doc, Y.encodeStateAsUpdate(base))
+  const before = Y.encodeStateVector(doc)
+  fn(doc)
+  return Y.encodeStateAsUpdate(doc, before)
+}
+const syncMessage = (type: number, update: Uint8Array): Uint8Array => {
+  const e = encoding.createEncoder()
+  encoding.writeVarUint(e, 0)
+  encoding.writeVarUint(e, type)
+  encoding.writeVarUint8Array(e, update)
+  return encoding.toUint8Array(e)
+}
+const connection = { remoteId: 'r', binding: { local: '', remote: '' }, writable: true, send: () => true, close: () => {} } satisfies LinkConnection
+
+describe('screenUpdate', () => {
+  it('passes what honest peers write: entries of the store, overwrites, deletes, a full state', () => {
+    const honest = new Y.Doc()
+    const map = honest.getMap(ROOT)
+    for (let i = 0; i < 100; i++) map.set(`k${i}`, JSON.stringify({ i, text: 'x'.repeat(500) }))
+    for (let i = 0; i < 1000; i++) map.set(`k${i % 100}`, JSON.stringify(i))
+    map.delete('k1')
+    expect(screenUpdate(Y.encodeStateAsUpdate(honest), context())).toBeNull()
+    expect(screenUpdate(Y.encodeStateAsUpdateV2(honest), context(), { v2: true })).toBeNull()
+  })
+
+  it('refuses more entries, or more bytes, than the limits allow one update', () => {
+    const many = updateOf((doc) => { for (let i = 0; i <= ENTRY_SLACK * limits.maxKeys; i++) doc.getMap(ROOT).set(`k${i}`, '1') })
+    expect(screenUpdate(many, context())).toMatch(/more than 400 entries/)
+    const large = updateOf((doc) => { for (let i = 0; i < 390; i++) doc.getMap(ROOT).set(`k${i}`, 'x'.repeat(2000)) })
+    expect(screenUpdate(large, context())).toMatch(/bytes of entries/)
+  })
+
+  it('refuses structs for other root types, nested types, and undecodable bytes', () => {
+    expect(screenUpdate(updateOf((doc) => doc.getMap('other').set('k', '1')), context())).toMatch(/another root type \('other'\)/)
+    expect(screenUpdate(updateOf((doc) => doc.getText('t').insert(0, 'hi')), context())).toMatch(/another root type/)
+    expect(screenUpdate(updateOf((doc) => doc.getMap(ROOT).set('k', new Y.Map())), context())).toMatch(/nested types/)
+    expect(screenUpdate(new Uint8Array([1, 2, 3, 200, 200]), context())).toMatch(/undecodable/)
+  })
+
+  it('refuses structs that start past what this peer has of their writer', () => {
+    const writer = new Y.Doc()
+    writer.getMap(ROOT).set('a', '1')
+    const first = Y.encodeStateAsUpdate(writer)
+    const before = Y.encodeStateVector(writer)
+    writer.getMap(ROOT).set('b', '2')
+    const second = Y.encodeStateAsUpdate(writer, before)
+    expect(screenUpdate(second, context())).toMatch(/missing dependencies/)
+    const receiver = new Y.Doc()
+    Y.applyUpdate(receiver, first)
+    expect(screenUpdate(second, context(receiver))).toBeNull()
+  })
+})
+
+describe('the admission hook', () => {
+  it('refuses a connection over the message rate, and awareness states over the metadata limit', () => {
+    let now = 0
+    const hook = admissionControl({ ...context(), now: () => now })
+    const ok = new Uint8Array([3])
+    for (let i = 0; i < MESSAGE_RATE.burst; i++) hook.incoming(connection, ok)
+    expect(() => hook.incoming(connection, ok)).toThrow(/rate over/)
+    now += 1000
+    expect(hook.incoming(connection, ok)).toBe(ok)
+    const e = encoding.createEncoder()
+    encoding.writeVarUint(e, 1)
+    encoding.writeVarUint8Array(e, new Uint8Array(limits.maxValueBytes + 4096))
+    expect(() => hook.incoming(connection, encoding.toUint8Array(e))).toThrow(/awareness state over/)
+  })
+
+  it('lets a few updates wait for their dependencies, then drops them and refuses the connection', () => {
+    const doc = new Y.Doc()
+    const hook = admissionControl(context(doc))
+    // Writes that build on another writer's, which never arrives: Yjs holds them pending.
+    const other = new Y.Doc()
+    other.getMap(ROOT).set('k', '"a"')
+    const dependent = new Y.Doc()
+    Y.applyUpdate(dependent, Y.encodeStateAsUpdate(other))
+    for (let i = 0; i <= MAX_PENDING_UPDATES; i++) {
+      const before = Y.encodeStateVector(dependent)
+      dependent.getMap(ROOT).set('k', JSON.stringify(i))
+      const update = Y.encodeStateAsUpdate(dependent, before)
+      expect(hook.incoming(connection, syncMessage(2, update))).not.toBeNull()
+      Y.applyUpdate(doc, update)
+      if (i < MAX_PENDING_UPDATES) hook.afterApply(connection)
+      else expect(() => hook.afterApply(connection)).toThrow(/dependencies are missing/)
+    }
+    expect(doc.store.pendingStructs).toBeNull()
+  })
+})
