@@ -113,10 +113,12 @@ export class Session extends IsolatedObservable<SessionEvents> {
     this.#awareness.setLocalState({ metadata: ownMetadata })
     const drop = (reason: string): void => { this.#dropped[reason] = (this.#dropped[reason] ?? 0) + 1 }
     this.#replication = new Replication(this.doc, this.#awareness, this.#link, {
+      // Who speaks for whom first: a relay's copy of a connected peer's writes is stripped before
+      // admission judges what is left (it may run ahead of the peer's own, direct copy).
       hooks: [
-        admissionControl({ doc: this.doc, root: STORE_MAP, limits }),
-        replyBudgets(drop),
-        impersonationRules({ doc: this.doc, connectionOfClient: (client) => authenticated.connectionOfClient(client), onDrop: drop })
+        impersonationRules({ doc: this.doc, connectionOfClient: (client) => authenticated.connectionOfClient(client), onDrop: drop }),
+        admissionControl({ doc: this.doc, root: STORE_MAP, limits, onStalePending: () => this.#replication.resync() }),
+        replyBudgets(drop)
       ]
     })
     this.sessionStore = new Promise((resolve, reject) => {

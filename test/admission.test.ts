@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest'
 import * as Y from 'yjs'
 import * as encoding from 'lib0/encoding'
 import { DEFAULT_LIMITS } from '../src/store/limits.js'
-import { admissionControl, ENTRY_SLACK, MAX_PENDING_UPDATES, MESSAGE_RATE, screenUpdate } from '../src/transport/admission.js'
+import { admissionControl, ENTRY_SLACK, MAX_PENDING_BYTES, MESSAGE_RATE, PENDING_GRACE, screenUpdate } from '../src/transport/admission.js'
 import type { LinkConnection } from '../src/transport/link.js'
 
 const ROOT = 'session-store'
@@ -82,7 +82,7 @@ describe('the admission hook', () => {
     expect(() => hook.incoming(connection, encoding.toUint8Array(e))).toThrow(/awareness state over/)
   })
 
-  it('lets a few updates wait for their dependencies, then drops them and refuses the connection', () => {
+  it('lets updates wait for their dependencies while they stay small, then refuses the connection and drops them', () => {
     const doc = new Y.Doc()
     const hook = admissionControl(context(doc))
     // Writes that build on another writer's, which never arrives: Yjs holds them pending.
@@ -90,15 +90,43 @@ describe('the admission hook', () => {
     other.getMap(ROOT).set('k', '"a"')
     const dependent = new Y.Doc()
     Y.applyUpdate(dependent, Y.encodeStateAsUpdate(other))
-    for (let i = 0; i <= MAX_PENDING_UPDATES; i++) {
+    let refused: Error | null = null
+    for (let i = 0; i < 5000 && refused === null; i++) {
       const before = Y.encodeStateVector(dependent)
-      dependent.getMap(ROOT).set('k', JSON.stringify(i))
+      dependent.getMap(ROOT).set('k', JSON.stringify({ i, pad: 'y'.repeat(40) }))
       const update = Y.encodeStateAsUpdate(dependent, before)
-      expect(hook.incoming(connection, syncMessage(2, update))).not.toBeNull()
       Y.applyUpdate(doc, update)
-      if (i < MAX_PENDING_UPDATES) hook.afterApply(connection)
-      else expect(() => hook.afterApply(connection)).toThrow(/dependencies are missing/)
+      try {
+        hook.afterApply(connection)
+      } catch (err) {
+        refused = err as Error
+      }
     }
+    expect(refused?.message).toMatch(new RegExp(`over ${MAX_PENDING_BYTES} bytes`))
     expect(doc.store.pendingStructs).toBeNull()
+    expect(doc.store.pendingDs).toBeNull()
+  })
+
+  it('drops pending structs that wait past the grace period, and asks for the state again', () => {
+    let now = 0
+    let resyncs = 0
+    const doc = new Y.Doc()
+    const hook = admissionControl({ ...context(doc), now: () => now, onStalePending: () => { resyncs++ } })
+    const other = new Y.Doc()
+    other.getMap(ROOT).set('k', '"a"')
+    const dependent = new Y.Doc()
+    Y.applyUpdate(dependent, Y.encodeStateAsUpdate(other))
+    const write = (value: string): void => {
+      const before = Y.encodeStateVector(dependent)
+      dependent.getMap(ROOT).set('k', value)
+      Y.applyUpdate(doc, Y.encodeStateAsUpdate(dependent, before))
+      hook.afterApply(connection)
+    }
+    write('"b"')
+    expect(doc.store.pendingDs).not.toBeNull()
+    now += PENDING_GRACE + 1
+    write('"c"')
+    expect(resyncs).toBe(1)
+    expect(doc.store.pendingDs).toBeNull()
   })
 })

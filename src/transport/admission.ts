@@ -11,10 +11,11 @@
  *   (with slack for honest concurrency: an honest state may hold entries hidden by the limits);
  *   structs of a client that start past this peer's state of it (a gap: Yjs would hold them
  *   pending, in memory, forever);
- * - updates whose other dependencies are missing (Yjs's pending structs) are allowed a few times
- *   per connection (writes can legitimately arrive before what they build on, over another path),
- *   then the connection is refused and the pending structs dropped: they cost memory and, on each
- *   later update, CPU.
+ * - updates whose other dependencies are missing (Yjs's pending structs) are allowed while what
+ *   waits stays small (writes can legitimately arrive before what they build on, over another
+ *   path): past MAX_PENDING_BYTES the connection that added it is refused and the pending structs
+ *   dropped (they cost memory and, on every later update, CPU); pending structs still waiting
+ *   after PENDING_GRACE are dropped and the room asked for its state again (`onStalePending`).
  */
 
 import * as Y from 'yjs'
@@ -34,8 +35,10 @@ export const AWARENESS_EXTRA_BYTES = 2048
 export const ENTRY_SLACK = 4
 /** Bytes of an entry beyond its value (the envelope: writer, time, metadata), at most. */
 export const ENTRY_OVERHEAD_BYTES = 1024 + 128
-/** Updates with missing dependencies a connection may send while they stay missing. */
-export const MAX_PENDING_UPDATES = 16
+/** Bytes of Yjs's pending structs and deletes (waiting for dependencies) this peer holds at most. */
+export const MAX_PENDING_BYTES = 32 * 1024
+/** How long pending structs may wait for their dependencies before they are dropped and re-synced. */
+export const PENDING_GRACE = 3000
 
 export interface AdmissionOptions {
   doc: Y.Doc
@@ -43,6 +46,8 @@ export interface AdmissionOptions {
   root: string
   limits: Limits
   now?: () => number
+  /** Pending structs waited past PENDING_GRACE and were dropped: ask the peers for their state. */
+  onStalePending?: () => void
 }
 
 /** The largest whole message an honest peer sends: a full state with its history (V1, for now). */
@@ -98,17 +103,17 @@ export const screenUpdate = (update: Uint8Array, { doc, root, limits }: Admissio
 
 interface ConnectionState {
   messages: TokenBucket
-  pendingUpdates: number
 }
 
 /** The admission hook; `afterApply` watches Yjs's pending structs. */
 export const admissionControl = (options: AdmissionOptions): Required<Pick<MessageHook, 'incoming' | 'afterApply'>> => {
-  const { doc, limits, now = Date.now } = options
+  const { doc, limits, now = Date.now, onStalePending = () => {} } = options
+  let pendingSince: number | null = null
   const maxAwareness = limits.maxValueBytes + AWARENESS_EXTRA_BYTES
   const states = new WeakMap<LinkConnection, ConnectionState>()
   const stateOf = (connection: LinkConnection): ConnectionState => {
     let state = states.get(connection)
-    if (state === undefined) states.set(connection, state = { messages: createTokenBucket(MESSAGE_RATE, now), pendingUpdates: 0 })
+    if (state === undefined) states.set(connection, state = { messages: createTokenBucket(MESSAGE_RATE, now) })
     return state
   }
   return {
@@ -128,17 +133,26 @@ export const admissionControl = (options: AdmissionOptions): Required<Pick<Messa
       if (problem !== null) throw new Error(problem)
       return message
     },
-    afterApply: (connection) => {
-      const state = stateOf(connection)
+    afterApply: () => {
+      const bytes = (doc.store.pendingStructs?.update.length ?? 0) + (doc.store.pendingDs?.length ?? 0)
       if (doc.store.pendingStructs === null && doc.store.pendingDs === null) {
-        state.pendingUpdates = 0
+        pendingSince = null
         return
       }
-      if (++state.pendingUpdates <= MAX_PENDING_UPDATES) return
-      // Drop what waits for dependencies that do not come: it costs memory, and CPU on every update.
-      doc.store.pendingStructs = null
-      doc.store.pendingDs = null
-      throw new Error(`more than ${MAX_PENDING_UPDATES} updates whose dependencies are missing`)
+      pendingSince ??= now()
+      const drop = (): void => {
+        doc.store.pendingStructs = null
+        doc.store.pendingDs = null
+        pendingSince = null
+      }
+      if (bytes > MAX_PENDING_BYTES) {
+        drop()
+        throw new Error(`over ${MAX_PENDING_BYTES} bytes of updates whose dependencies are missing`)
+      }
+      if (now() - pendingSince > PENDING_GRACE) {
+        drop()
+        onStalePending()
+      }
     }
   }
 }

@@ -155,9 +155,20 @@ const frameChannel = (channel: RTCDataChannel, pc: RTCPeerConnection, hooks: Cha
     queue.length = 0
   }
 
+  /** A native send that throws (the channel closed under it) marks the channel closing. */
+  const sendNow = (data: Uint8Array): boolean => {
+    try {
+      nativeSend(data)
+      return true
+    } catch {
+      stop()
+      return false
+    }
+  }
+
   const flush = (): void => {
     while (queue.length > 0 && !closing && channel.readyState === 'open' && channel.bufferedAmount < highWaterMark) {
-      nativeSend(queue.shift() as Uint8Array)
+      if (!sendNow(queue.shift() as Uint8Array)) return
     }
   }
 
@@ -170,10 +181,7 @@ const frameChannel = (channel: RTCDataChannel, pc: RTCPeerConnection, hooks: Cha
     send: (message) => {
       if (closing || channel.readyState !== 'open') return false
       const frames = encodeFrames(message, chunkBytes)
-      if (queue.length === 0 && frames.length === 1 && channel.bufferedAmount < highWaterMark) {
-        nativeSend(frames[0] as Uint8Array)
-        return true
-      }
+      if (queue.length === 0 && frames.length === 1 && channel.bufferedAmount < highWaterMark) return sendNow(frames[0] as Uint8Array)
       queue.push(...frames)
       flush()
       return true

@@ -84,6 +84,18 @@ export class Replication extends ObservableV2<ReplicationEvents> {
     return origin
   }
 
+  /** Asks every connection for what this peer lacks (sync step 1 to each). */
+  resync (): void {
+    for (const connection of this.#link.connections) this.#onOpenSync(connection)
+  }
+
+  #onOpenSync (connection: LinkConnection): void {
+    const sync = encoding.createEncoder()
+    encoding.writeVarUint(sync, MESSAGE_SYNC)
+    syncProtocol.writeSyncStep1(sync, this.#doc)
+    this.#send(connection, encoding.toUint8Array(sync))
+  }
+
   /** Stops replicating; the link and the document are left as they are. */
   override destroy (): void {
     if (this.#destroyed) return
@@ -96,10 +108,7 @@ export class Replication extends ObservableV2<ReplicationEvents> {
   }
 
   #onOpen = ({ connection }: { connection: LinkConnection }): void => {
-    const sync = encoding.createEncoder()
-    encoding.writeVarUint(sync, MESSAGE_SYNC)
-    syncProtocol.writeSyncStep1(sync, this.#doc)
-    this.#send(connection, encoding.toUint8Array(sync))
+    this.#onOpenSync(connection)
     if (this.#awareness.getLocalState() !== null) this.#send(connection, this.#awarenessMessage([this.#awareness.clientID]))
   }
 
@@ -168,6 +177,7 @@ export class Replication extends ObservableV2<ReplicationEvents> {
       this.#refuse(connection, `an outgoing message hook threw (${(err as Error).message})`)
       return
     }
+    // A connection that cannot send any more has closed, or is closing: its close event follows.
     if (output !== null) connection.send(output)
   }
 

@@ -58,11 +58,13 @@ export const REPORT_INTERVAL = 10_000
 /** Senders whose last sequence number is remembered (replay protection); the oldest are forgotten. */
 const MAX_REMEMBERED_SENDERS = 4096
 /** A connection being set up that has not opened by then is given up, freeing its slot. */
-export const PENDING_TIMEOUT = 5000
+export const PENDING_TIMEOUT = 8000
 /** Connections being set up at once, apart from the `maxConns` slots of live ones. */
 export const MAX_PENDING = 6
 /** After a peer id failed to connect, it is not tried again for this long, doubling up to MAX_BACKOFF. */
-export const FIRST_BACKOFF = 10_000
+export const FIRST_BACKOFF = 3000
+/** After a peer misbehaved (it was refused), it is not reconnected for this long, doubling too. */
+export const FIRST_PENALTY = 10_000
 export const MAX_BACKOFF = 5 * 60_000
 /** y-webrtc's default maxConns: 20 plus a random 0 to 14, against clusters. */
 const defaultMaxConns = (): number => 20 + Math.floor(Math.random() * 15)
@@ -207,8 +209,12 @@ class YWebrtcLink extends ObservableV2<LinkEvents> implements Link {
   readonly #maxLive: number
   /** Connections being set up: when each started. */
   readonly #pending = new Map<string, number>()
-  /** Peer ids that failed to connect: until when they are not tried, and how many times they failed. */
-  readonly #backoff = new Map<string, { until: number, failures: number }>()
+  /**
+   * Peer ids that failed to connect: until when they are not tried, how many times they failed,
+   * and whether they tried meanwhile (then this peer announces itself when the back-off ends, so
+   * the pair tries again: nothing else would make it).
+   */
+  readonly #backoff = new Map<string, { until: number, failures: number, retry?: boolean }>()
   readonly #watchdog: ReturnType<typeof setInterval>
 
   constructor (room: string, options: LinkOptions, wrtc: WrtcImplementation) {
@@ -227,6 +233,8 @@ class YWebrtcLink extends ObservableV2<LinkEvents> implements Link {
       onError: (channel, error) => {
         const { connection } = this.#connectionOf(channel)
         if (connection !== undefined) this.penalize(connection.remoteId)
+        const reason = `a peer broke the data-channel protocol: ${error.message}`
+        this.dropped[reason] = (this.dropped[reason] ?? 0) + 1
         this.emit('refused', [{ reason: `a peer broke the data-channel protocol: ${error.message}`, ...(connection === undefined ? {} : { connection }) }])
       }
     }, options.maxMessageBytes === undefined ? {} : { maxMessageBytes: options.maxMessageBytes })
@@ -415,7 +423,10 @@ class YWebrtcLink extends ObservableV2<LinkEvents> implements Link {
     if (this.hasConnection(payload.from)) return null
     const now = Date.now()
     const backoff = this.#backoff.get(payload.from)
-    if (backoff !== undefined && backoff.until > now) return 'a peer that failed to connect, in back-off'
+    if (backoff !== undefined && backoff.until > now) {
+      backoff.retry = true
+      return 'a peer that failed to connect, in back-off'
+    }
     if (this.#pending.size >= MAX_PENDING) return 'pending connections at their cap'
     if (this.#connections.size >= this.#maxLive) return 'every connection slot is taken'
     this.#pending.set(payload.from, now)
@@ -435,12 +446,23 @@ class YWebrtcLink extends ObservableV2<LinkEvents> implements Link {
       const conn = room?.webrtcConns.get(peerId)
       if (conn !== undefined && !Array.from(this.#connections.values()).some((c) => c.remoteId === peerId)) conn.peer.destroy()
     }
-    for (const [peerId, { until }] of this.#backoff) if (until + MAX_BACKOFF < now) this.#backoff.delete(peerId)
+    let retry = false
+    for (const [peerId, backoff] of this.#backoff) {
+      if (backoff.until > now) continue
+      if (backoff.retry === true) {
+        backoff.retry = false
+        retry = true
+      }
+      if (backoff.until + MAX_BACKOFF < now) this.#backoff.delete(peerId)
+    }
+    if (retry && !this.leaving && this.#connections.size < this.#maxLive) {
+      for (const conn of this.#provider.signalingConns) if (conn.connected) this.publish(conn, { type: 'announce' })
+    }
   }
 
   penalize (remoteId: string): void {
     const failures = (this.#backoff.get(remoteId)?.failures ?? 0) + 1
-    this.#backoff.set(remoteId, { until: Date.now() + Math.min(MAX_BACKOFF, FIRST_BACKOFF * 2 ** (failures - 1)), failures })
+    this.#backoff.set(remoteId, { until: Date.now() + Math.min(MAX_BACKOFF, FIRST_PENALTY * 2 ** (failures - 1)), failures })
     this.#pending.delete(remoteId)
     for (const connection of this.#connections.values()) if (connection.remoteId === remoteId) connection.close()
     this.#provider.room?.webrtcConns.get(remoteId)?.peer.destroy()

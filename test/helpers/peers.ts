@@ -59,8 +59,8 @@ export class PeerProcess extends EventEmitter {
   }
 }
 
-export const spawnPeer = async (name: string, fixture = FIXTURE): Promise<PeerProcess> => {
-  const child = fork(fixture, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+export const spawnPeer = async (name: string, fixture = FIXTURE, { execArgv = [] }: { execArgv?: string[] } = {}): Promise<PeerProcess> => {
+  const child = fork(fixture, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv })
   const peer = new PeerProcess(name, child)
   onTestFinished(async () => { await peer.kill() })
   await once(peer, 'ready', 15_000)
