@@ -100,14 +100,14 @@ type NumericOption = Exclude<keyof typeof DEFAULT_OPTIONS, 'host' | 'redisPrefix
 const readNumber = (options: SignalingServerOptions, name: NumericOption, min: number, integer = true): number => {
   const value = options[name] ?? DEFAULT_OPTIONS[name]
   if (typeof value !== 'number' || !Number.isFinite(value) || value < min || (integer && !Number.isInteger(value))) {
-    throw new SignalingError('ERR_INVALID_OPTION', `${name} must be ${integer ? 'an integer' : 'a number'} >= ${min}, got ${String(value)}`)
+    throw new SignalingError('INVALID_OPTION', `${name} must be ${integer ? 'an integer' : 'a number'} >= ${min}, got ${String(value)}`)
   }
   return value
 }
 
 const readRate = (options: SignalingServerOptions): number => {
   const rate = readNumber(options, 'messagesPerSecond', 0, false)
-  if (rate === 0) throw new SignalingError('ERR_INVALID_OPTION', 'messagesPerSecond must be > 0')
+  if (rate === 0) throw new SignalingError('INVALID_OPTION', 'messagesPerSecond must be > 0')
   return rate
 }
 
@@ -115,7 +115,7 @@ const readRedis = (options: SignalingServerOptions): RedisSettings | null => {
   const ttl = readNumber(options, 'redisTtl', 300)
   const prefix = options.redisPrefix ?? DEFAULT_OPTIONS.redisPrefix
   if (typeof prefix !== 'string' || prefix.length === 0 || prefix.length > 128) {
-    throw new SignalingError('ERR_INVALID_OPTION', 'redisPrefix must be a string of 1 to 128 characters')
+    throw new SignalingError('INVALID_OPTION', 'redisPrefix must be a string of 1 to 128 characters')
   }
   if (options.redisUrl === undefined) return null
   const url = options.redisUrl
@@ -124,18 +124,18 @@ const readRedis = (options: SignalingServerOptions): RedisSettings | null => {
     protocol = typeof url === 'string' ? new URL(url).protocol : null
   } catch {}
   if (protocol !== 'redis:' && protocol !== 'rediss:') {
-    throw new SignalingError('ERR_INVALID_OPTION', 'redisUrl must be a redis:// or rediss:// URL')
+    throw new SignalingError('INVALID_OPTION', 'redisUrl must be a redis:// or rediss:// URL')
   }
   return { url, prefix, ttl }
 }
 
 export const resolveOptions = (options: SignalingServerOptions = {}): ResolvedOptions => {
   const port = readNumber(options, 'port', 0)
-  if (port > 65535) throw new SignalingError('ERR_INVALID_OPTION', `port must be at most 65535, got ${port}`)
+  if (port > 65535) throw new SignalingError('INVALID_OPTION', `port must be at most 65535, got ${port}`)
   const host = options.host ?? DEFAULT_OPTIONS.host
-  if (typeof host !== 'string' || host.length === 0) throw new SignalingError('ERR_INVALID_OPTION', 'host must be a non-empty string')
+  if (typeof host !== 'string' || host.length === 0) throw new SignalingError('INVALID_OPTION', 'host must be a non-empty string')
   if (options.staticDir !== undefined && (typeof options.staticDir !== 'string' || options.staticDir.length === 0)) {
-    throw new SignalingError('ERR_INVALID_OPTION', 'staticDir must be a non-empty string')
+    throw new SignalingError('INVALID_OPTION', 'staticDir must be a non-empty string')
   }
   return {
     port,

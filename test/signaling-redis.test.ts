@@ -244,7 +244,7 @@ describe('signaling over Redis', () => {
       expect(metrics.split('\n')).toContain(name)
     }
     for (const options of [{ redisUrl: 'http://127.0.0.1:6379' }, { redisUrl: 'not a url' }, { redisUrl: redis.url, redisTtl: 0 }, { redisUrl: redis.url, redisPrefix: '' }]) {
-      await expect(createSignalingServer({ port: 0, ...options })).rejects.toSatisfy((err) => err instanceof SignalingError && err.code === 'ERR_INVALID_OPTION')
+      await expect(createSignalingServer({ port: 0, ...options })).rejects.toSatisfy((err) => err instanceof SignalingError && err.code === 'INVALID_OPTION')
     }
   })
 })

@@ -227,9 +227,9 @@ describe('lifecycle', () => {
     [{ messageBurst: 1.5 }],
     [{ maxConnections: Number.NaN }],
     [{ host: '' }]
-  ])('refuses the option %o with ERR_INVALID_OPTION', async (options) => {
+  ])('refuses the option %o with INVALID_OPTION', async (options) => {
     const error = await createSignalingServer(options).catch((err: unknown) => err)
     expect(error).toBeInstanceOf(SignalingError)
-    expect(error).toMatchObject({ code: 'ERR_INVALID_OPTION' })
+    expect(error).toMatchObject({ code: 'INVALID_OPTION' })
   })
 })
