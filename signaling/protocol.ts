@@ -62,7 +62,8 @@ export const decodeJson = (text: string): unknown => {
   }
 }
 
-const isRecord = (value: unknown): value is Record<string, unknown> =>
+/** A JSON object (not null, not an array): the shape of every message, from clients and from Redis. */
+export const isRecord = (value: unknown): value is Record<string, unknown> =>
   typeof value === 'object' && value !== null && !Array.isArray(value)
 
 export const isTopicName = (value: unknown, limits: ParseLimits): value is string =>
