@@ -9,7 +9,7 @@ import { STATUS_CODES, createServer, type IncomingMessage } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { resolve as resolvePath } from 'node:path'
 import type { Duplex } from 'node:stream'
-import { WebSocketServer, type ServerOptions, type WebSocket } from 'ws'
+import { WebSocketServer, type ServerOptions } from 'ws'
 import { tokenFromUrl, verifyToken, type Grant } from './auth.js'
 import { Connection, type ConnectionContext } from './connection.js'
 import { createHttpHandler } from './http.js'
@@ -60,9 +60,12 @@ export const createSignalingServer = async (options: SignalingServerOptions = {}
     ? null
     : createRedisRelay({ ...opts.redis, maxPayload: opts.maxPayload, maxDataDepth: MAX_DATA_DEPTH, logger })
   const relay: TopicRelay = redis ?? createLocalRelay()
+  // Every upgraded socket until it is gone, counted or not: the one per-connection registry.
   const connections = new Set<Connection>()
-  const sockets = new Set<WebSocket>()
+  /** Connections released (no longer counting) whose socket is still closing. */
+  let releasing = 0
   let pendingUpgrades = 0
+  let allClosed: (() => void) | null = null
   let nextId = 1
   let closing = false
   let closed: Promise<void> | null = null
@@ -78,31 +81,39 @@ export const createSignalingServer = async (options: SignalingServerOptions = {}
       maxBufferedBytes: opts.maxBufferedBytes
     },
     onRelease: (connection) => {
-      connections.delete(connection)
+      releasing++
       logger.debug({ conn: connection.id }, 'connection released')
+    },
+    onClose: (connection) => {
+      releasing--
+      connections.delete(connection)
+      if (connections.size === 0) allClosed?.()
     }
   }
 
   const levels = (): { connections: number, topics: number, subscriptions: number } => ({
-    connections: connections.size,
+    connections: connections.size - releasing,
     topics: relay.topicCount,
     subscriptions: relay.subscriptionCount
   })
   const registry = createMetricsRegistry(counters, levels, redis === null ? null : () => redis.stats())
 
-  const wss = new WebSocketServer({
+  const wss = new WebSocketServer<typeof Connection>({
     noServer: true,
     clientTracking: false,
     perMessageDeflate: false,
     maxPayload: opts.maxPayload,
+    WebSocket: Connection,
+    // Connection answers pings itself, within its rate limit.
+    autoPong: false,
     // Not in @types/ws yet: how long ws waits for the peer's close frame before cutting the socket.
     closeTimeout: opts.closeTimeout
-  } as ServerOptions)
+  } as ServerOptions<typeof Connection>)
 
   const http = createServer(createHttpHandler({
     health: () => ({
       status: closing ? 'closing' : 'ok',
-      connections: connections.size,
+      connections: connections.size - releasing,
       topics: relay.topicCount,
       ...(redis === null ? {} : { redis: redis.state })
     }),
@@ -111,11 +122,9 @@ export const createSignalingServer = async (options: SignalingServerOptions = {}
     logger
   }))
 
-  const accept = (ws: WebSocket, req: IncomingMessage, grant: Grant | null): void => {
-    const connection = new Connection(nextId++, ws, context, grant)
+  const accept = (connection: Connection, req: IncomingMessage, grant: Grant | null): void => {
+    connection.attach(nextId++, context, grant)
     connections.add(connection)
-    sockets.add(ws)
-    ws.once('close', () => sockets.delete(ws))
     logger.debug({ conn: connection.id, ip: req.socket.remoteAddress }, 'connection opened')
   }
 
@@ -125,7 +134,7 @@ export const createSignalingServer = async (options: SignalingServerOptions = {}
       refuseUpgrade(socket, 503, 'server shutting down')
       return
     }
-    if (sockets.size + pendingUpgrades >= opts.maxConnections) {
+    if (connections.size + pendingUpgrades >= opts.maxConnections) {
       counters.rejections.connection_limit++
       refuseUpgrade(socket, 503, 'too many connections')
       return
@@ -190,8 +199,11 @@ export const createSignalingServer = async (options: SignalingServerOptions = {}
     clearInterval(heartbeat)
     const httpClosed = new Promise<void>((resolve) => http.close(() => resolve()))
     http.closeIdleConnections()
-    for (const connection of connections) connection.shutdown()
-    await Promise.all([...sockets].map(async (ws) => await new Promise((resolve) => ws.once('close', resolve))))
+    await new Promise<void>((resolve) => {
+      allClosed = resolve
+      if (connections.size === 0) resolve()
+      for (const connection of connections) connection.shutdown()
+    })
     http.closeAllConnections()
     await httpClosed
     wss.close()
