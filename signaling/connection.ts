@@ -13,6 +13,7 @@
  */
 
 import { WebSocket, type RawData } from 'ws'
+import type { AddressEntry, AddressTable, RefusalLog } from './address-limits.js'
 import { isTopicAllowed, type Grant } from './auth.js'
 import type { Logger } from './logger.js'
 import { CloseCode, PONG, decodeJson, toClientMessage, type ClientMessage, type ParseLimits } from './protocol.js'
@@ -31,6 +32,9 @@ export interface ConnectionContext {
   relay: TopicRelay
   counters: Counters
   limits: ConnectionLimits
+  /** Per-address limits: the message bucket a connection shares with its address's others. */
+  addresses: AddressTable
+  refusals: RefusalLog
   logger: Logger
   /** Called exactly once, when the connection stops counting. */
   onRelease: (connection: Connection) => void
@@ -53,6 +57,8 @@ export class Connection extends WebSocket implements Subscriber, TokenBucket {
   id = 0
   /** Null until `attach`: ws constructs the object, the server then gives it its context. */
   private ctx: ConnectionContext | null = null
+  /** The client address's entry, shared with its other connections. */
+  address: AddressEntry | null = null
   private grant: Grant | null = null
   /** Subscribed topics, at most `maxTopicsPerConnection`; null until the first subscribe. */
   private topics: string[] | null = null
@@ -63,9 +69,10 @@ export class Connection extends WebSocket implements Subscriber, TokenBucket {
   private expiryTimer: ReturnType<typeof setTimeout> | undefined = undefined
 
   /** Starts serving the socket that ws just upgraded. */
-  attach (id: number, ctx: ConnectionContext, grant: Grant | null): void {
+  attach (id: number, ctx: ConnectionContext, address: AddressEntry, grant: Grant | null): void {
     this.id = id
     this.ctx = ctx
+    this.address = address
     this.grant = grant
     this.tokens = ctx.limits.rate.burst
     this.updatedAt = performance.now()
@@ -135,13 +142,25 @@ export class Connection extends WebSocket implements Subscriber, TokenBucket {
     this.closeWith(null, CloseCode.GoingAway, 'server shutting down')
   }
 
-  /** The rate limit, for every frame a client sends: messages and WebSocket pings alike. */
-  private admit (rate: RateLimit): boolean {
+  /**
+   * The rate limits, for every frame a client sends (messages and WebSocket pings alike): the
+   * connection's own bucket, then the one it shares with its address's other connections.
+   */
+  private admit (ctx: ConnectionContext): boolean {
     this.alive = true
-    const verdict = take(this, rate, performance.now())
-    if (verdict === 'allow') return true
-    this.reject('rate_limited')
-    if (verdict === 'close') this.closeWith('rate_limit_closed', CloseCode.RateLimited, 'rate limit exceeded')
+    const now = performance.now()
+    const own = take(this, ctx.limits.rate, now)
+    if (own !== 'allow') {
+      this.reject('rate_limited')
+      if (own === 'close') this.closeWith('rate_limit_closed', CloseCode.RateLimited, 'rate limit exceeded')
+      return false
+    }
+    if (this.address === null) return true
+    const shared = ctx.addresses.takeMessage(this.address, now)
+    if (shared === 'allow') return true
+    this.reject('address_rate_limited')
+    ctx.refusals.note(this.address.key, 'address_rate_limited', now)
+    if (shared === 'close') this.closeWith('rate_limit_closed', CloseCode.RateLimited, 'address rate limit exceeded')
     return false
   }
 
@@ -150,7 +169,7 @@ export class Connection extends WebSocket implements Subscriber, TokenBucket {
    * the rate limit, and not to a receiver that has stopped reading.
    */
   private answerPing (data: Buffer): void {
-    if (this.released || this.ctx === null || !this.admit(this.ctx.limits.rate)) return
+    if (this.released || this.ctx === null || !this.admit(this.ctx)) return
     if (this.bufferedAmount > this.ctx.limits.maxBufferedBytes) {
       this.drop('slow_consumer')
       return
@@ -166,7 +185,7 @@ export class Connection extends WebSocket implements Subscriber, TokenBucket {
     if (this.released || this.ctx === null) return
     const { counters, limits } = this.ctx
     counters.messagesIn++
-    if (!this.admit(limits.rate)) return
+    if (!this.admit(this.ctx)) return
     if (isBinary) {
       this.reject('binary')
       return

@@ -3,7 +3,9 @@
  * README table, the CLI flags and the server read the same numbers.
  */
 
+import type { AddressLimits } from './address-limits.js'
 import { secretKey } from './auth.js'
+import { toProxyTrust, type ProxyHeader, type ProxyTrust } from './client-address.js'
 import { SignalingError } from './errors.js'
 import { silentLogger, type Logger } from './logger.js'
 
@@ -24,6 +26,27 @@ export interface SignalingServerOptions {
   messagesPerSecond?: number
   /** Messages per connection accepted back to back (token bucket size). Default 1000. */
   messageBurst?: number
+  /**
+   * Connections one client address (an IPv4 address, or an IPv6 /64) may hold at once; further
+   * upgrades get HTTP 429. Raise it when many users share an address (a campus, a carrier NAT).
+   * Default 20.
+   */
+  maxConnectionsPerAddress?: number
+  /** New connections per second one address may open, after a burst of `maxConnectionsPerAddress`; over it, HTTP 429. Default 5. */
+  connectionsPerSecondPerAddress?: number
+  /** Sustained messages per second of one address over all its connections together. Default 200. */
+  messagesPerSecondPerAddress?: number
+  /** Messages one address may send back to back over all its connections together. Default 2000. */
+  messageBurstPerAddress?: number
+  /**
+   * Which peers are proxies whose forwarding header says who the client is: a hop count (1: the
+   * peer is the one proxy in front of us) or the proxies' addresses and CIDR ranges
+   * (`['10.0.0.0/8']`). Default `false`: the client is the TCP peer and forwarding headers are
+   * ignored, since a client could write them to pick its own address.
+   */
+  trustProxy?: false | number | string[]
+  /** The header the trusted proxies write: `'x-forwarded-for'` (nginx, HAProxy, most balancers) or `'forwarded'` (RFC 7239). Default `'x-forwarded-for'`. */
+  proxyHeader?: ProxyHeader
   /** Unsent bytes a receiver may have queued before it is dropped. Default 4194304 (4 MiB). */
   maxBufferedBytes?: number
   /** Milliseconds between heartbeat pings; a connection that misses one is dropped. Default 30000. */
@@ -68,6 +91,9 @@ export interface ResolvedOptions {
   maxBufferedBytes: number
   heartbeatInterval: number
   closeTimeout: number
+  addressLimits: AddressLimits
+  trustProxy: ProxyTrust | null
+  proxyHeader: ProxyHeader
   authKey: Uint8Array | null
   staticDir: string | null
   redis: RedisSettings | null
@@ -86,16 +112,36 @@ export const DEFAULT_OPTIONS = Object.freeze({
   // A burst of 1000 holds that with room to spare; 100/s refills it within ten seconds.
   messagesPerSecond: 100,
   messageBurst: 1000,
+  // One person rarely holds more than a few connections to one server (one per tab); 20 leaves
+  // room for a household or a small office behind one address, and is nothing an attacker can use.
+  maxConnectionsPerAddress: 20,
+  connectionsPerSecondPerAddress: 5,
+  // Two connections' worth of the per-connection limit: two tabs joining full rooms at once.
+  messagesPerSecondPerAddress: 200,
+  messageBurstPerAddress: 2000,
   maxBufferedBytes: 4 * 1024 * 1024,
   heartbeatInterval: 30_000,
   closeTimeout: 5_000,
   redisPrefix: 'p2p-signaling:',
   // Below a y-webrtc client's 10 s join timeout, so that a joiner held back by the subscribers of
   // a crashed instance sees them leave before it gives up waiting.
-  redisTtl: 6_000
+  redisTtl: 6_000,
+  proxyHeader: 'x-forwarded-for'
 })
 
-type NumericOption = Exclude<keyof typeof DEFAULT_OPTIONS, 'host' | 'redisPrefix'>
+/** Error frames sent to one address: enough to name a few refused topics, never an amplifier. */
+export const ERROR_FRAME_LIMIT = Object.freeze({ rate: 1, burst: 10 })
+
+/** Addresses remembered without a connection (their buckets still refilling); the oldest go first. */
+export const MAX_IDLE_ADDRESSES = 50_000
+
+/** Refusals of one address are logged at most once per this many ms. */
+export const REFUSAL_LOG_INTERVAL = 60_000
+
+/** Addresses the refusal log remembers at once. */
+export const MAX_LOGGED_ADDRESSES = 10_000
+
+type NumericOption = Exclude<keyof typeof DEFAULT_OPTIONS, 'host' | 'redisPrefix' | 'proxyHeader'>
 
 const readNumber = (options: SignalingServerOptions, name: NumericOption, min: number, integer = true): number => {
   const value = options[name] ?? DEFAULT_OPTIONS[name]
@@ -105,10 +151,40 @@ const readNumber = (options: SignalingServerOptions, name: NumericOption, min: n
   return value
 }
 
-const readRate = (options: SignalingServerOptions): number => {
-  const rate = readNumber(options, 'messagesPerSecond', 0, false)
-  if (rate === 0) throw new SignalingError('INVALID_OPTION', 'messagesPerSecond must be > 0')
+const readRate = (options: SignalingServerOptions, name: NumericOption): number => {
+  const rate = readNumber(options, name, 0, false)
+  if (rate === 0) throw new SignalingError('INVALID_OPTION', `${name} must be > 0`)
   return rate
+}
+
+const readAddressLimits = (options: SignalingServerOptions): AddressLimits => {
+  const maxConnections = readNumber(options, 'maxConnectionsPerAddress', 1)
+  return {
+    maxConnections,
+    upgrades: { rate: readRate(options, 'connectionsPerSecondPerAddress'), burst: maxConnections },
+    messages: { rate: readRate(options, 'messagesPerSecondPerAddress'), burst: readNumber(options, 'messageBurstPerAddress', 1) },
+    errors: ERROR_FRAME_LIMIT
+  }
+}
+
+const readTrustProxy = (options: SignalingServerOptions): ProxyTrust | null => {
+  const trust = options.trustProxy ?? false
+  const valid = trust === false || (typeof trust === 'number' && Number.isInteger(trust) && trust >= 0) ||
+    (Array.isArray(trust) && trust.every((entry) => typeof entry === 'string'))
+  if (!valid) throw new SignalingError('INVALID_OPTION', 'trustProxy must be false, a hop count or an array of addresses and CIDR ranges')
+  try {
+    return toProxyTrust(trust)
+  } catch (err) {
+    throw new SignalingError('INVALID_OPTION', `trustProxy: ${(err as Error).message}`)
+  }
+}
+
+const readProxyHeader = (options: SignalingServerOptions): ProxyHeader => {
+  const header = options.proxyHeader ?? DEFAULT_OPTIONS.proxyHeader
+  if (header !== 'x-forwarded-for' && header !== 'forwarded') {
+    throw new SignalingError('INVALID_OPTION', "proxyHeader must be 'x-forwarded-for' or 'forwarded'")
+  }
+  return header
 }
 
 const readRedis = (options: SignalingServerOptions): RedisSettings | null => {
@@ -144,11 +220,14 @@ export const resolveOptions = (options: SignalingServerOptions = {}): ResolvedOp
     maxConnections: readNumber(options, 'maxConnections', 1),
     maxTopicsPerConnection: readNumber(options, 'maxTopicsPerConnection', 1),
     maxTopicLength: readNumber(options, 'maxTopicLength', 1),
-    messagesPerSecond: readRate(options),
+    messagesPerSecond: readRate(options, 'messagesPerSecond'),
     messageBurst: readNumber(options, 'messageBurst', 1),
     maxBufferedBytes: readNumber(options, 'maxBufferedBytes', 1),
     heartbeatInterval: readNumber(options, 'heartbeatInterval', 1),
     closeTimeout: readNumber(options, 'closeTimeout', 0),
+    addressLimits: readAddressLimits(options),
+    trustProxy: readTrustProxy(options),
+    proxyHeader: readProxyHeader(options),
     authKey: options.authSecret === undefined ? null : secretKey(options.authSecret),
     staticDir: options.staticDir ?? null,
     redis: readRedis(options),

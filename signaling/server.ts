@@ -1,24 +1,29 @@
 /**
- * `createSignalingServer`: the HTTP server, the WebSocket upgrade with its admission checks
- * (shutdown, connection limit, access token), the heartbeat, stats and a graceful close.
- * Per-connection behaviour lives in connection.ts, topics in relay.ts (one process) or
- * redis-relay.ts (several instances sharing a Redis).
+ * `createSignalingServer`: the HTTP server, the WebSocket upgrade with its admission checks, the
+ * heartbeat, stats and a graceful close. Per-connection behaviour lives in connection.ts, topics in
+ * relay.ts (one process) or redis-relay.ts (several instances sharing a Redis).
+ *
+ * Admission runs cheapest first, and every refusal costs a short HTTP answer and nothing more:
+ * shutting down (503), the client address's rate or count (429), the server's count (503), and
+ * only then, since it takes a signature check, the access token (401).
  */
 
-import { STATUS_CODES, createServer, type IncomingMessage } from 'node:http'
+import { STATUS_CODES, createServer, type IncomingMessage, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { resolve as resolvePath } from 'node:path'
 import type { Duplex } from 'node:stream'
 import { WebSocketServer, type ServerOptions } from 'ws'
+import { AddressTable, RefusalLog, type AddressEntry } from './address-limits.js'
 import { tokenFromUrl, verifyToken, type Grant } from './auth.js'
+import { addressGroup, clientAddress, forwardedChain, parseAddress } from './client-address.js'
 import { Connection, type ConnectionContext } from './connection.js'
 import { createHttpHandler } from './http.js'
 import { createMetricsRegistry } from './metrics.js'
-import { resolveOptions, type SignalingServerOptions } from './options.js'
+import { MAX_IDLE_ADDRESSES, MAX_LOGGED_ADDRESSES, REFUSAL_LOG_INTERVAL, resolveOptions, type SignalingServerOptions } from './options.js'
 import { MAX_DATA_DEPTH } from './protocol.js'
 import { createRedisRelay } from './redis-relay.js'
 import { createLocalRelay, type TopicRelay } from './relay.js'
-import { createCounters, type SignalingStats } from './stats.js'
+import { createCounters, type RejectionReason, type SignalingStats } from './stats.js'
 
 export interface SignalingServer {
   /** WebSocket URL to give y-webrtc, e.g. `ws://127.0.0.1:4444`. */
@@ -33,6 +38,9 @@ export interface SignalingServer {
   /** A snapshot of levels and counters. */
   stats: () => SignalingStats
 }
+
+/** How often addresses whose limits have refilled are forgotten, and held-back refusals logged. */
+const SWEEP_INTERVAL = 10_000
 
 const ignore = (): void => {}
 
@@ -49,8 +57,18 @@ const refuseUpgrade = (socket: Duplex, status: number, message: string): void =>
   )
 }
 
-const formatUrl = (host: string, port: number): string =>
-  `ws://${host.includes(':') ? `[${host}]` : host}:${port}`
+const formatHost = (host: string): string => host.includes(':') ? `[${host}]` : host
+
+const listen = async (server: Server, port: number, host: string): Promise<number> => {
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(port, host, () => {
+      server.off('error', reject)
+      resolve()
+    })
+  })
+  return (server.address() as AddressInfo).port
+}
 
 export const createSignalingServer = async (options: SignalingServerOptions = {}): Promise<SignalingServer> => {
   const opts = resolveOptions(options)
@@ -60,12 +78,15 @@ export const createSignalingServer = async (options: SignalingServerOptions = {}
     ? null
     : createRedisRelay({ ...opts.redis, maxPayload: opts.maxPayload, maxDataDepth: MAX_DATA_DEPTH, logger })
   const relay: TopicRelay = redis ?? createLocalRelay()
+  const addresses = new AddressTable(opts.addressLimits, MAX_IDLE_ADDRESSES)
+  const refusals = new RefusalLog(logger, REFUSAL_LOG_INTERVAL, MAX_LOGGED_ADDRESSES)
   // Every upgraded socket until it is gone, counted or not: the one per-connection registry.
   const connections = new Set<Connection>()
-  /** Connections released (no longer counting) whose socket is still closing. */
-  let releasing = 0
+  /** Connections that count: attached and not released. */
+  let live = 0
   let pendingUpgrades = 0
   let allClosed: (() => void) | null = null
+  let warnedAboutProxyHeaders = false
   let nextId = 1
   let closing = false
   let closed: Promise<void> | null = null
@@ -74,6 +95,8 @@ export const createSignalingServer = async (options: SignalingServerOptions = {}
     relay,
     counters,
     logger,
+    addresses,
+    refusals,
     limits: {
       parse: { maxTopics: opts.maxTopicsPerConnection, maxTopicLength: opts.maxTopicLength, maxDataDepth: MAX_DATA_DEPTH },
       rate: { rate: opts.messagesPerSecond, burst: opts.messageBurst },
@@ -81,20 +104,21 @@ export const createSignalingServer = async (options: SignalingServerOptions = {}
       maxBufferedBytes: opts.maxBufferedBytes
     },
     onRelease: (connection) => {
-      releasing++
+      live--
       logger.debug({ conn: connection.id }, 'connection released')
     },
     onClose: (connection) => {
-      releasing--
       connections.delete(connection)
+      if (connection.address !== null) addresses.release(connection.address)
       if (connections.size === 0) allClosed?.()
     }
   }
 
-  const levels = (): { connections: number, topics: number, subscriptions: number } => ({
-    connections: connections.size - releasing,
+  const levels = (): { connections: number, topics: number, subscriptions: number, addresses: number } => ({
+    connections: live,
     topics: relay.topicCount,
-    subscriptions: relay.subscriptionCount
+    subscriptions: relay.subscriptionCount,
+    addresses: addresses.size
   })
   const registry = createMetricsRegistry(counters, levels, redis === null ? null : () => redis.stats())
 
@@ -113,7 +137,7 @@ export const createSignalingServer = async (options: SignalingServerOptions = {}
   const http = createServer(createHttpHandler({
     health: () => ({
       status: closing ? 'closing' : 'ok',
-      connections: connections.size - releasing,
+      connections: live,
       topics: relay.topicCount,
       ...(redis === null ? {} : { redis: redis.state })
     }),
@@ -122,10 +146,36 @@ export const createSignalingServer = async (options: SignalingServerOptions = {}
     logger
   }))
 
-  const accept = (connection: Connection, req: IncomingMessage, grant: Grant | null): void => {
-    connection.attach(nextId++, context, grant)
-    connections.add(connection)
-    logger.debug({ conn: connection.id, ip: req.socket.remoteAddress }, 'connection opened')
+  /** The address limits count under: the peer's, or behind trusted proxies the one they forwarded. */
+  const addressOf = (req: IncomingMessage, peer: string): string => {
+    const address = parseAddress(peer) ?? peer
+    if (opts.trustProxy !== null) {
+      return addressGroup(clientAddress(address, forwardedChain(req.headers[opts.proxyHeader], opts.proxyHeader), opts.trustProxy))
+    }
+    if (!warnedAboutProxyHeaders && (req.headers['x-forwarded-for'] !== undefined || req.headers.forwarded !== undefined)) {
+      warnedAboutProxyHeaders = true
+      logger.warn({ address }, 'an upgrade came with a forwarding header but trustProxy is off: every client behind that proxy counts as one address')
+    }
+    return addressGroup(address)
+  }
+
+  const refuse = (socket: Duplex, status: number, message: string, reason: RejectionReason, address: string): void => {
+    counters.rejections[reason]++
+    refusals.note(address, reason, performance.now())
+    refuseUpgrade(socket, status, message)
+  }
+
+  const accept = (connection: Connection, entry: AddressEntry, grant: Grant | null): void => {
+    connection.attach(nextId++, context, entry, grant)
+    live++
+    logger.debug({ conn: connection.id, address: entry.key }, 'connection opened')
+  }
+
+  /** The token's grant; null when there is no valid token (`undefined` when none is needed). */
+  const grantOf = async (req: IncomingMessage): Promise<Grant | null | undefined> => {
+    if (opts.authKey === null) return undefined
+    const token = tokenFromUrl(req.url)
+    return token === null ? null : await verifyToken(token, opts.authKey)
   }
 
   const upgrade = async (req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> => {
@@ -134,34 +184,49 @@ export const createSignalingServer = async (options: SignalingServerOptions = {}
       refuseUpgrade(socket, 503, 'server shutting down')
       return
     }
-    if (connections.size + pendingUpgrades >= opts.maxConnections) {
-      counters.rejections.connection_limit++
-      refuseUpgrade(socket, 503, 'too many connections')
+    const peer = (socket as Duplex & { remoteAddress?: string }).remoteAddress
+    if (peer === undefined) {
+      // The client has already gone.
+      socket.destroy()
       return
     }
-    let grant: Grant | null = null
-    pendingUpgrades++
+    const address = addressOf(req, peer)
+    const entry = addresses.admit(address, performance.now())
+    if (typeof entry === 'string') {
+      refuse(socket, 429, 'too many connections from this address', entry, address)
+      return
+    }
+    let handedOver = false
     try {
-      if (opts.authKey !== null) {
-        const token = tokenFromUrl(req.url)
-        grant = token === null ? null : await verifyToken(token, opts.authKey)
-        if (grant === null) {
-          counters.rejections.unauthorized++
-          refuseUpgrade(socket, 401, 'a valid token is required')
-          return
-        }
+      if (connections.size + pendingUpgrades >= opts.maxConnections) {
+        refuse(socket, 503, 'too many connections', 'connection_limit', address)
+        return
+      }
+      pendingUpgrades++
+      let grant: Grant | null | undefined
+      try {
+        grant = await grantOf(req)
+      } finally {
+        pendingUpgrades--
+      }
+      if (grant === null) {
+        refuse(socket, 401, 'a valid token is required', 'unauthorized', address)
+        return
       }
       if (closing) {
         refuseUpgrade(socket, 503, 'server shutting down')
         return
       }
       if (socket.destroyed) return
-      wss.handleUpgrade(req, socket, head, (ws) => {
+      wss.handleUpgrade(req, socket, head, (connection) => {
+        handedOver = true
         socket.off('error', ignore)
-        accept(ws, req, grant)
+        connections.add(connection)
+        accept(connection, entry, grant ?? null)
       })
     } finally {
-      pendingUpgrades--
+      // Refused, or ws turned the handshake down: the address gets its slot back.
+      if (!handedOver) addresses.release(entry)
     }
   }
 
@@ -176,27 +241,31 @@ export const createSignalingServer = async (options: SignalingServerOptions = {}
     for (const connection of connections) connection.heartbeat()
   }, opts.heartbeatInterval)
   heartbeat.unref()
+  const sweep = setInterval(() => {
+    const now = performance.now()
+    addresses.sweep(now)
+    refusals.sweep(now)
+  }, SWEEP_INTERVAL)
+  sweep.unref()
 
-  await new Promise<void>((resolve, reject) => {
-    http.once('error', reject)
-    http.listen(opts.port, opts.host, () => {
-      http.off('error', reject)
-      resolve()
-    })
-  }).catch(async (err: unknown) => {
+  let port: number
+  try {
+    port = await listen(http, opts.port, opts.host)
+  } catch (err) {
     clearInterval(heartbeat)
+    clearInterval(sweep)
     await relay.close()
     throw err
-  })
+  }
   http.on('error', (err) => logger.error({ err }, 'http server error'))
 
-  const port = (http.address() as AddressInfo).port
-  const url = formatUrl(opts.host, port)
+  const url = `ws://${formatHost(opts.host)}:${port}`
   logger.info({ url }, 'signaling server listening')
 
   const shutdown = async (): Promise<void> => {
     closing = true
     clearInterval(heartbeat)
+    clearInterval(sweep)
     const httpClosed = new Promise<void>((resolve) => http.close(() => resolve()))
     http.closeIdleConnections()
     await new Promise<void>((resolve) => {

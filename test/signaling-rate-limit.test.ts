@@ -78,12 +78,13 @@ describe('rate limit on a server', () => {
   it('with the defaults, never trips on 20 peers all joining a room at once', async () => {
     // Per remote peer, a y-webrtc peer sends an offer or answer (both in a glare) and its ICE
     // candidates: 19 remotes * 2 * (1 SDP + 15 candidates) + 1 announce = 609 messages each.
+    // Each peer is a client address of its own, as 20 people would be.
     const server = await startServer()
     const peers = 20
     const perPeer = 1 + (peers - 1) * 2 * 16
     const received = new Array<number>(peers).fill(0)
     const sockets = await Promise.all(Array.from({ length: peers }, async (_, i) => {
-      const ws = new WebSocket(server.url)
+      const ws = new WebSocket(server.url, { localAddress: `127.0.0.${10 + i}` })
       onTestFinished(() => ws.terminate())
       ws.on('message', () => { received[i]!++ })
       await once(ws, 'open')

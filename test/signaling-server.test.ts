@@ -190,7 +190,7 @@ describe('lifecycle', () => {
     await withTimeout(closing, 5_000, 'close()')
     await withTimeout(server.close(), 1_000, 'a second close()')
     expect(server.stats()).toMatchObject({ connections: 0, topics: 0, subscriptions: 0 })
-    await expect(connect(server.url, 1_000)).rejects.toThrow()
+    await expect(connect(server.url, { timeout: 1_000 })).rejects.toThrow()
   })
 
   it('cuts clients that ignore the close handshake after closeTimeout', async () => {
