@@ -8,6 +8,7 @@ import { secretKey } from './auth.js'
 import { toProxyTrust, type ProxyHeader, type ProxyTrust } from './client-address.js'
 import { SignalingError } from './errors.js'
 import { silentLogger, type Logger } from './logger.js'
+import { normalizeOrigin } from './origins.js'
 
 export interface SignalingServerOptions {
   /** TCP port; 0 picks a free one. Default 4444. */
@@ -47,6 +48,12 @@ export interface SignalingServerOptions {
   trustProxy?: false | number | string[]
   /** The header the trusted proxies write: `'x-forwarded-for'` (nginx, HAProxy, most balancers) or `'forwarded'` (RFC 7239). Default `'x-forwarded-for'`. */
   proxyHeader?: ProxyHeader
+  /**
+   * Origins of the web pages allowed to connect (`['https://app.example.com']`); an upgrade from a
+   * page of another origin gets HTTP 403. The first thing to set for a browser app. Default none:
+   * any origin.
+   */
+  allowedOrigins?: string[]
   /** Unsent bytes a receiver may have queued before it is dropped. Default 4194304 (4 MiB). */
   maxBufferedBytes?: number
   /** Milliseconds between heartbeat pings; a connection that misses one is dropped. Default 30000. */
@@ -94,6 +101,7 @@ export interface ResolvedOptions {
   addressLimits: AddressLimits
   trustProxy: ProxyTrust | null
   proxyHeader: ProxyHeader
+  allowedOrigins: ReadonlySet<string> | null
   authKey: Uint8Array | null
   staticDir: string | null
   redis: RedisSettings | null
@@ -187,6 +195,18 @@ const readProxyHeader = (options: SignalingServerOptions): ProxyHeader => {
   return header
 }
 
+const readAllowedOrigins = (options: SignalingServerOptions): ReadonlySet<string> | null => {
+  if (options.allowedOrigins === undefined) return null
+  if (!Array.isArray(options.allowedOrigins)) throw new SignalingError('INVALID_OPTION', 'allowedOrigins must be an array of origins')
+  const origins = new Set<string>()
+  for (const entry of options.allowedOrigins as unknown[]) {
+    const origin = typeof entry === 'string' ? normalizeOrigin(entry) : null
+    if (origin === null) throw new SignalingError('INVALID_OPTION', `allowedOrigins: ${JSON.stringify(entry)} is not an origin such as 'https://app.example.com'`)
+    origins.add(origin)
+  }
+  return origins
+}
+
 const readRedis = (options: SignalingServerOptions): RedisSettings | null => {
   const ttl = readNumber(options, 'redisTtl', 300)
   const prefix = options.redisPrefix ?? DEFAULT_OPTIONS.redisPrefix
@@ -228,6 +248,7 @@ export const resolveOptions = (options: SignalingServerOptions = {}): ResolvedOp
     addressLimits: readAddressLimits(options),
     trustProxy: readTrustProxy(options),
     proxyHeader: readProxyHeader(options),
+    allowedOrigins: readAllowedOrigins(options),
     authKey: options.authSecret === undefined ? null : secretKey(options.authSecret),
     staticDir: options.staticDir ?? null,
     redis: readRedis(options),

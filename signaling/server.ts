@@ -4,8 +4,8 @@
  * relay.ts (one process) or redis-relay.ts (several instances sharing a Redis).
  *
  * Admission runs cheapest first, and every refusal costs a short HTTP answer and nothing more:
- * shutting down (503), the client address's rate or count (429), the server's count (503), and
- * only then, since it takes a signature check, the access token (401).
+ * shutting down (503), the client address's rate or count (429), the server's count (503), the
+ * page's origin (403), and only then, since it takes a signature check, the access token (401).
  */
 
 import { STATUS_CODES, createServer, type IncomingMessage, type Server } from 'node:http'
@@ -20,6 +20,7 @@ import { Connection, type ConnectionContext } from './connection.js'
 import { createHttpHandler } from './http.js'
 import { createMetricsRegistry } from './metrics.js'
 import { MAX_IDLE_ADDRESSES, MAX_LOGGED_ADDRESSES, REFUSAL_LOG_INTERVAL, resolveOptions, type SignalingServerOptions } from './options.js'
+import { isOriginAllowed } from './origins.js'
 import { MAX_DATA_DEPTH } from './protocol.js'
 import { createRedisRelay } from './redis-relay.js'
 import { createLocalRelay, type TopicRelay } from './relay.js'
@@ -58,6 +59,11 @@ const refuseUpgrade = (socket: Duplex, status: number, message: string): void =>
 }
 
 const formatHost = (host: string): string => host.includes(':') ? `[${host}]` : host
+
+const isLoopback = (host: string): boolean => {
+  const address = parseAddress(host)
+  return host === 'localhost' || address === '::1' || (address?.startsWith('127.') ?? false)
+}
 
 const listen = async (server: Server, port: number, host: string): Promise<number> => {
   await new Promise<void>((resolve, reject) => {
@@ -202,6 +208,10 @@ export const createSignalingServer = async (options: SignalingServerOptions = {}
         refuse(socket, 503, 'too many connections', 'connection_limit', address)
         return
       }
+      if (!isOriginAllowed(opts.allowedOrigins, req.headers.origin)) {
+        refuse(socket, 403, 'origin not allowed', 'forbidden_origin', address)
+        return
+      }
       pendingUpgrades++
       let grant: Grant | null | undefined
       try {
@@ -261,6 +271,7 @@ export const createSignalingServer = async (options: SignalingServerOptions = {}
 
   const url = `ws://${formatHost(opts.host)}:${port}`
   logger.info({ url }, 'signaling server listening')
+  if (!isLoopback(opts.host) && opts.allowedOrigins === null) logger.warn({ url }, 'allowedOrigins is not set: web pages of any site can use this server')
 
   const shutdown = async (): Promise<void> => {
     closing = true

@@ -42,6 +42,8 @@ export const REJECTION_REASONS = [
   'address_connection_limit',
   /** An upgrade from an address opening connections faster than `connectionsPerSecondPerAddress`, refused with HTTP 429. */
   'address_connection_rate',
+  /** An upgrade from a web page whose origin is not in `allowedOrigins`, refused with HTTP 403. */
+  'forbidden_origin',
   /** A bug: an exception while handling a message. The message is dropped, the server goes on. */
   'internal_error'
 ] as const
