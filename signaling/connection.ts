@@ -16,7 +16,7 @@ import { WebSocket, type RawData } from 'ws'
 import type { AddressEntry, AddressTable, RefusalLog } from './address-limits.js'
 import { isTopicAllowed, type Grant } from './auth.js'
 import type { Logger } from './logger.js'
-import { CloseCode, PONG, decodeJson, toClientMessage, type ClientMessage, type ParseLimits } from './protocol.js'
+import { CloseCode, PONG, decodeJson, encodeError, toClientMessage, type ClientMessage, type ParseLimits } from './protocol.js'
 import { take, type RateLimit, type TokenBucket } from './rate-limit.js'
 import type { Subscriber, TopicRelay } from './relay.js'
 import type { Counters, RejectionReason } from './stats.js'
@@ -137,6 +137,17 @@ export class Connection extends WebSocket implements Subscriber, TokenBucket {
     }
   }
 
+  /**
+   * Closes a socket upgraded only to say why it is refused (a browser cannot read the HTTP status
+   * of a refused upgrade). It never counts as a connection and ignores whatever it is sent.
+   */
+  refuse (ctx: ConnectionContext, address: AddressEntry, code: CloseCode, reason: string): void {
+    this.ctx = ctx
+    this.address = address
+    this.released = true
+    this.close(code, reason)
+  }
+
   /** Graceful close for server shutdown: 1001 Going Away. */
   shutdown (): void {
     this.closeWith(null, CloseCode.GoingAway, 'server shutting down')
@@ -217,7 +228,7 @@ export class Connection extends WebSocket implements Subscriber, TokenBucket {
         for (const topic of message.topics) this.unsubscribe(topic, ctx)
         break
       case 'publish':
-        if (!this.mayUse(message.topic)) this.reject('forbidden_topic')
+        if (!this.mayUse(message.topic)) this.forbid(message.topic, ctx)
         else if (this.topics?.includes(message.topic) !== true) this.reject('not_subscribed')
         else ctx.relay.publish(message.topic, message.data)
         break
@@ -231,7 +242,7 @@ export class Connection extends WebSocket implements Subscriber, TokenBucket {
     const topics = this.topics
     if (topics?.includes(topic) === true) return
     if (!this.mayUse(topic)) {
-      this.reject('forbidden_topic')
+      this.forbid(topic, ctx)
       return
     }
     if (topics !== null && topics.length >= ctx.limits.maxTopicsPerConnection) {
@@ -253,6 +264,14 @@ export class Connection extends WebSocket implements Subscriber, TokenBucket {
 
   private mayUse (topic: string): boolean {
     return this.grant === null || isTopicAllowed(this.grant, topic)
+  }
+
+  /** A topic outside the token: counted, and told to the client while its address's error budget lasts. */
+  private forbid (topic: string, ctx: ConnectionContext): void {
+    this.reject('forbidden_topic')
+    if (this.address !== null && ctx.addresses.takeError(this.address, performance.now())) {
+      this.deliver(Buffer.from(encodeError('forbidden_topic', topic)))
+    }
   }
 
   private reject (reason: RejectionReason): void {

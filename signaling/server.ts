@@ -3,9 +3,10 @@
  * heartbeat, stats and a graceful close. Per-connection behaviour lives in connection.ts, topics in
  * relay.ts (one process) or redis-relay.ts (several instances sharing a Redis).
  *
- * Admission runs cheapest first, and every refusal costs a short HTTP answer and nothing more:
- * shutting down (503), the client address's rate or count (429), the server's count (503), the
- * page's origin (403), and only then, since it takes a signature check, the access token (401).
+ * Admission runs cheapest first, and every refusal before the token costs a short HTTP answer and
+ * nothing more: shutting down (503), the client address's rate or count (429), the server's count
+ * (503), the page's origin (403). A missing or bad token is answered differently: the upgrade is
+ * accepted and closed at once with 4401, the one refusal a browser's WebSocket can read.
  */
 
 import { STATUS_CODES, createServer, type IncomingMessage, type Server } from 'node:http'
@@ -21,7 +22,7 @@ import { createHttpHandler } from './http.js'
 import { createMetricsRegistry } from './metrics.js'
 import { MAX_IDLE_ADDRESSES, MAX_LOGGED_ADDRESSES, REFUSAL_LOG_INTERVAL, resolveOptions, type SignalingServerOptions } from './options.js'
 import { isOriginAllowed } from './origins.js'
-import { MAX_DATA_DEPTH } from './protocol.js'
+import { CloseCode, MAX_DATA_DEPTH } from './protocol.js'
 import { createRedisRelay } from './redis-relay.js'
 import { createLocalRelay, type TopicRelay } from './relay.js'
 import { createCounters, type RejectionReason, type SignalingStats } from './stats.js'
@@ -219,10 +220,6 @@ export const createSignalingServer = async (options: SignalingServerOptions = {}
       } finally {
         pendingUpgrades--
       }
-      if (grant === null) {
-        refuse(socket, 401, 'a valid token is required', 'unauthorized', address)
-        return
-      }
       if (closing) {
         refuseUpgrade(socket, 503, 'server shutting down')
         return
@@ -232,7 +229,13 @@ export const createSignalingServer = async (options: SignalingServerOptions = {}
         handedOver = true
         socket.off('error', ignore)
         connections.add(connection)
-        accept(connection, entry, grant ?? null)
+        if (grant !== null) {
+          accept(connection, entry, grant ?? null)
+          return
+        }
+        counters.rejections.unauthorized++
+        refusals.note(address, 'unauthorized', performance.now())
+        connection.refuse(context, entry, CloseCode.Unauthorized, 'unauthorized')
       })
     } finally {
       // Refused, or ws turned the handshake down: the address gets its slot back.

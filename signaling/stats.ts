@@ -34,7 +34,7 @@ export const REJECTION_REASONS = [
   'heartbeat_timeout',
   /** A connection closed with 4401 because its token expired. */
   'token_expired',
-  /** An upgrade without a valid token, refused with HTTP 401. */
+  /** An upgrade without a valid token: accepted, then closed at once with 4401. */
   'unauthorized',
   /** An upgrade beyond `maxConnections`, refused with HTTP 503. */
   'connection_limit',

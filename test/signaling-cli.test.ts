@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url'
 import { beforeAll, describe, expect, it, onTestFinished } from 'vitest'
 import { CloseCode, createToken } from '../signaling/index.js'
 import { healthOf, startRedis } from './helpers/redis.js'
-import { connect, refusedStatus } from './helpers/signaling.js'
+import { connect, refusedClose } from './helpers/signaling.js'
 import { waitFor, withTimeout } from './helpers/wait.js'
 
 const CLI = fileURLToPath(new URL('../dist/signaling/cli.js', import.meta.url))
@@ -65,7 +65,7 @@ describe('CLI', () => {
 
   it('reads PORT and AUTH_SECRET from the environment and limits from flags', async () => {
     const cli = await start(['--log-level', 'silent', '--max-topics-per-connection', '1'], { PORT: '0', AUTH_SECRET: SECRET })
-    expect(await refusedStatus(cli.url)).toBe(401)
+    expect((await refusedClose(cli.url)).code).toBe(CloseCode.Unauthorized)
     const client = await connect(`${cli.url}/?token=${await createToken({ secret: SECRET, rooms: ['*'] })}`)
     await client.subscribe('a')
     await client.subscribe('b')
