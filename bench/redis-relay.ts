@@ -103,8 +103,8 @@ const cpuSeconds = (pid: number | undefined): number => {
   }
 }
 
-const healthOf = async (url: string): Promise<{ redis?: string }> =>
-  await (await fetch(`${url.replace('ws://', 'http://')}/healthz`)).json() as { redis?: string }
+const isRedisUp = async (url: string): Promise<boolean> =>
+  (await (await fetch(`${url.replace('ws://', 'http://')}/metrics`)).text()).split('\n').includes('signaling_redis_up 1')
 
 const waitUntil = async (what: string, cond: () => Promise<boolean> | boolean, ms = 15_000): Promise<void> => {
   const deadline = Date.now() + ms
@@ -325,7 +325,7 @@ const runSetup = async (setup: Setup): Promise<SetupResult> => {
     servers.push(child)
     urls.push(match[1] as string)
   }
-  if (setup.redis) for (const url of urls) await waitUntil(`the Redis link of ${url}`, async () => (await healthOf(url)).redis === 'up')
+  if (setup.redis) for (const url of urls) await waitUntil(`the Redis link of ${url}`, async () => await isRedisUp(url))
 
   const load = await connectClients(urls, Math.random().toString(36).slice(2, 8))
   await settle(load)

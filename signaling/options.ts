@@ -3,6 +3,7 @@
  * README table, the CLI flags and the server read the same numbers.
  */
 
+import { createHash } from 'node:crypto'
 import type { AddressLimits } from './address-limits.js'
 import { secretKey } from './auth.js'
 import { toProxyTrust, type ProxyHeader, type ProxyTrust } from './client-address.js'
@@ -54,6 +55,12 @@ export interface SignalingServerOptions {
    * any origin.
    */
   allowedOrigins?: string[]
+  /** When set, `/metrics` needs `Authorization: Bearer <metricsToken>` (at least 16 bytes). Default none. */
+  metricsToken?: string
+  /** When set, `/metrics` is served on this port (0: a free one) and not on the signaling port. Default none. */
+  metricsPort?: number
+  /** Interface of `metricsPort`. Default `'127.0.0.1'`. */
+  metricsHost?: string
   /** Unsent bytes a receiver may have queued before it is dropped. Default 4194304 (4 MiB). */
   maxBufferedBytes?: number
   /** Milliseconds between heartbeat pings; a connection that misses one is dropped. Default 30000. */
@@ -86,6 +93,14 @@ export interface RedisSettings {
   ttl: number
 }
 
+export interface MetricsSettings {
+  /** SHA-256 of the bearer token, or null for none. */
+  tokenDigest: Buffer | null
+  /** A port of its own, or null to serve `/metrics` on the signaling port. */
+  port: number | null
+  host: string
+}
+
 export interface ResolvedOptions {
   port: number
   host: string
@@ -102,6 +117,7 @@ export interface ResolvedOptions {
   trustProxy: ProxyTrust | null
   proxyHeader: ProxyHeader
   allowedOrigins: ReadonlySet<string> | null
+  metrics: MetricsSettings
   authKey: Uint8Array | null
   staticDir: string | null
   redis: RedisSettings | null
@@ -134,7 +150,8 @@ export const DEFAULT_OPTIONS = Object.freeze({
   // Below a y-webrtc client's 10 s join timeout, so that a joiner held back by the subscribers of
   // a crashed instance sees them leave before it gives up waiting.
   redisTtl: 6_000,
-  proxyHeader: 'x-forwarded-for'
+  proxyHeader: 'x-forwarded-for',
+  metricsHost: '127.0.0.1'
 })
 
 /** Error frames sent to one address: enough to name a few refused topics, never an amplifier. */
@@ -149,7 +166,10 @@ export const REFUSAL_LOG_INTERVAL = 60_000
 /** Addresses the refusal log remembers at once. */
 export const MAX_LOGGED_ADDRESSES = 10_000
 
-type NumericOption = Exclude<keyof typeof DEFAULT_OPTIONS, 'host' | 'redisPrefix' | 'proxyHeader'>
+/** Shortest `metricsToken`, in UTF-8 bytes: 128 bits, as from `openssl rand -hex 16`. */
+export const MIN_METRICS_TOKEN_BYTES = 16
+
+type NumericOption = Exclude<keyof typeof DEFAULT_OPTIONS, 'host' | 'redisPrefix' | 'proxyHeader' | 'metricsHost'>
 
 const readNumber = (options: SignalingServerOptions, name: NumericOption, min: number, integer = true): number => {
   const value = options[name] ?? DEFAULT_OPTIONS[name]
@@ -207,6 +227,24 @@ const readAllowedOrigins = (options: SignalingServerOptions): ReadonlySet<string
   return origins
 }
 
+const readMetrics = (options: SignalingServerOptions): MetricsSettings => {
+  const { metricsToken, metricsPort } = options
+  if (metricsToken !== undefined && typeof metricsToken !== 'string') throw new SignalingError('INVALID_OPTION', 'metricsToken must be a string')
+  if (metricsToken !== undefined && Buffer.byteLength(metricsToken) < MIN_METRICS_TOKEN_BYTES) {
+    throw new SignalingError('WEAK_SECRET', `metricsToken must be at least ${MIN_METRICS_TOKEN_BYTES} bytes`)
+  }
+  if (metricsPort !== undefined && !(typeof metricsPort === 'number' && Number.isInteger(metricsPort) && metricsPort >= 0 && metricsPort <= 65535)) {
+    throw new SignalingError('INVALID_OPTION', `metricsPort must be an integer from 0 to 65535, got ${String(metricsPort)}`)
+  }
+  const host = options.metricsHost ?? DEFAULT_OPTIONS.metricsHost
+  if (typeof host !== 'string' || host.length === 0) throw new SignalingError('INVALID_OPTION', 'metricsHost must be a non-empty string')
+  return {
+    tokenDigest: metricsToken === undefined ? null : createHash('sha256').update(metricsToken).digest(),
+    port: metricsPort ?? null,
+    host
+  }
+}
+
 const readRedis = (options: SignalingServerOptions): RedisSettings | null => {
   const ttl = readNumber(options, 'redisTtl', 300)
   const prefix = options.redisPrefix ?? DEFAULT_OPTIONS.redisPrefix
@@ -249,6 +287,7 @@ export const resolveOptions = (options: SignalingServerOptions = {}): ResolvedOp
     trustProxy: readTrustProxy(options),
     proxyHeader: readProxyHeader(options),
     allowedOrigins: readAllowedOrigins(options),
+    metrics: readMetrics(options),
     authKey: options.authSecret === undefined ? null : secretKey(options.authSecret),
     staticDir: options.staticDir ?? null,
     redis: readRedis(options),

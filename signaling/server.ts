@@ -18,7 +18,7 @@ import { AddressTable, RefusalLog, type AddressEntry } from './address-limits.js
 import { tokenFromUrl, verifyToken, type Grant } from './auth.js'
 import { addressGroup, clientAddress, forwardedChain, parseAddress } from './client-address.js'
 import { Connection, type ConnectionContext } from './connection.js'
-import { createHttpHandler } from './http.js'
+import { createHttpHandler, createMetricsHandler } from './http.js'
 import { createMetricsRegistry } from './metrics.js'
 import { MAX_IDLE_ADDRESSES, MAX_LOGGED_ADDRESSES, REFUSAL_LOG_INTERVAL, resolveOptions, type SignalingServerOptions } from './options.js'
 import { isOriginAllowed } from './origins.js'
@@ -32,6 +32,8 @@ export interface SignalingServer {
   readonly url: string
   /** The port listened on (the real one when `port: 0` was asked). */
   readonly port: number
+  /** `http://HOST:PORT/metrics` when `metricsPort` is set, else null (metrics are on `url`'s port). */
+  readonly metricsUrl: string | null
   /**
    * Stops accepting, closes every connection with 1001 and resolves once all sockets are gone
    * (clients that ignore the close are cut after `closeTimeout`). Idempotent.
@@ -128,6 +130,7 @@ export const createSignalingServer = async (options: SignalingServerOptions = {}
     addresses: addresses.size
   })
   const registry = createMetricsRegistry(counters, levels, redis === null ? null : () => redis.stats())
+  const metrics = { registry, tokenDigest: opts.metrics.tokenDigest }
 
   const wss = new WebSocketServer<typeof Connection>({
     noServer: true,
@@ -142,16 +145,12 @@ export const createSignalingServer = async (options: SignalingServerOptions = {}
   } as ServerOptions<typeof Connection>)
 
   const http = createServer(createHttpHandler({
-    health: () => ({
-      status: closing ? 'closing' : 'ok',
-      connections: live,
-      topics: relay.topicCount,
-      ...(redis === null ? {} : { redis: redis.state })
-    }),
-    registry,
+    health: () => ({ status: closing ? 'closing' : 'ok' }),
+    metrics: opts.metrics.port === null ? metrics : null,
     staticDir: opts.staticDir === null ? null : resolvePath(opts.staticDir),
     logger
   }))
+  const metricsHttp = opts.metrics.port === null ? null : createServer(createMetricsHandler(metrics, logger))
 
   /** The address limits count under: the peer's, or behind trusted proxies the one they forwarded. */
   const addressOf = (req: IncomingMessage, peer: string): string => {
@@ -262,19 +261,27 @@ export const createSignalingServer = async (options: SignalingServerOptions = {}
   sweep.unref()
 
   let port: number
+  let metricsPort: number | null = null
   try {
     port = await listen(http, opts.port, opts.host)
+    if (metricsHttp !== null) metricsPort = await listen(metricsHttp, opts.metrics.port ?? 0, opts.metrics.host)
   } catch (err) {
     clearInterval(heartbeat)
     clearInterval(sweep)
+    if (http.listening) await new Promise((resolve) => http.close(resolve))
     await relay.close()
     throw err
   }
   http.on('error', (err) => logger.error({ err }, 'http server error'))
+  metricsHttp?.on('error', (err) => logger.error({ err }, 'metrics server error'))
 
   const url = `ws://${formatHost(opts.host)}:${port}`
-  logger.info({ url }, 'signaling server listening')
-  if (!isLoopback(opts.host) && opts.allowedOrigins === null) logger.warn({ url }, 'allowedOrigins is not set: web pages of any site can use this server')
+  const metricsUrl = metricsPort === null ? null : `http://${formatHost(opts.metrics.host)}:${metricsPort}/metrics`
+  logger.info({ url, ...(metricsUrl === null ? {} : { metricsUrl }) }, 'signaling server listening')
+  if (!isLoopback(opts.host)) {
+    if (opts.allowedOrigins === null) logger.warn({ url }, 'allowedOrigins is not set: web pages of any site can use this server')
+    if (metricsPort === null && opts.metrics.tokenDigest === null) logger.warn({ url }, '/metrics is public: set metricsToken or metricsPort')
+  }
 
   const shutdown = async (): Promise<void> => {
     closing = true
@@ -289,6 +296,11 @@ export const createSignalingServer = async (options: SignalingServerOptions = {}
     })
     http.closeAllConnections()
     await httpClosed
+    if (metricsHttp !== null) {
+      const metricsClosed = new Promise<void>((resolve) => metricsHttp.close(() => resolve()))
+      metricsHttp.closeAllConnections()
+      await metricsClosed
+    }
     wss.close()
     // After every connection let go of its topics, so the relay can tell the others it has none.
     await relay.close()
@@ -299,6 +311,7 @@ export const createSignalingServer = async (options: SignalingServerOptions = {}
   return {
     url,
     port,
+    metricsUrl,
     close: async () => {
       closed ??= shutdown()
       await closed

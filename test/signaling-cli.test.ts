@@ -5,7 +5,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { beforeAll, describe, expect, it, onTestFinished } from 'vitest'
 import { CloseCode, createToken } from '../signaling/index.js'
-import { healthOf, startRedis } from './helpers/redis.js'
+import { isRedisUp, startRedis } from './helpers/redis.js'
 import { connect, refusedClose } from './helpers/signaling.js'
 import { waitFor, withTimeout } from './helpers/wait.js'
 
@@ -81,7 +81,7 @@ describe('CLI', () => {
     const redis = await startRedis()
     const cli = await start(['--port', '0', '--redis-prefix', 'cli-test:'], { REDIS_URL: redis.url })
     const port = Number(new URL(cli.url).port)
-    await waitFor(async () => (await healthOf(port)).redis === 'up', { what: 'the Redis link to be up' })
+    await waitFor(async () => await isRedisUp(port), { what: 'the Redis link to be up' })
     const client = await connect(cli.url)
     await client.subscribe('room')
     cli.child.kill('SIGTERM')
