@@ -312,7 +312,9 @@ interface SetupResult {
 
 const runSetup = async (setup: Setup): Promise<SetupResult> => {
   let redis: ChildProcess | null = null
-  const args = ['--port', '0', '--log-level', 'warn', '--max-connections', '10000', '--messages-per-second', '1000000', '--message-burst', '1000000']
+  // Every client is on 127.0.0.1: the per-address limits are lifted with the others.
+  const args = ['--port', '0', '--log-level', 'warn', '--max-connections', '10000', '--messages-per-second', '1000000', '--message-burst', '1000000',
+    '--max-connections-per-address', '10000', '--connections-per-second-per-address', '100000', '--messages-per-second-per-address', '10000000', '--message-burst-per-address', '10000000']
   if (setup.redis) {
     const port = await freePort()
     redis = (await startProcess('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], /Ready to accept connections/)).child

@@ -9,6 +9,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { createServer, connect as connectTcp, type AddressInfo, type Server, type Socket } from 'node:net'
 import { fileURLToPath } from 'node:url'
 import { onTestFinished } from 'vitest'
+import { ENV_NAMES } from '../../signaling/cli-args.js'
 import { createSignalingServer, type SignalingServer, type SignalingServerOptions } from '../../signaling/index.js'
 import { waitFor, withTimeout } from './wait.js'
 
@@ -107,7 +108,7 @@ export interface CliInstance {
 /** The CLI (`dist/signaling/cli.js`) in a child process, on a free port, sharing `redisUrl`. */
 export const startCliInstance = async (redisUrl: string, args: string[] = []): Promise<CliInstance> => {
   const env = { ...process.env }
-  for (const name of ['PORT', 'HOST', 'AUTH_SECRET', 'LOG_LEVEL', 'REDIS_URL', 'REDIS_PREFIX']) delete env[name]
+  for (const name of [...ENV_NAMES, 'npm_command']) delete env[name]
   const child = spawn(process.execPath, [CLI, '--port', '0', '--redis-url', redisUrl, '--log-level', 'warn', ...args], {
     env,
     stdio: ['ignore', 'pipe', 'pipe']
