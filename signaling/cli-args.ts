@@ -62,7 +62,7 @@ export const envName = (flag: string): string => flag.toUpperCase().replaceAll('
 export const ENV_NAMES = [...Object.keys(FLAGS), 'log-level', 'exit-with-parent'].map(envName)
 
 const usageLine = (flag: string, value: string, help: string): string =>
-  `  ${`--${flag} ${value}`.padEnd(44)} ${help} [${envName(flag)}]`
+  `  ${`--${flag} ${value}`.padEnd(42)} ${help} [${envName(flag)}]`
 
 export const USAGE = `Usage: y-session-store-signaling [options]
 
@@ -71,8 +71,8 @@ Every option can also be set by the environment variable in brackets; a flag win
 Options:
 ${Object.entries(FLAGS).map(([flag, { value, help }]) => usageLine(flag, value, help)).join('\n')}
 ${usageLine('log-level', 'LEVEL', 'fatal, error, warn, info, debug, trace or silent (default info)')}
-  ${'--exit-with-parent, --no-exit-with-parent'.padEnd(44)} exit when the parent process dies (default: on under npm/npx) [EXIT_WITH_PARENT=1|0]
-  ${'-h, --help'.padEnd(44)} show this help
+  ${'--exit-with-parent, --no-exit-with-parent'.padEnd(42)} exit when the parent process dies (default: on under npm/npx) [EXIT_WITH_PARENT=1|0]
+  ${'-h, --help'.padEnd(42)} show this help
 `
 
 export class UsageError extends Error {}
