@@ -226,7 +226,17 @@ describe('lifecycle', () => {
     [{ messagesPerSecond: 0 }],
     [{ messageBurst: 1.5 }],
     [{ maxConnections: Number.NaN }],
-    [{ host: '' }]
+    [{ host: '' }],
+    [{ maxConnectionsPerAddress: 0 }],
+    [{ connectionsPerSecondPerAddress: 0 }],
+    [{ messagesPerSecondPerAddress: -1 }],
+    [{ messageBurstPerAddress: 0.5 }],
+    [{ trustProxy: true as unknown as number }],
+    [{ trustProxy: -1 }],
+    [{ trustProxy: ['proxy.example.com'] }],
+    [{ trustProxy: '10.0.0.1' as unknown as string[] }],
+    [{ proxyHeader: 'x-real-ip' as 'forwarded' }],
+    [{ metricsToken: 42 as unknown as string }]
   ])('refuses the option %o with INVALID_OPTION', async (options) => {
     const error = await createSignalingServer(options).catch((err: unknown) => err)
     expect(error).toBeInstanceOf(SignalingError)
