@@ -101,25 +101,26 @@ const splitOutsideQuotes = (text: string, separator: string): string[] => {
 const unquote = (value: string): string =>
   value.length >= 2 && value.startsWith('"') && value.endsWith('"') ? value.slice(1, -1).replace(/\\(.)/g, '$1') : value
 
-/** The `for=` node of each element of a `Forwarded` header, client first; null where there is none. */
-const forwardedNodes = (header: string): Array<string | null> =>
+/** The `for=` node of each element of a `Forwarded` header, client first; '' where there is none. */
+const forwardedNodes = (header: string): string[] =>
   splitOutsideQuotes(header, ',').map((element) => {
     for (const pair of splitOutsideQuotes(element, ';')) {
       const equals = pair.indexOf('=')
-      if (equals !== -1 && pair.slice(0, equals).trim().toLowerCase() === 'for') return parseAddress(unquote(pair.slice(equals + 1).trim()))
+      if (equals !== -1 && pair.slice(0, equals).trim().toLowerCase() === 'for') return unquote(pair.slice(equals + 1).trim())
     }
-    return null
+    return ''
   })
 
 /**
- * The addresses a forwarding header lists, client first, each parsed (null for an entry that is
- * not an address: `unknown`, an obfuscated `_name`, garbage). Node joins repeated headers with ', '.
+ * The entries of a forwarding header, client first, not yet parsed: whoever sent the request
+ * wrote most of them, and only the few that trusted hops vouch for are ever read as addresses.
+ * Node joins repeated headers with ', '.
  */
-export const forwardedChain = (value: string | string[] | undefined, header: ProxyHeader): Array<string | null> => {
+export const forwardedChain = (value: string | string[] | undefined, header: ProxyHeader): string[] => {
   if (value === undefined) return []
   const text = Array.isArray(value) ? value.join(', ') : value
   if (text.trim() === '') return []
-  return header === 'forwarded' ? forwardedNodes(text) : text.split(',').map(parseAddress)
+  return header === 'forwarded' ? forwardedNodes(text) : text.split(',')
 }
 
 const isTrusted = (address: string, hop: number, trust: ProxyTrust): boolean =>
@@ -127,14 +128,15 @@ const isTrusted = (address: string, hop: number, trust: ProxyTrust): boolean =>
 
 /**
  * The client's address: `peer` itself unless `trust` says the peer is a proxy, in which case the
- * forwarded `chain` is walked from its end (the hop nearest to us) for as long as each hop is trusted.
+ * forwarded `chain` is walked from its end (the hop nearest to us) for as long as each hop is
+ * trusted. An entry that is not an address (`unknown`, an obfuscated `_name`) ends the walk.
  */
-export const clientAddress = (peer: string, chain: ReadonlyArray<string | null>, trust: ProxyTrust | null): string => {
+export const clientAddress = (peer: string, chain: readonly string[], trust: ProxyTrust | null): string => {
   if (trust === null) return peer
   let address = peer
   for (let i = chain.length - 1, hop = 1; i >= 0 && isTrusted(address, hop, trust); i--, hop++) {
-    const next = chain[i]
-    if (next === null || next === undefined) break
+    const next = parseAddress(chain[i] ?? '')
+    if (next === null) break
     address = next
   }
   return address

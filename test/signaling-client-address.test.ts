@@ -41,23 +41,31 @@ describe('addressGroup', () => {
 })
 
 describe('forwardedChain', () => {
-  it('lists X-Forwarded-For entries client first, repeated headers joined, bad entries as null', () => {
-    expect(forwardedChain('203.0.113.7, 10.0.0.1', 'x-forwarded-for')).toEqual(['203.0.113.7', '10.0.0.1'])
-    expect(forwardedChain(['203.0.113.7', '10.0.0.1, [2001:db8::1]:80'], 'x-forwarded-for')).toEqual(['203.0.113.7', '10.0.0.1', '2001:db8::1'])
-    expect(forwardedChain('evil, 10.0.0.1', 'x-forwarded-for')).toEqual([null, '10.0.0.1'])
+  const parsed = (chain: string[]): Array<string | null> => chain.map(parseAddress)
+
+  it('lists X-Forwarded-For entries client first, repeated headers joined', () => {
+    expect(parsed(forwardedChain('203.0.113.7, 10.0.0.1', 'x-forwarded-for'))).toEqual(['203.0.113.7', '10.0.0.1'])
+    expect(parsed(forwardedChain(['203.0.113.7', '10.0.0.1, [2001:db8::1]:80'], 'x-forwarded-for'))).toEqual(['203.0.113.7', '10.0.0.1', '2001:db8::1'])
+    expect(parsed(forwardedChain('evil, 10.0.0.1', 'x-forwarded-for'))).toEqual([null, '10.0.0.1'])
     expect(forwardedChain(undefined, 'x-forwarded-for')).toEqual([])
     expect(forwardedChain(' ', 'x-forwarded-for')).toEqual([])
   })
 
   it('reads the for= node of each Forwarded element (RFC 7239), quoted or not', () => {
     const header = 'for=192.0.2.60;proto=http;by=203.0.113.43, For="[2001:db8:cafe::17]:4711", for=unknown, by=10.0.0.1, for="_gazonk"'
-    expect(forwardedChain(header, 'forwarded')).toEqual(['192.0.2.60', '2001:db8:cafe::17', null, null, null])
-    expect(forwardedChain('for="1.2.3.4;x", for=5.6.7.8', 'forwarded')).toEqual([null, '5.6.7.8'])
+    expect(parsed(forwardedChain(header, 'forwarded'))).toEqual(['192.0.2.60', '2001:db8:cafe::17', null, null, null])
+    expect(parsed(forwardedChain('for="1.2.3.4;x", for=5.6.7.8', 'forwarded'))).toEqual([null, '5.6.7.8'])
   })
 })
 
 describe('clientAddress', () => {
   const proxies = toProxyTrust(['127.0.0.4', '10.0.0.0/8'])
+
+  it('parses only the entries it walks over', () => {
+    const chain = [...new Array<string>(5_000).fill('2001:db8::1'), '203.0.113.7']
+    expect(clientAddress('127.0.0.4', chain, toProxyTrust(1))).toBe('203.0.113.7')
+    expect(clientAddress('127.0.0.5', chain, proxies)).toBe('127.0.0.5')
+  })
 
   it('is the peer when no proxy is trusted, whatever the headers say', () => {
     expect(clientAddress('127.0.0.2', ['6.6.6.6'], null)).toBe('127.0.0.2')
@@ -73,7 +81,7 @@ describe('clientAddress', () => {
     expect(clientAddress('127.0.0.4', ['6.6.6.6', '203.0.113.7', '10.1.2.3'], proxies)).toBe('203.0.113.7')
     expect(clientAddress('127.0.0.5', ['6.6.6.6'], proxies)).toBe('127.0.0.5')
     expect(clientAddress('127.0.0.4', ['10.1.1.1', '10.2.2.2'], proxies)).toBe('10.1.1.1')
-    expect(clientAddress('127.0.0.4', ['203.0.113.7', null], proxies)).toBe('127.0.0.4')
+    expect(clientAddress('127.0.0.4', ['203.0.113.7', 'unknown'], proxies)).toBe('127.0.0.4')
   })
 })
 
