@@ -64,6 +64,7 @@ export class Connection extends WebSocket implements Subscriber, TokenBucket {
   private topics: string[] | null = null
   private alive = true
   private released = false
+  /** The connection's own token bucket: rate-limit.ts's `take` works on these two fields. */
   tokens = 0
   updatedAt = 0
   private expiryTimer: ReturnType<typeof setTimeout> | undefined = undefined
