@@ -94,8 +94,8 @@ const cpuSeconds = (pid: number | undefined): number => {
   }
 }
 
-const healthOf = async (url: string): Promise<{ redis?: string }> =>
-  await (await fetch(`${url.replace('ws://', 'http://')}/healthz`)).json() as { redis?: string }
+const isRedisUp = async (url: string): Promise<boolean> =>
+  (await (await fetch(`${url.replace('ws://', 'http://')}/metrics`)).text()).split('\n').includes('signaling_redis_up 1')
 
 const waitUntil = async (what: string, cond: () => Promise<boolean> | boolean, ms = 15_000): Promise<void> => {
   const deadline = Date.now() + ms
@@ -303,7 +303,9 @@ interface SetupResult {
 
 const runSetup = async (setup: Setup): Promise<SetupResult> => {
   let redis: ChildProcess | null = null
-  const args = ['--port', '0', '--log-level', 'warn', '--max-connections', '10000', '--messages-per-second', '1000000', '--message-burst', '1000000']
+  // Every client is on 127.0.0.1: the per-address limits are lifted with the others.
+  const args = ['--port', '0', '--log-level', 'warn', '--max-connections', '10000', '--messages-per-second', '1000000', '--message-burst', '1000000',
+    '--max-connections-per-address', '10000', '--connections-per-second-per-address', '100000', '--messages-per-second-per-address', '10000000', '--message-burst-per-address', '10000000']
   if (setup.redis) {
     const port = await freePort()
     redis = (await startProcess('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], /Ready to accept connections/)).child
@@ -316,7 +318,7 @@ const runSetup = async (setup: Setup): Promise<SetupResult> => {
     servers.push(child)
     urls.push(match[1] as string)
   }
-  if (setup.redis) for (const url of urls) await waitUntil(`the Redis link of ${url}`, async () => (await healthOf(url)).redis === 'up')
+  if (setup.redis) for (const url of urls) await waitUntil(`the Redis link of ${url}`, async () => await isRedisUp(url))
 
   const load = await connectClients(urls, Math.random().toString(36).slice(2, 8))
   await settle(load)

@@ -9,7 +9,7 @@
 import { parseArgs } from 'node:util'
 import { killAll } from './lib/child.js'
 import { describeMachine, gitCommit, loadAverage, packageVersions } from './lib/machine.js'
-import { startServer, type RunningServer } from './lib/servers.js'
+import { ONE_ADDRESS_FOR_ALL, startServer, type RunningServer } from './lib/servers.js'
 import { now } from './lib/clock.js'
 import { writeResults } from './lib/report.js'
 import type { Results } from './lib/results.js'
@@ -60,8 +60,9 @@ const results: Results = {
 const peerScenarios = selected.filter((name) => name !== 'signaling')
 let peerServers: Record<'y-webrtc' | 'ours', RunningServer> | null = null
 if (peerScenarios.length > 0) {
-  // The key-value contenders' signaling servers, default options: what each one's user runs.
-  peerServers = { 'y-webrtc': await startServer('y-webrtc'), ours: await startServer('ours') }
+  // The key-value contenders' signaling servers, default options (what each one's user runs), but
+  // for the per-address limits of ours: every peer here is on 127.0.0.1.
+  peerServers = { 'y-webrtc': await startServer('y-webrtc'), ours: await startServer('ours', ONE_ADDRESS_FOR_ALL) }
 }
 
 const contextFor = (scope: string): Context => ({

@@ -28,7 +28,7 @@ export interface Grant {
 export const secretKey = (secret: string | Uint8Array): Uint8Array => {
   const key = typeof secret === 'string' ? new TextEncoder().encode(secret) : secret
   if (!(key instanceof Uint8Array) || key.byteLength < MIN_SECRET_BYTES) {
-    throw new SignalingError('ERR_WEAK_SECRET', `the token secret must be at least ${MIN_SECRET_BYTES} bytes`)
+    throw new SignalingError('WEAK_SECRET', `the token secret must be at least ${MIN_SECRET_BYTES} bytes`)
   }
   return key
 }
@@ -46,10 +46,10 @@ export interface CreateTokenOptions {
 export const createToken = async ({ secret, rooms, expiresIn = 3600 }: CreateTokenOptions): Promise<string> => {
   const key = secretKey(secret)
   if (!Array.isArray(rooms) || rooms.length > MAX_TOKEN_ROOMS || !rooms.every((room) => typeof room === 'string' && room.length > 0)) {
-    throw new SignalingError('ERR_INVALID_OPTION', `rooms must be an array of at most ${MAX_TOKEN_ROOMS} non-empty strings`)
+    throw new SignalingError('INVALID_OPTION', `rooms must be an array of at most ${MAX_TOKEN_ROOMS} non-empty strings`)
   }
   if (typeof expiresIn === 'number' && !(Number.isFinite(expiresIn) && expiresIn > 0)) {
-    throw new SignalingError('ERR_INVALID_OPTION', 'expiresIn must be a positive number of seconds or a time span string')
+    throw new SignalingError('INVALID_OPTION', 'expiresIn must be a positive number of seconds or a time span string')
   }
   const expiration = typeof expiresIn === 'number' ? Math.floor(Date.now() / 1000 + expiresIn) : expiresIn
   return await new SignJWT({ rooms })

@@ -1,126 +1,40 @@
 #!/usr/bin/env node
 /**
- * `y-session-store-signaling`: a thin shell around `createSignalingServer`. Flags and env in,
- * one line with the URL on stdout, pino logs on stderr, graceful shutdown on SIGINT/SIGTERM.
+ * `y-session-store-signaling`: a thin shell around `createSignalingServer`. Flags and env in
+ * (cli-args.ts), one line with the URL on stdout, pino logs on stderr, graceful shutdown on
+ * SIGINT/SIGTERM, and on the death of the parent process when asked to (or when run by npm/npx).
  */
 
-import { parseArgs } from 'node:util'
 import { pino } from 'pino'
-import { DEFAULT_OPTIONS, type SignalingServerOptions } from './options.js'
+import { USAGE, UsageError, parseCommandLine, type CommandLine } from './cli-args.js'
 import { createSignalingServer } from './server.js'
-import { DEFAULT_TURN_TTL } from './turn.js'
 
-const USAGE = `Usage: y-session-store-signaling [options]
+/** How often the parent is checked for. */
+const PARENT_POLL_INTERVAL = 1_000
 
-Options (environment variable in brackets):
-  --port N                        port, 0 for any free one [PORT] (default ${DEFAULT_OPTIONS.port})
-  --host HOST                     interface to bind [HOST] (default ${DEFAULT_OPTIONS.host})
-  --max-payload BYTES             largest frame (default ${DEFAULT_OPTIONS.maxPayload})
-  --max-connections N             open connections at most (default ${DEFAULT_OPTIONS.maxConnections})
-  --max-topics-per-connection N   subscriptions per connection (default ${DEFAULT_OPTIONS.maxTopicsPerConnection})
-  --max-topic-length N            longest topic name (default ${DEFAULT_OPTIONS.maxTopicLength})
-  --messages-per-second N         sustained rate per connection (default ${DEFAULT_OPTIONS.messagesPerSecond})
-  --message-burst N               burst per connection (default ${DEFAULT_OPTIONS.messageBurst})
-  --max-buffered-bytes BYTES      unsent bytes before a receiver is dropped (default ${DEFAULT_OPTIONS.maxBufferedBytes})
-  --heartbeat-interval MS         ping interval (default ${DEFAULT_OPTIONS.heartbeatInterval})
-  --close-timeout MS              wait for close handshakes (default ${DEFAULT_OPTIONS.closeTimeout})
-  --auth-secret SECRET            require HS256 tokens signed with SECRET [AUTH_SECRET]
-  --static DIR                    serve files from DIR on the same port
-  --redis-url URL                 share rooms with every instance on this Redis, redis://[:password@]host:port [REDIS_URL]
-  --redis-prefix PREFIX           prefix of the Redis channels and keys [REDIS_PREFIX] (default ${DEFAULT_OPTIONS.redisPrefix})
-  --redis-ttl MS                  a crashed instance's clients stop counting this long after its last heartbeat (default ${DEFAULT_OPTIONS.redisTtl})
-  --turn-secret SECRET            hand clients TURN credentials for coturn's static-auth-secret SECRET [TURN_SECRET]
-  --turn-url URL                  a TURN URL for those credentials, repeatable or comma-separated [TURN_URLS]
-  --turn-ttl SECONDS              lifetime of a TURN credential (default ${DEFAULT_TURN_TTL})
-  --log-level LEVEL               fatal, error, warn, info, debug, trace or silent [LOG_LEVEL] (default info)
-  -h, --help                      show this help
-`
-
-const NUMERIC_FLAGS = {
-  'max-payload': 'maxPayload',
-  'max-connections': 'maxConnections',
-  'max-topics-per-connection': 'maxTopicsPerConnection',
-  'max-topic-length': 'maxTopicLength',
-  'messages-per-second': 'messagesPerSecond',
-  'message-burst': 'messageBurst',
-  'max-buffered-bytes': 'maxBufferedBytes',
-  'heartbeat-interval': 'heartbeatInterval',
-  'close-timeout': 'closeTimeout',
-  'redis-ttl': 'redisTtl'
-} as const satisfies Record<string, keyof SignalingServerOptions>
-
-const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']
-
-class UsageError extends Error {}
-
-const toNumber = (flag: string, text: string): number => {
-  const value = Number(text)
-  if (text.trim() === '' || !Number.isFinite(value)) throw new UsageError(`--${flag} needs a number, got '${text}'`)
-  return value
-}
-
-const parse = (argv: string[]): { help: boolean, logLevel: string, options: SignalingServerOptions } => {
-  const { values } = parseArgs({
-    args: argv,
-    strict: true,
-    allowPositionals: false,
-    options: {
-      help: { type: 'boolean', short: 'h' },
-      port: { type: 'string' },
-      host: { type: 'string' },
-      'auth-secret': { type: 'string' },
-      static: { type: 'string' },
-      'redis-url': { type: 'string' },
-      'redis-prefix': { type: 'string' },
-      'log-level': { type: 'string' },
-      'turn-secret': { type: 'string' },
-      'turn-url': { type: 'string', multiple: true },
-      'turn-ttl': { type: 'string' },
-      ...Object.fromEntries(Object.keys(NUMERIC_FLAGS).map((flag) => [flag, { type: 'string' as const }]))
-    }
-  })
-  const text = (name: string): string | undefined => {
-    const value = (values as Record<string, string | boolean | undefined>)[name]
-    return typeof value === 'string' ? value : undefined
-  }
-  // An empty variable (`PORT=` in a compose file) counts as unset.
-  const env = (name: string): string | undefined => process.env[name] === '' ? undefined : process.env[name]
-  const options: SignalingServerOptions = {}
-  const port = text('port') ?? env('PORT')
-  if (port !== undefined) options.port = toNumber('port', port)
-  const host = text('host') ?? env('HOST')
-  if (host !== undefined) options.host = host
-  const authSecret = text('auth-secret') ?? env('AUTH_SECRET')
-  if (authSecret !== undefined) options.authSecret = authSecret
-  const staticDir = text('static')
-  if (staticDir !== undefined) options.staticDir = staticDir
-  const redisUrl = text('redis-url') ?? env('REDIS_URL')
-  if (redisUrl !== undefined) options.redisUrl = redisUrl
-  const redisPrefix = text('redis-prefix') ?? env('REDIS_PREFIX')
-  if (redisPrefix !== undefined) options.redisPrefix = redisPrefix
-  for (const [flag, name] of Object.entries(NUMERIC_FLAGS)) {
-    const value = text(flag)
-    if (value !== undefined) options[name] = toNumber(flag, value)
-  }
-  const turnSecret = text('turn-secret') ?? env('TURN_SECRET')
-  if (turnSecret !== undefined) {
-    const urls = ((values['turn-url'] as string[] | undefined) ?? [env('TURN_URLS') ?? '']).flatMap((url) => url.split(',')).filter((url) => url !== '')
-    const ttl = text('turn-ttl')
-    options.turn = { secret: turnSecret, urls, ...(ttl === undefined ? {} : { ttl: toNumber('turn-ttl', ttl) }) }
-  } else if (values['turn-url'] !== undefined || text('turn-ttl') !== undefined) {
-    throw new UsageError('--turn-url and --turn-ttl need --turn-secret (or TURN_SECRET)')
-  }
-  const logLevel = text('log-level') ?? env('LOG_LEVEL') ?? 'info'
-  if (!LOG_LEVELS.includes(logLevel)) throw new UsageError(`--log-level must be one of ${LOG_LEVELS.join(', ')}`)
-  return { help: values.help === true, logLevel, options }
+/**
+ * Calls `onGone` once the parent process has died. npx runs the CLI as `sh -c ...` and a SIGTERM to
+ * npx ends npx and the shell but not the server, which lives on as an orphan; an orphan is adopted
+ * by another process, so its `ppid` changes. There is no portable event for it: a poll, on a timer
+ * that does not keep the process alive.
+ */
+const watchParent = (onGone: (ppid: number) => void): void => {
+  const parent = process.ppid
+  const timer = setInterval(() => {
+    if (process.ppid === parent) return
+    clearInterval(timer)
+    onGone(parent)
+  }, PARENT_POLL_INTERVAL)
+  timer.unref()
 }
 
 const main = async (): Promise<void> => {
-  let args: ReturnType<typeof parse>
+  let args: CommandLine
   try {
-    args = parse(process.argv.slice(2))
+    args = parseCommandLine(process.argv.slice(2), process.env)
   } catch (err) {
-    process.stderr.write(`${(err as Error).message}\n\n${USAGE}`)
+    if (!(err instanceof UsageError) && !(err instanceof TypeError)) throw err
+    process.stderr.write(`${err.message}\n\n${USAGE}`)
     process.exit(2)
   }
   if (args.help) {
@@ -140,13 +54,13 @@ const main = async (): Promise<void> => {
   if (args.options.staticDir !== undefined) process.stdout.write(`open ${server.url.replace(/^ws/, 'http')}/ in a browser\n`)
 
   let stopping = false
-  const stop = (signal: NodeJS.Signals): void => {
+  const stop = (why: object): void => {
     if (stopping) {
-      logger.warn({ signal }, 'second signal: exiting without waiting')
+      logger.warn(why, 'second signal: exiting without waiting')
       process.exit(1)
     }
     stopping = true
-    logger.info({ signal }, 'shutting down')
+    logger.info(why, 'shutting down')
     server.close().then(
       () => process.exit(0),
       (err: unknown) => {
@@ -155,8 +69,9 @@ const main = async (): Promise<void> => {
       }
     )
   }
-  process.on('SIGINT', stop)
-  process.on('SIGTERM', stop)
+  process.on('SIGINT', (signal) => stop({ signal }))
+  process.on('SIGTERM', (signal) => stop({ signal }))
+  if (args.exitWithParent) watchParent((parent) => stop({ parent, reason: 'the parent process exited' }))
 }
 
 await main()

@@ -5,13 +5,19 @@
  * permission checks. A refusal is counted and the frame dropped; nothing a client sends can throw
  * out of here. A connection the server gives up on is released at once (its topics are freed and
  * it stops counting) and only then closed, so `clients` counts never include a dying socket.
+ *
+ * The connection *is* the WebSocket: the server hands this class to `ws` (its documented
+ * `WebSocket` option), and the four events it needs arrive through `emit` instead of four listener
+ * closures. An idle connection is what ws and Node hold for a socket plus this object's fields,
+ * which the server keeps in one registry; its token bucket is two of those fields.
  */
 
-import type { RawData, WebSocket } from 'ws'
+import { WebSocket, type RawData } from 'ws'
+import type { AddressEntry, AddressTable, RefusalLog } from './address-limits.js'
 import { isTopicAllowed, type Grant } from './auth.js'
 import type { Logger } from './logger.js'
-import { CloseCode, PONG, decodeJson, toClientMessage, type ClientMessage, type ParseLimits } from './protocol.js'
-import { createBucket, take, type RateLimit, type TokenBucket } from './rate-limit.js'
+import { CloseCode, PONG, decodeJson, encodeError, toClientMessage, type ClientMessage, type ParseLimits } from './protocol.js'
+import { take, type RateLimit, type TokenBucket } from './rate-limit.js'
 import type { Subscriber, TopicRelay } from './relay.js'
 import type { Counters, RejectionReason } from './stats.js'
 
@@ -26,9 +32,14 @@ export interface ConnectionContext {
   relay: TopicRelay
   counters: Counters
   limits: ConnectionLimits
+  /** Per-address limits: the message bucket a connection shares with its address's others. */
+  addresses: AddressTable
+  refusals: RefusalLog
   logger: Logger
   /** Called exactly once, when the connection stops counting. */
   onRelease: (connection: Connection) => void
+  /** Called exactly once, when the socket is gone (after `onRelease`). */
+  onClose: (connection: Connection) => void
 }
 
 const PONG_FRAME = Buffer.from(PONG)
@@ -42,36 +53,67 @@ const toText = (data: RawData): string => {
   return Buffer.from(data).toString('utf8')
 }
 
-export class Connection implements Subscriber {
-  private readonly topics = new Set<string>()
+export class Connection extends WebSocket implements Subscriber, TokenBucket {
+  id = 0
+  /** Null until `attach`: ws constructs the object, the server then gives it its context. */
+  private ctx: ConnectionContext | null = null
+  /** The client address's entry, shared with its other connections. */
+  address: AddressEntry | null = null
+  private grant: Grant | null = null
+  /** Subscribed topics, at most `maxTopicsPerConnection`; null until the first subscribe. */
+  private topics: string[] | null = null
   private alive = true
   private released = false
-  private readonly bucket: TokenBucket
-  private expiryTimer: ReturnType<typeof setTimeout> | undefined
+  /** The connection's own token bucket: rate-limit.ts's `take` works on these two fields. */
+  tokens = 0
+  updatedAt = 0
+  private expiryTimer: ReturnType<typeof setTimeout> | undefined = undefined
 
-  constructor (
-    readonly id: number,
-    private readonly ws: WebSocket,
-    private readonly ctx: ConnectionContext,
-    private readonly grant: Grant | null
-  ) {
-    this.bucket = createBucket(ctx.limits.rate, performance.now())
-    ws.on('message', (data, isBinary) => this.receive(data, isBinary))
-    ws.on('pong', () => { this.alive = true })
-    ws.on('error', (err) => this.onProtocolError(err))
-    ws.on('close', () => this.release())
+  /** Starts serving the socket that ws just upgraded. */
+  attach (id: number, ctx: ConnectionContext, address: AddressEntry, grant: Grant | null): void {
+    this.id = id
+    this.ctx = ctx
+    this.address = address
+    this.grant = grant
+    this.tokens = ctx.limits.rate.burst
+    this.updatedAt = performance.now()
     if (grant !== null) this.scheduleExpiry(grant.expiresAt)
   }
 
+  /** ws reports everything through `emit`; these are the events a connection acts on. */
+  override emit (event: string | symbol, ...args: any[]): boolean {
+    if (this.ctx === null) return super.emit(event, ...args)
+    switch (event) {
+      case 'message':
+        this.receive(args[0] as RawData, args[1] as boolean)
+        break
+      case 'ping':
+        this.answerPing(args[0] as Buffer)
+        break
+      case 'pong':
+        this.alive = true
+        break
+      case 'error':
+        // Handled here: without a listener, EventEmitter would throw it.
+        this.onProtocolError(args[0] as Error & { code?: string })
+        return true
+      case 'close':
+        this.release()
+        this.ctx.onClose(this)
+        break
+    }
+    return super.emit(event, ...args)
+  }
+
   deliver (frame: Buffer): boolean {
-    if (this.released) return false
+    if (this.released || this.ctx === null) return false
     // Checked before queueing, so one frame larger than the cap still goes to a reader that keeps up.
-    if (this.ws.bufferedAmount > this.ctx.limits.maxBufferedBytes) {
+    if (this.bufferedAmount > this.ctx.limits.maxBufferedBytes) {
       this.drop('slow_consumer')
       return false
     }
     try {
-      this.ws.send(frame, { binary: false })
+      this.send(frame, { binary: false })
     } catch (err) {
       this.ctx.logger.error({ conn: this.id, err }, 'send failed')
       this.drop('internal_error')
@@ -83,17 +125,28 @@ export class Connection implements Subscriber {
 
   /** Called every heartbeat interval: drop the connection if the previous ping went unanswered. */
   heartbeat (): void {
-    if (this.released) return
+    if (this.released || this.ctx === null) return
     if (!this.alive) {
       this.drop('heartbeat_timeout')
       return
     }
     this.alive = false
     try {
-      this.ws.ping()
+      this.ping()
     } catch (err) {
       this.ctx.logger.debug({ conn: this.id, err }, 'ping failed')
     }
+  }
+
+  /**
+   * Closes a socket upgraded only to say why it is refused (a browser cannot read the HTTP status
+   * of a refused upgrade). It never counts as a connection and ignores whatever it is sent.
+   */
+  refuse (ctx: ConnectionContext, address: AddressEntry, code: CloseCode, reason: string): void {
+    this.ctx = ctx
+    this.address = address
+    this.released = true
+    this.close(code, reason)
   }
 
   /** Graceful close for server shutdown: 1001 Going Away. */
@@ -101,17 +154,50 @@ export class Connection implements Subscriber {
     this.closeWith(null, CloseCode.GoingAway, 'server shutting down')
   }
 
-  private receive (data: RawData, isBinary: boolean): void {
-    if (this.released) return
-    const { counters, limits } = this.ctx
-    counters.messagesIn++
+  /**
+   * The rate limits, for every frame a client sends (messages and WebSocket pings alike): the
+   * connection's own bucket, then the one it shares with its address's other connections.
+   */
+  private admit (ctx: ConnectionContext): boolean {
     this.alive = true
-    const verdict = take(this.bucket, limits.rate, performance.now())
-    if (verdict !== 'allow') {
+    const now = performance.now()
+    const own = take(this, ctx.limits.rate, now)
+    if (own !== 'allow') {
       this.reject('rate_limited')
-      if (verdict === 'close') this.closeWith('rate_limit_closed', CloseCode.RateLimited, 'rate limit exceeded')
+      if (own === 'close') this.closeWith('rate_limit_closed', CloseCode.RateLimited, 'rate limit exceeded')
+      return false
+    }
+    if (this.address === null) return true
+    const shared = ctx.addresses.takeMessage(this.address, now)
+    if (shared === 'allow') return true
+    this.reject('address_rate_limited')
+    ctx.refusals.note(this.address.key, 'address_rate_limited', now)
+    if (shared === 'close') this.closeWith('rate_limit_closed', CloseCode.RateLimited, 'address rate limit exceeded')
+    return false
+  }
+
+  /**
+   * ws's automatic pong is off (it costs a closure per connection): a ping is answered here, within
+   * the rate limit, and not to a receiver that has stopped reading.
+   */
+  private answerPing (data: Buffer): void {
+    if (this.released || this.ctx === null || !this.admit(this.ctx)) return
+    if (this.bufferedAmount > this.ctx.limits.maxBufferedBytes) {
+      this.drop('slow_consumer')
       return
     }
+    try {
+      this.pong(data)
+    } catch (err) {
+      this.ctx.logger.debug({ conn: this.id, err }, 'pong failed')
+    }
+  }
+
+  private receive (data: RawData, isBinary: boolean): void {
+    if (this.released || this.ctx === null) return
+    const { counters, limits } = this.ctx
+    counters.messagesIn++
+    if (!this.admit(this.ctx)) return
     if (isBinary) {
       this.reject('binary')
       return
@@ -127,27 +213,25 @@ export class Connection implements Subscriber {
         this.reject('malformed')
         return
       }
-      this.handle(message)
+      this.handle(message, this.ctx)
     } catch (err) {
       this.ctx.logger.error({ conn: this.id, err }, 'failed to handle a message')
       this.reject('internal_error')
     }
   }
 
-  private handle (message: ClientMessage): void {
+  private handle (message: ClientMessage, ctx: ConnectionContext): void {
     switch (message.type) {
       case 'subscribe':
-        for (const topic of message.topics) this.subscribe(topic)
+        for (const topic of message.topics) this.subscribe(topic, ctx)
         break
       case 'unsubscribe':
-        for (const topic of message.topics) {
-          if (this.topics.delete(topic)) this.ctx.relay.unsubscribe(topic, this)
-        }
+        for (const topic of message.topics) this.unsubscribe(topic, ctx)
         break
       case 'publish':
-        if (!this.mayUse(message.topic)) this.reject('forbidden_topic')
-        else if (!this.topics.has(message.topic)) this.reject('not_subscribed')
-        else this.ctx.relay.publish(message.topic, message.data)
+        if (!this.mayUse(message.topic)) this.forbid(message.topic, ctx)
+        else if (this.topics?.includes(message.topic) !== true) this.reject('not_subscribed')
+        else ctx.relay.publish(message.topic, message.data)
         break
       case 'ping':
         this.deliver(PONG_FRAME)
@@ -155,25 +239,44 @@ export class Connection implements Subscriber {
     }
   }
 
-  private subscribe (topic: string): void {
-    if (this.topics.has(topic)) return
+  private subscribe (topic: string, ctx: ConnectionContext): void {
+    const topics = this.topics
+    if (topics?.includes(topic) === true) return
     if (!this.mayUse(topic)) {
-      this.reject('forbidden_topic')
+      this.forbid(topic, ctx)
       return
     }
-    if (this.topics.size >= this.ctx.limits.maxTopicsPerConnection) {
+    if (topics !== null && topics.length >= ctx.limits.maxTopicsPerConnection) {
       this.reject('topic_limit')
       return
     }
-    this.topics.add(topic)
-    this.ctx.relay.subscribe(topic, this)
+    // Most connections hold one topic: an array of exactly one, rather than push's spare room.
+    if (topics === null) this.topics = [topic]
+    else topics.push(topic)
+    ctx.relay.subscribe(topic, this)
+  }
+
+  private unsubscribe (topic: string, ctx: ConnectionContext): void {
+    const index = this.topics?.indexOf(topic) ?? -1
+    if (index === -1) return
+    this.topics?.splice(index, 1)
+    ctx.relay.unsubscribe(topic, this)
   }
 
   private mayUse (topic: string): boolean {
     return this.grant === null || isTopicAllowed(this.grant, topic)
   }
 
+  /** A topic outside the token: counted, and told to the client while its address's error budget lasts. */
+  private forbid (topic: string, ctx: ConnectionContext): void {
+    this.reject('forbidden_topic')
+    if (this.address !== null && ctx.addresses.takeError(this.address, performance.now())) {
+      this.deliver(Buffer.from(encodeError('forbidden_topic', topic)))
+    }
+  }
+
   private reject (reason: RejectionReason): void {
+    if (this.ctx === null) return
     this.ctx.counters.rejections[reason]++
     this.ctx.logger.debug({ conn: this.id, reason }, 'rejected')
   }
@@ -199,9 +302,9 @@ export class Connection implements Subscriber {
   private drop (reason: RejectionReason): void {
     if (this.released) return
     this.reject(reason)
-    this.ctx.logger.info({ conn: this.id, reason }, 'connection dropped')
+    this.ctx?.logger.info({ conn: this.id, reason }, 'connection dropped')
     this.release()
-    this.ws.terminate()
+    this.terminate()
   }
 
   /** Releases now and starts the close handshake; `ws` cuts the socket after `closeTimeout`. */
@@ -209,18 +312,18 @@ export class Connection implements Subscriber {
     if (this.released) return
     if (reason !== null) {
       this.reject(reason)
-      this.ctx.logger.info({ conn: this.id, reason, code }, 'connection closed by the server')
+      this.ctx?.logger.info({ conn: this.id, reason, code }, 'connection closed by the server')
     }
     this.release()
-    this.ws.close(code, text)
+    this.close(code, text)
   }
 
   private release (): void {
-    if (this.released) return
+    if (this.released || this.ctx === null) return
     this.released = true
     clearTimeout(this.expiryTimer)
-    for (const topic of this.topics) this.ctx.relay.unsubscribe(topic, this)
-    this.topics.clear()
+    for (const topic of this.topics ?? []) this.ctx.relay.unsubscribe(topic, this)
+    this.topics = null
     this.ctx.onRelease(this)
   }
 }

@@ -33,15 +33,15 @@ export const missingPackages = (names: readonly string[]): string[] => names.fil
 
 /** The error for `missing` packages that `what` needs. */
 export const missingDependencyError = (what: string, missing: readonly string[]): SignalingError =>
-  new SignalingError('ERR_MISSING_DEPENDENCY', `${what} needs ${missing.join(', ')}, not installed: npm i ${missing.join(' ')}`)
+  new SignalingError('MISSING_DEPENDENCY', `${what} needs ${missing.join(', ')}, not installed: npm i ${missing.join(' ')}`)
 
-/** Throws ERR_MISSING_DEPENDENCY when any of `names` is not installed. */
+/** Throws MISSING_DEPENDENCY when any of `names` is not installed. */
 export const requirePackages = (what: string, names: readonly string[]): void => {
   const missing = missingPackages(names)
   if (missing.length > 0) throw missingDependencyError(what, missing)
 }
 
-/** Loads a CommonJS package synchronously, or throws ERR_MISSING_DEPENDENCY. */
+/** Loads a CommonJS package synchronously, or throws MISSING_DEPENDENCY. */
 export const loadPackage = <T>(what: string, name: string): T => {
   try {
     return require(name) as T

@@ -5,11 +5,11 @@
 
 export type SignalingErrorCode =
   /** An option of `createSignalingServer` or `createToken` is out of range or of the wrong type. */
-  | 'ERR_INVALID_OPTION'
+  | 'INVALID_OPTION'
   /** The HS256 secret is shorter than 32 bytes (RFC 7518 §3.2 asks for at least the hash size). */
-  | 'ERR_WEAK_SECRET'
+  | 'WEAK_SECRET'
   /** An optional peer dependency the server needs (`ws`, `prom-client`, `ioredis`, `pino`) is not installed. */
-  | 'ERR_MISSING_DEPENDENCY'
+  | 'MISSING_DEPENDENCY'
 
 export class SignalingError extends Error {
   readonly code: SignalingErrorCode

@@ -12,7 +12,7 @@ export type { SignalingServer } from './server.js'
 /**
  * Starts a signaling server (see server.ts). `ws` and `prom-client` (and `ioredis` with
  * `redisUrl`) are optional peer dependencies: without them this rejects with a SignalingError
- * `ERR_MISSING_DEPENDENCY` naming the `npm i` command. Everything else exported here (tokens,
+ * `MISSING_DEPENDENCY` naming the `npm i` command. Everything else exported here (tokens,
  * TURN credentials, constants) works without them.
  */
 export const createSignalingServer = async (options: SignalingServerOptions = {}): Promise<SignalingServer> => {
@@ -27,7 +27,7 @@ export type { CreateTokenOptions } from './auth.js'
 export { SignalingError } from './errors.js'
 export type { SignalingErrorCode } from './errors.js'
 export { CloseCode } from './protocol.js'
-export type { ClientMessage, ServerMessage } from './protocol.js'
+export type { ClientMessage, ErrorFrameCode, ServerMessage } from './protocol.js'
 export { DEFAULT_TURN_TTL, turnCredential } from './turn.js'
 export type { TurnIceServer, TurnMessage, TurnOptions } from './turn.js'
 export { REJECTION_REASONS } from './stats.js'

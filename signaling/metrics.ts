@@ -11,6 +11,7 @@ export interface Levels {
   connections: number
   topics: number
   subscriptions: number
+  addresses: number
 }
 
 /** `redis` reads the Redis link's stats; null registers no Redis metrics. */
@@ -24,6 +25,7 @@ export const createMetricsRegistry = (counters: Counters, levels: () => Levels, 
   gauge('signaling_connections', 'Open WebSocket connections.', (l) => l.connections)
   gauge('signaling_topics', 'Topics with at least one subscriber.', (l) => l.topics)
   gauge('signaling_subscriptions', 'Topic subscriptions over all connections.', (l) => l.subscriptions)
+  gauge('signaling_addresses', 'Client addresses tracked (IPv4 addresses, IPv6 /64s): with connections, or limited recently.', (l) => l.addresses)
 
   // prom-client counters only go up by increments, so each scrape adds what happened since the last.
   const counter = (name: string, help: string, read: () => number): void => {

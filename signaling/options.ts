@@ -3,10 +3,14 @@
  * README table, the CLI flags and the server read the same numbers.
  */
 
+import { createHash } from 'node:crypto'
+import type { AddressLimits } from './address-limits.js'
 import { secretKey } from './auth.js'
+import { toProxyTrust, type ProxyHeader, type ProxyTrust } from './client-address.js'
 import { SignalingError } from './errors.js'
 import { silentLogger, type Logger } from './logger.js'
 import { resolveTurnOptions, type TurnOptions, type TurnSettings } from './turn.js'
+import { normalizeOrigin } from './origins.js'
 
 export interface SignalingServerOptions {
   /** TCP port; 0 picks a free one. Default 4444. */
@@ -25,6 +29,39 @@ export interface SignalingServerOptions {
   messagesPerSecond?: number
   /** Messages per connection accepted back to back (token bucket size). Default 1000. */
   messageBurst?: number
+  /**
+   * Connections one client address (an IPv4 address, or an IPv6 /64) may hold at once; further
+   * upgrades get HTTP 429. Raise it when many users share an address (a campus, a carrier NAT).
+   * Default 20.
+   */
+  maxConnectionsPerAddress?: number
+  /** New connections per second one address may open, after a burst of `maxConnectionsPerAddress`; over it, HTTP 429. Default 5. */
+  connectionsPerSecondPerAddress?: number
+  /** Sustained messages per second of one address over all its connections together. Default 200. */
+  messagesPerSecondPerAddress?: number
+  /** Messages one address may send back to back over all its connections together. Default 2000. */
+  messageBurstPerAddress?: number
+  /**
+   * Which peers are proxies whose forwarding header says who the client is: a hop count (1: the
+   * peer is the one proxy in front of us) or the proxies' addresses and CIDR ranges
+   * (`['10.0.0.0/8']`). Default `false`: the client is the TCP peer and forwarding headers are
+   * ignored, since a client could write them to pick its own address.
+   */
+  trustProxy?: false | number | string[]
+  /** The header the trusted proxies write: `'x-forwarded-for'` (nginx, HAProxy, most balancers) or `'forwarded'` (RFC 7239). Default `'x-forwarded-for'`. */
+  proxyHeader?: ProxyHeader
+  /**
+   * Origins of the web pages allowed to connect (`['https://app.example.com']`); an upgrade from a
+   * page of another origin gets HTTP 403. The first thing to set for a browser app. Default none:
+   * any origin.
+   */
+  allowedOrigins?: string[]
+  /** When set, `/metrics` needs `Authorization: Bearer <metricsToken>` (at least 16 bytes). Default none. */
+  metricsToken?: string
+  /** When set, `/metrics` is served on this port (0: a free one) and not on the signaling port. Default none. */
+  metricsPort?: number
+  /** Interface of `metricsPort`. Default `'127.0.0.1'`. */
+  metricsHost?: string
   /** Unsent bytes a receiver may have queued before it is dropped. Default 4194304 (4 MiB). */
   maxBufferedBytes?: number
   /** Milliseconds between heartbeat pings; a connection that misses one is dropped. Default 30000. */
@@ -59,6 +96,14 @@ export interface RedisSettings {
   ttl: number
 }
 
+export interface MetricsSettings {
+  /** SHA-256 of the bearer token, or null for none. */
+  tokenDigest: Buffer | null
+  /** A port of its own, or null to serve `/metrics` on the signaling port. */
+  port: number | null
+  host: string
+}
+
 export interface ResolvedOptions {
   port: number
   host: string
@@ -71,6 +116,11 @@ export interface ResolvedOptions {
   maxBufferedBytes: number
   heartbeatInterval: number
   closeTimeout: number
+  addressLimits: AddressLimits
+  trustProxy: ProxyTrust | null
+  proxyHeader: ProxyHeader
+  allowedOrigins: ReadonlySet<string> | null
+  metrics: MetricsSettings
   authKey: Uint8Array | null
   staticDir: string | null
   redis: RedisSettings | null
@@ -90,36 +140,120 @@ export const DEFAULT_OPTIONS = Object.freeze({
   // A burst of 1000 holds that with room to spare; 100/s refills it within ten seconds.
   messagesPerSecond: 100,
   messageBurst: 1000,
+  // One person rarely holds more than a few connections to one server (one per tab); 20 leaves
+  // room for a household or a small office behind one address, and is nothing an attacker can use.
+  maxConnectionsPerAddress: 20,
+  connectionsPerSecondPerAddress: 5,
+  // Two connections' worth of the per-connection limit: two tabs joining full rooms at once.
+  messagesPerSecondPerAddress: 200,
+  messageBurstPerAddress: 2000,
   maxBufferedBytes: 4 * 1024 * 1024,
   heartbeatInterval: 30_000,
   closeTimeout: 5_000,
   redisPrefix: 'p2p-signaling:',
   // Below a y-webrtc client's 10 s join timeout, so that a joiner held back by the subscribers of
   // a crashed instance sees them leave before it gives up waiting.
-  redisTtl: 6_000
+  redisTtl: 6_000,
+  proxyHeader: 'x-forwarded-for',
+  metricsHost: '127.0.0.1'
 })
 
-type NumericOption = Exclude<keyof typeof DEFAULT_OPTIONS, 'host' | 'redisPrefix'>
+/** Error frames sent to one address: enough to name a few refused topics, never an amplifier. */
+export const ERROR_FRAME_LIMIT = Object.freeze({ rate: 1, burst: 10 })
+
+/** Addresses remembered without a connection (their buckets still refilling); the oldest go first. */
+export const MAX_IDLE_ADDRESSES = 50_000
+
+/** Refusals of one address are logged at most once per this many ms. */
+export const REFUSAL_LOG_INTERVAL = 60_000
+
+/** Addresses the refusal log remembers at once. */
+export const MAX_LOGGED_ADDRESSES = 10_000
+
+/** Shortest `metricsToken`, in UTF-8 bytes: 128 bits, as from `openssl rand -hex 16`. */
+export const MIN_METRICS_TOKEN_BYTES = 16
+
+type NumericOption = Exclude<keyof typeof DEFAULT_OPTIONS, 'host' | 'redisPrefix' | 'proxyHeader' | 'metricsHost'>
 
 const readNumber = (options: SignalingServerOptions, name: NumericOption, min: number, integer = true): number => {
   const value = options[name] ?? DEFAULT_OPTIONS[name]
   if (typeof value !== 'number' || !Number.isFinite(value) || value < min || (integer && !Number.isInteger(value))) {
-    throw new SignalingError('ERR_INVALID_OPTION', `${name} must be ${integer ? 'an integer' : 'a number'} >= ${min}, got ${String(value)}`)
+    throw new SignalingError('INVALID_OPTION', `${name} must be ${integer ? 'an integer' : 'a number'} >= ${min}, got ${String(value)}`)
   }
   return value
 }
 
-const readRate = (options: SignalingServerOptions): number => {
-  const rate = readNumber(options, 'messagesPerSecond', 0, false)
-  if (rate === 0) throw new SignalingError('ERR_INVALID_OPTION', 'messagesPerSecond must be > 0')
+const readRate = (options: SignalingServerOptions, name: NumericOption): number => {
+  const rate = readNumber(options, name, 0, false)
+  if (rate === 0) throw new SignalingError('INVALID_OPTION', `${name} must be > 0`)
   return rate
+}
+
+const readAddressLimits = (options: SignalingServerOptions): AddressLimits => {
+  const maxConnections = readNumber(options, 'maxConnectionsPerAddress', 1)
+  return {
+    maxConnections,
+    upgrades: { rate: readRate(options, 'connectionsPerSecondPerAddress'), burst: maxConnections },
+    messages: { rate: readRate(options, 'messagesPerSecondPerAddress'), burst: readNumber(options, 'messageBurstPerAddress', 1) },
+    errors: ERROR_FRAME_LIMIT
+  }
+}
+
+const readTrustProxy = (options: SignalingServerOptions): ProxyTrust | null => {
+  const trust = options.trustProxy ?? false
+  const valid = trust === false || (typeof trust === 'number' && Number.isInteger(trust) && trust >= 0) ||
+    (Array.isArray(trust) && trust.every((entry) => typeof entry === 'string'))
+  if (!valid) throw new SignalingError('INVALID_OPTION', 'trustProxy must be false, a hop count or an array of addresses and CIDR ranges')
+  try {
+    return toProxyTrust(trust)
+  } catch (err) {
+    throw new SignalingError('INVALID_OPTION', `trustProxy: ${(err as Error).message}`)
+  }
+}
+
+const readProxyHeader = (options: SignalingServerOptions): ProxyHeader => {
+  const header = options.proxyHeader ?? DEFAULT_OPTIONS.proxyHeader
+  if (header !== 'x-forwarded-for' && header !== 'forwarded') {
+    throw new SignalingError('INVALID_OPTION', "proxyHeader must be 'x-forwarded-for' or 'forwarded'")
+  }
+  return header
+}
+
+const readAllowedOrigins = (options: SignalingServerOptions): ReadonlySet<string> | null => {
+  if (options.allowedOrigins === undefined) return null
+  if (!Array.isArray(options.allowedOrigins)) throw new SignalingError('INVALID_OPTION', 'allowedOrigins must be an array of origins')
+  const origins = new Set<string>()
+  for (const entry of options.allowedOrigins as unknown[]) {
+    const origin = typeof entry === 'string' ? normalizeOrigin(entry) : null
+    if (origin === null) throw new SignalingError('INVALID_OPTION', `allowedOrigins: ${JSON.stringify(entry)} is not an origin such as 'https://app.example.com'`)
+    origins.add(origin)
+  }
+  return origins
+}
+
+const readMetrics = (options: SignalingServerOptions): MetricsSettings => {
+  const { metricsToken, metricsPort } = options
+  if (metricsToken !== undefined && typeof metricsToken !== 'string') throw new SignalingError('INVALID_OPTION', 'metricsToken must be a string')
+  if (metricsToken !== undefined && Buffer.byteLength(metricsToken) < MIN_METRICS_TOKEN_BYTES) {
+    throw new SignalingError('WEAK_SECRET', `metricsToken must be at least ${MIN_METRICS_TOKEN_BYTES} bytes`)
+  }
+  if (metricsPort !== undefined && !(typeof metricsPort === 'number' && Number.isInteger(metricsPort) && metricsPort >= 0 && metricsPort <= 65535)) {
+    throw new SignalingError('INVALID_OPTION', `metricsPort must be an integer from 0 to 65535, got ${String(metricsPort)}`)
+  }
+  const host = options.metricsHost ?? DEFAULT_OPTIONS.metricsHost
+  if (typeof host !== 'string' || host.length === 0) throw new SignalingError('INVALID_OPTION', 'metricsHost must be a non-empty string')
+  return {
+    tokenDigest: metricsToken === undefined ? null : createHash('sha256').update(metricsToken).digest(),
+    port: metricsPort ?? null,
+    host
+  }
 }
 
 const readRedis = (options: SignalingServerOptions): RedisSettings | null => {
   const ttl = readNumber(options, 'redisTtl', 300)
   const prefix = options.redisPrefix ?? DEFAULT_OPTIONS.redisPrefix
   if (typeof prefix !== 'string' || prefix.length === 0 || prefix.length > 128) {
-    throw new SignalingError('ERR_INVALID_OPTION', 'redisPrefix must be a string of 1 to 128 characters')
+    throw new SignalingError('INVALID_OPTION', 'redisPrefix must be a string of 1 to 128 characters')
   }
   if (options.redisUrl === undefined) return null
   const url = options.redisUrl
@@ -128,18 +262,18 @@ const readRedis = (options: SignalingServerOptions): RedisSettings | null => {
     protocol = typeof url === 'string' ? new URL(url).protocol : null
   } catch {}
   if (protocol !== 'redis:' && protocol !== 'rediss:') {
-    throw new SignalingError('ERR_INVALID_OPTION', 'redisUrl must be a redis:// or rediss:// URL')
+    throw new SignalingError('INVALID_OPTION', 'redisUrl must be a redis:// or rediss:// URL')
   }
   return { url, prefix, ttl }
 }
 
 export const resolveOptions = (options: SignalingServerOptions = {}): ResolvedOptions => {
   const port = readNumber(options, 'port', 0)
-  if (port > 65535) throw new SignalingError('ERR_INVALID_OPTION', `port must be at most 65535, got ${port}`)
+  if (port > 65535) throw new SignalingError('INVALID_OPTION', `port must be at most 65535, got ${port}`)
   const host = options.host ?? DEFAULT_OPTIONS.host
-  if (typeof host !== 'string' || host.length === 0) throw new SignalingError('ERR_INVALID_OPTION', 'host must be a non-empty string')
+  if (typeof host !== 'string' || host.length === 0) throw new SignalingError('INVALID_OPTION', 'host must be a non-empty string')
   if (options.staticDir !== undefined && (typeof options.staticDir !== 'string' || options.staticDir.length === 0)) {
-    throw new SignalingError('ERR_INVALID_OPTION', 'staticDir must be a non-empty string')
+    throw new SignalingError('INVALID_OPTION', 'staticDir must be a non-empty string')
   }
   return {
     port,
@@ -148,11 +282,16 @@ export const resolveOptions = (options: SignalingServerOptions = {}): ResolvedOp
     maxConnections: readNumber(options, 'maxConnections', 1),
     maxTopicsPerConnection: readNumber(options, 'maxTopicsPerConnection', 1),
     maxTopicLength: readNumber(options, 'maxTopicLength', 1),
-    messagesPerSecond: readRate(options),
+    messagesPerSecond: readRate(options, 'messagesPerSecond'),
     messageBurst: readNumber(options, 'messageBurst', 1),
     maxBufferedBytes: readNumber(options, 'maxBufferedBytes', 1),
     heartbeatInterval: readNumber(options, 'heartbeatInterval', 1),
     closeTimeout: readNumber(options, 'closeTimeout', 0),
+    addressLimits: readAddressLimits(options),
+    trustProxy: readTrustProxy(options),
+    proxyHeader: readProxyHeader(options),
+    allowedOrigins: readAllowedOrigins(options),
+    metrics: readMetrics(options),
     authKey: options.authSecret === undefined ? null : secretKey(options.authSecret),
     staticDir: options.staticDir ?? null,
     redis: readRedis(options),

@@ -16,6 +16,12 @@ export type ServerMessage =
   | { type: 'publish', topic: string, data: unknown, clients: number }
   | { type: 'pong' }
   | TurnMessage
+  | { type: 'error', code: ErrorFrameCode, topic: string }
+
+/** Why the server refused part of a message, in an error frame (see PROTOCOL.md). */
+export type ErrorFrameCode =
+  /** A subscribe or publish named a topic outside the connection's token. */
+  | 'forbidden_topic'
 
 /** Close codes the server sends. 1xxx are RFC 6455 codes, 4xxx are this server's own. */
 export const CloseCode = {
@@ -27,7 +33,13 @@ export const CloseCode = {
   InvalidPayload: 1007,
   /** A frame larger than `maxPayload` (sent by `ws`). */
   MessageTooBig: 1009,
-  /** The access token's `exp` has passed while the connection was open. */
+  /**
+   * No valid access token: sent right after the upgrade when the token is missing, malformed,
+   * wrongly signed or expired (reason `unauthorized`), and when the token of an open connection
+   * expires (reason `token expired`).
+   */
+  Unauthorized: 4401,
+  /** The same code as `Unauthorized`, by the name it had first: the token's `exp` passed while connected. */
   TokenExpired: 4401,
   /** The connection kept sending after its rate limit was exhausted. */
   RateLimited: 4429
@@ -65,7 +77,8 @@ export const decodeJson = (text: string): unknown => {
   }
 }
 
-const isRecord = (value: unknown): value is Record<string, unknown> =>
+/** A JSON object (not null, not an array): the shape of every message, from clients and from Redis. */
+export const isRecord = (value: unknown): value is Record<string, unknown> =>
   typeof value === 'object' && value !== null && !Array.isArray(value)
 
 export const isTopicName = (value: unknown, limits: ParseLimits): value is string =>
@@ -127,3 +140,6 @@ export const encodePublish = (topic: string, data: unknown, clients: number): st
   JSON.stringify({ type: 'publish', topic, data, clients } satisfies ServerMessage)
 
 export const PONG = JSON.stringify({ type: 'pong' } satisfies ServerMessage)
+
+export const encodeError = (code: ErrorFrameCode, topic: string): string =>
+  JSON.stringify({ type: 'error', code, topic } satisfies ServerMessage)

@@ -6,7 +6,7 @@
  */
 
 import { createHash } from 'node:crypto'
-import { decodeJson, isWithinDepth } from './protocol.js'
+import { decodeJson, isRecord, isWithinDepth } from './protocol.js'
 
 /** Names under one prefix, so several clusters can share a Redis (channels ignore the db number). */
 export interface RedisNames {
@@ -62,9 +62,6 @@ export const MAX_INSTANCE_ID_LENGTH = 64
 
 /** Larger than any real subscriber count of one instance, small enough to add up safely. */
 export const MAX_MEMBER_COUNT = 2 ** 31 - 1
-
-const isRecord = (value: unknown): value is Record<string, unknown> =>
-  typeof value === 'object' && value !== null && !Array.isArray(value)
 
 export const isInstanceId = (value: unknown): value is string =>
   typeof value === 'string' && value.length > 0 && value.length <= MAX_INSTANCE_ID_LENGTH

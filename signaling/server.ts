@@ -1,24 +1,31 @@
 /**
- * `createSignalingServer`: the HTTP server, the WebSocket upgrade with its admission checks
- * (shutdown, connection limit, access token), the heartbeat, stats and a graceful close.
- * Per-connection behaviour lives in connection.ts, topics in relay.ts (one process) or
- * redis-relay.ts (several instances sharing a Redis).
+ * `createSignalingServer`: the HTTP server, the WebSocket upgrade with its admission checks, the
+ * heartbeat, stats and a graceful close. Per-connection behaviour lives in connection.ts, topics in
+ * relay.ts (one process) or redis-relay.ts (several instances sharing a Redis).
+ *
+ * Admission runs cheapest first, and every refusal before the token costs a short HTTP answer and
+ * nothing more: shutting down (503), the client address's rate or count (429), the server's count
+ * (503), the page's origin (403). A missing or bad token is answered differently: the upgrade is
+ * accepted and closed at once with 4401, the one refusal a browser's WebSocket can read.
  */
 
-import { STATUS_CODES, createServer, type IncomingMessage } from 'node:http'
+import { STATUS_CODES, createServer, type IncomingMessage, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { resolve as resolvePath } from 'node:path'
 import type { Duplex } from 'node:stream'
-import { WebSocketServer, type ServerOptions, type WebSocket } from 'ws'
+import { WebSocketServer, type ServerOptions } from 'ws'
+import { AddressTable, RefusalLog, type AddressEntry } from './address-limits.js'
 import { tokenFromUrl, verifyToken, type Grant } from './auth.js'
+import { addressGroup, clientAddress, forwardedChain, parseAddress } from './client-address.js'
 import { Connection, type ConnectionContext } from './connection.js'
-import { createHttpHandler } from './http.js'
+import { createHttpHandler, createMetricsHandler } from './http.js'
 import { createMetricsRegistry } from './metrics.js'
-import { resolveOptions, type SignalingServerOptions } from './options.js'
-import { MAX_DATA_DEPTH } from './protocol.js'
+import { MAX_IDLE_ADDRESSES, MAX_LOGGED_ADDRESSES, REFUSAL_LOG_INTERVAL, resolveOptions, type SignalingServerOptions } from './options.js'
+import { isOriginAllowed } from './origins.js'
+import { CloseCode, MAX_DATA_DEPTH } from './protocol.js'
 import { createRedisRelay } from './redis-relay.js'
 import { createLocalRelay, type TopicRelay } from './relay.js'
-import { createCounters, type SignalingStats } from './stats.js'
+import { createCounters, type RejectionReason, type SignalingStats } from './stats.js'
 import { issueTurnCredentials } from './turn.js'
 
 export interface SignalingServer {
@@ -26,6 +33,8 @@ export interface SignalingServer {
   readonly url: string
   /** The port listened on (the real one when `port: 0` was asked). */
   readonly port: number
+  /** `http://HOST:PORT/metrics` when `metricsPort` is set, else null (metrics are on `url`'s port). */
+  readonly metricsUrl: string | null
   /**
    * Stops accepting, closes every connection with 1001 and resolves once all sockets are gone
    * (clients that ignore the close are cut after `closeTimeout`). Idempotent.
@@ -34,6 +43,9 @@ export interface SignalingServer {
   /** A snapshot of levels and counters. */
   stats: () => SignalingStats
 }
+
+/** How often addresses whose limits have refilled are forgotten, and held-back refusals logged. */
+const SWEEP_INTERVAL = 10_000
 
 const ignore = (): void => {}
 
@@ -50,8 +62,23 @@ const refuseUpgrade = (socket: Duplex, status: number, message: string): void =>
   )
 }
 
-const formatUrl = (host: string, port: number): string =>
-  `ws://${host.includes(':') ? `[${host}]` : host}:${port}`
+const formatHost = (host: string): string => host.includes(':') ? `[${host}]` : host
+
+const isLoopback = (host: string): boolean => {
+  const address = parseAddress(host)
+  return host === 'localhost' || address === '::1' || (address?.startsWith('127.') ?? false)
+}
+
+const listen = async (server: Server, port: number, host: string): Promise<number> => {
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(port, host, () => {
+      server.off('error', reject)
+      resolve()
+    })
+  })
+  return (server.address() as AddressInfo).port
+}
 
 export const createSignalingServer = async (options: SignalingServerOptions = {}): Promise<SignalingServer> => {
   const opts = resolveOptions(options)
@@ -61,9 +88,15 @@ export const createSignalingServer = async (options: SignalingServerOptions = {}
     ? null
     : createRedisRelay({ ...opts.redis, maxPayload: opts.maxPayload, maxDataDepth: MAX_DATA_DEPTH, logger })
   const relay: TopicRelay = redis ?? createLocalRelay()
+  const addresses = new AddressTable(opts.addressLimits, MAX_IDLE_ADDRESSES)
+  const refusals = new RefusalLog(logger, REFUSAL_LOG_INTERVAL, MAX_LOGGED_ADDRESSES)
+  // Every upgraded socket until it is gone, counted or not: the one per-connection registry.
   const connections = new Set<Connection>()
-  const sockets = new Set<WebSocket>()
+  /** Connections that count: attached and not released. */
+  let live = 0
   let pendingUpgrades = 0
+  let allClosed: (() => void) | null = null
+  let warnedAboutProxyHeaders = false
   let nextId = 1
   let closing = false
   let closed: Promise<void> | null = null
@@ -72,6 +105,8 @@ export const createSignalingServer = async (options: SignalingServerOptions = {}
     relay,
     counters,
     logger,
+    addresses,
+    refusals,
     limits: {
       parse: { maxTopics: opts.maxTopicsPerConnection, maxTopicLength: opts.maxTopicLength, maxDataDepth: MAX_DATA_DEPTH },
       rate: { rate: opts.messagesPerSecond, burst: opts.messageBurst },
@@ -79,46 +114,79 @@ export const createSignalingServer = async (options: SignalingServerOptions = {}
       maxBufferedBytes: opts.maxBufferedBytes
     },
     onRelease: (connection) => {
-      connections.delete(connection)
+      live--
       logger.debug({ conn: connection.id }, 'connection released')
+    },
+    onClose: (connection) => {
+      connections.delete(connection)
+      if (connection.address !== null) addresses.release(connection.address)
+      if (connections.size === 0) allClosed?.()
     }
   }
 
-  const levels = (): { connections: number, topics: number, subscriptions: number } => ({
-    connections: connections.size,
+  const levels = (): { connections: number, topics: number, subscriptions: number, addresses: number } => ({
+    connections: live,
     topics: relay.topicCount,
-    subscriptions: relay.subscriptionCount
+    subscriptions: relay.subscriptionCount,
+    addresses: addresses.size
   })
   const registry = createMetricsRegistry(counters, levels, redis === null ? null : () => redis.stats())
+  const metrics = { registry, tokenDigest: opts.metrics.tokenDigest }
 
-  const wss = new WebSocketServer({
+  const wss = new WebSocketServer<typeof Connection>({
     noServer: true,
     clientTracking: false,
     perMessageDeflate: false,
     maxPayload: opts.maxPayload,
+    WebSocket: Connection,
+    // Connection answers pings itself, within its rate limit.
+    autoPong: false,
     // Not in @types/ws yet: how long ws waits for the peer's close frame before cutting the socket.
     closeTimeout: opts.closeTimeout
-  } as ServerOptions)
+  } as ServerOptions<typeof Connection>)
 
   const http = createServer(createHttpHandler({
-    health: () => ({
-      status: closing ? 'closing' : 'ok',
-      connections: connections.size,
-      topics: relay.topicCount,
-      ...(redis === null ? {} : { redis: redis.state })
-    }),
-    registry,
+    health: () => ({ status: closing ? 'closing' : 'ok' }),
+    metrics: opts.metrics.port === null ? metrics : null,
     staticDir: opts.staticDir === null ? null : resolvePath(opts.staticDir),
     logger
   }))
+  const metricsHttp = opts.metrics.port === null ? null : createServer(createMetricsHandler(metrics, logger))
 
-  const accept = (ws: WebSocket, req: IncomingMessage, grant: Grant | null): void => {
-    const connection = new Connection(nextId++, ws, context, grant)
-    connections.add(connection)
-    sockets.add(ws)
-    const stopTurn = opts.turn === null ? null : issueTurnCredentials(opts.turn, (frame) => connection.deliver(frame), grant?.expiresAt)
-    ws.once('close', () => { sockets.delete(ws); stopTurn?.() })
-    logger.debug({ conn: connection.id, ip: req.socket.remoteAddress }, 'connection opened')
+  /** The address limits count under: the peer's, or behind trusted proxies the one they forwarded. */
+  const addressOf = (req: IncomingMessage, peer: string): string => {
+    const address = parseAddress(peer) ?? peer
+    if (opts.trustProxy !== null) {
+      return addressGroup(clientAddress(address, forwardedChain(req.headers[opts.proxyHeader], opts.proxyHeader), opts.trustProxy))
+    }
+    if (!warnedAboutProxyHeaders && (req.headers['x-forwarded-for'] !== undefined || req.headers.forwarded !== undefined)) {
+      warnedAboutProxyHeaders = true
+      logger.warn({ address }, 'an upgrade came with a forwarding header but trustProxy is off: every client behind that proxy counts as one address')
+    }
+    return addressGroup(address)
+  }
+
+  const refuse = (socket: Duplex, status: number, message: string, reason: RejectionReason, address: string): void => {
+    counters.rejections[reason]++
+    refusals.note(address, reason, performance.now())
+    refuseUpgrade(socket, status, message)
+  }
+
+  const accept = (connection: Connection, entry: AddressEntry, grant: Grant | null): void => {
+    connection.attach(nextId++, context, entry, grant)
+    live++
+    if (opts.turn !== null) {
+      const stopTurn = issueTurnCredentials(opts.turn, (frame) => connection.deliver(frame), grant?.expiresAt)
+      connection.once('close', stopTurn)
+    }
+    logger.debug({ conn: connection.id, address: entry.key }, 'connection opened')
+  }
+
+  /** The token's grant; null when there is no valid token (`undefined` when none is needed). */
+  const grantOf = async (req: IncomingMessage): Promise<Grant | null | undefined> => {
+    if (opts.authKey === null) return undefined
+    const token = tokenFromUrl(req.url)
+    return token === null ? null : await verifyToken(token, opts.authKey)
   }
 
   const upgrade = async (req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> => {
@@ -127,34 +195,55 @@ export const createSignalingServer = async (options: SignalingServerOptions = {}
       refuseUpgrade(socket, 503, 'server shutting down')
       return
     }
-    if (sockets.size + pendingUpgrades >= opts.maxConnections) {
-      counters.rejections.connection_limit++
-      refuseUpgrade(socket, 503, 'too many connections')
+    const peer = (socket as Duplex & { remoteAddress?: string }).remoteAddress
+    if (peer === undefined) {
+      // The client has already gone.
+      socket.destroy()
       return
     }
-    let grant: Grant | null = null
-    pendingUpgrades++
+    const address = addressOf(req, peer)
+    const entry = addresses.admit(address, performance.now())
+    if (typeof entry === 'string') {
+      refuse(socket, 429, 'too many connections from this address', entry, address)
+      return
+    }
+    let handedOver = false
     try {
-      if (opts.authKey !== null) {
-        const token = tokenFromUrl(req.url)
-        grant = token === null ? null : await verifyToken(token, opts.authKey)
-        if (grant === null) {
-          counters.rejections.unauthorized++
-          refuseUpgrade(socket, 401, 'a valid token is required')
-          return
-        }
+      if (connections.size + pendingUpgrades >= opts.maxConnections) {
+        refuse(socket, 503, 'too many connections', 'connection_limit', address)
+        return
+      }
+      if (!isOriginAllowed(opts.allowedOrigins, req.headers.origin)) {
+        refuse(socket, 403, 'origin not allowed', 'forbidden_origin', address)
+        return
+      }
+      pendingUpgrades++
+      let grant: Grant | null | undefined
+      try {
+        grant = await grantOf(req)
+      } finally {
+        pendingUpgrades--
       }
       if (closing) {
         refuseUpgrade(socket, 503, 'server shutting down')
         return
       }
       if (socket.destroyed) return
-      wss.handleUpgrade(req, socket, head, (ws) => {
+      wss.handleUpgrade(req, socket, head, (connection) => {
+        handedOver = true
         socket.off('error', ignore)
-        accept(ws, req, grant)
+        connections.add(connection)
+        if (grant !== null) {
+          accept(connection, entry, grant ?? null)
+          return
+        }
+        counters.rejections.unauthorized++
+        refusals.note(address, 'unauthorized', performance.now())
+        connection.refuse(context, entry, CloseCode.Unauthorized, 'unauthorized')
       })
     } finally {
-      pendingUpgrades--
+      // Refused, or ws turned the handshake down: the address gets its slot back.
+      if (!handedOver) addresses.release(entry)
     }
   }
 
@@ -169,33 +258,54 @@ export const createSignalingServer = async (options: SignalingServerOptions = {}
     for (const connection of connections) connection.heartbeat()
   }, opts.heartbeatInterval)
   heartbeat.unref()
+  const sweep = setInterval(() => {
+    const now = performance.now()
+    addresses.sweep(now)
+    refusals.sweep(now)
+  }, SWEEP_INTERVAL)
+  sweep.unref()
 
-  await new Promise<void>((resolve, reject) => {
-    http.once('error', reject)
-    http.listen(opts.port, opts.host, () => {
-      http.off('error', reject)
-      resolve()
-    })
-  }).catch(async (err: unknown) => {
+  let port: number
+  let metricsPort: number | null = null
+  try {
+    port = await listen(http, opts.port, opts.host)
+    if (metricsHttp !== null) metricsPort = await listen(metricsHttp, opts.metrics.port ?? 0, opts.metrics.host)
+  } catch (err) {
     clearInterval(heartbeat)
+    clearInterval(sweep)
+    if (http.listening) await new Promise((resolve) => http.close(resolve))
     await relay.close()
     throw err
-  })
+  }
   http.on('error', (err) => logger.error({ err }, 'http server error'))
+  metricsHttp?.on('error', (err) => logger.error({ err }, 'metrics server error'))
 
-  const port = (http.address() as AddressInfo).port
-  const url = formatUrl(opts.host, port)
-  logger.info({ url }, 'signaling server listening')
+  const url = `ws://${formatHost(opts.host)}:${port}`
+  const metricsUrl = metricsPort === null ? null : `http://${formatHost(opts.metrics.host)}:${metricsPort}/metrics`
+  logger.info({ url, ...(metricsUrl === null ? {} : { metricsUrl }) }, 'signaling server listening')
+  if (!isLoopback(opts.host)) {
+    if (opts.allowedOrigins === null) logger.warn({ url }, 'allowedOrigins is not set: web pages of any site can use this server')
+    if (metricsPort === null && opts.metrics.tokenDigest === null) logger.warn({ url }, '/metrics is public: set metricsToken or metricsPort')
+  }
 
   const shutdown = async (): Promise<void> => {
     closing = true
     clearInterval(heartbeat)
+    clearInterval(sweep)
     const httpClosed = new Promise<void>((resolve) => http.close(() => resolve()))
     http.closeIdleConnections()
-    for (const connection of connections) connection.shutdown()
-    await Promise.all([...sockets].map(async (ws) => await new Promise((resolve) => ws.once('close', resolve))))
+    await new Promise<void>((resolve) => {
+      allClosed = resolve
+      if (connections.size === 0) resolve()
+      for (const connection of connections) connection.shutdown()
+    })
     http.closeAllConnections()
     await httpClosed
+    if (metricsHttp !== null) {
+      const metricsClosed = new Promise<void>((resolve) => metricsHttp.close(() => resolve()))
+      metricsHttp.closeAllConnections()
+      await metricsClosed
+    }
     wss.close()
     // After every connection let go of its topics, so the relay can tell the others it has none.
     await relay.close()
@@ -206,6 +316,7 @@ export const createSignalingServer = async (options: SignalingServerOptions = {}
   return {
     url,
     port,
+    metricsUrl,
     close: async () => {
       closed ??= shutdown()
       await closed

@@ -16,9 +16,11 @@ export const REJECTION_REASONS = [
   'too_large',
   /** A WebSocket protocol violation or invalid UTF-8; `ws` closes with 1002 or 1007. */
   'protocol_error',
-  /** A message over the rate limit. Dropped. */
+  /** A message over the connection's rate limit. Dropped. */
   'rate_limited',
-  /** A connection closed with 4429 for sending on while throttled. */
+  /** A message over its address's rate limit (all of the address's connections together). Dropped. */
+  'address_rate_limited',
+  /** A connection closed with 4429 for sending on while throttled (by its own limit or its address's). */
   'rate_limit_closed',
   /** A publish to a topic the connection has not subscribed to. Dropped. */
   'not_subscribed',
@@ -32,10 +34,16 @@ export const REJECTION_REASONS = [
   'heartbeat_timeout',
   /** A connection closed with 4401 because its token expired. */
   'token_expired',
-  /** An upgrade without a valid token, refused with HTTP 401. */
+  /** An upgrade without a valid token: accepted, then closed at once with 4401. */
   'unauthorized',
   /** An upgrade beyond `maxConnections`, refused with HTTP 503. */
   'connection_limit',
+  /** An upgrade from an address that holds `maxConnectionsPerAddress` already, refused with HTTP 429. */
+  'address_connection_limit',
+  /** An upgrade from an address opening connections faster than `connectionsPerSecondPerAddress`, refused with HTTP 429. */
+  'address_connection_rate',
+  /** An upgrade from a web page whose origin is not in `allowedOrigins`, refused with HTTP 403. */
+  'forbidden_origin',
   /** A bug: an exception while handling a message. The message is dropped, the server goes on. */
   'internal_error'
 ] as const
@@ -86,6 +94,8 @@ export interface RedisStats {
 export interface SignalingStats extends Counters {
   /** Open connections (a connection being closed by the server no longer counts). */
   connections: number
+  /** Client addresses tracked: with connections, or limited recently. */
+  addresses: number
   /** Topics with at least one subscriber here. */
   topics: number
   /** (topic, connection) pairs here. */

@@ -57,14 +57,14 @@ const TURN_URL = /^(turns?|stuns?):[^\s]+$/
 /** Validates the `turn` option of `createSignalingServer`; null when it is not set. */
 export const resolveTurnOptions = (turn: TurnOptions | undefined): TurnSettings | null => {
   if (turn === undefined) return null
-  if (typeof turn !== 'object' || turn === null) throw new SignalingError('ERR_INVALID_OPTION', 'turn must be an object { secret, urls, ttl }')
+  if (typeof turn !== 'object' || turn === null) throw new SignalingError('INVALID_OPTION', 'turn must be an object { secret, urls, ttl }')
   const { secret, urls, ttl = DEFAULT_TURN_TTL } = turn
-  if (typeof secret !== 'string') throw new SignalingError('ERR_INVALID_OPTION', 'turn.secret must be a string (coturn\'s static-auth-secret)')
-  if (Buffer.byteLength(secret) < MIN_TURN_SECRET_BYTES) throw new SignalingError('ERR_WEAK_SECRET', `turn.secret must be at least ${MIN_TURN_SECRET_BYTES} bytes`)
+  if (typeof secret !== 'string') throw new SignalingError('INVALID_OPTION', 'turn.secret must be a string (coturn\'s static-auth-secret)')
+  if (Buffer.byteLength(secret) < MIN_TURN_SECRET_BYTES) throw new SignalingError('WEAK_SECRET', `turn.secret must be at least ${MIN_TURN_SECRET_BYTES} bytes`)
   if (!Array.isArray(urls) || urls.length === 0 || urls.length > MAX_TURN_URLS || !urls.every((url) => typeof url === 'string' && url.length <= MAX_URL_LENGTH && TURN_URL.test(url))) {
-    throw new SignalingError('ERR_INVALID_OPTION', `turn.urls must be 1 to ${MAX_TURN_URLS} turn:, turns:, stun: or stuns: URLs`)
+    throw new SignalingError('INVALID_OPTION', `turn.urls must be 1 to ${MAX_TURN_URLS} turn:, turns:, stun: or stuns: URLs`)
   }
-  if (typeof ttl !== 'number' || !Number.isInteger(ttl) || ttl < 1 || ttl > 7 * 86400) throw new SignalingError('ERR_INVALID_OPTION', 'turn.ttl must be an integer number of seconds from 1 to 604800')
+  if (typeof ttl !== 'number' || !Number.isInteger(ttl) || ttl < 1 || ttl > 7 * 86400) throw new SignalingError('INVALID_OPTION', 'turn.ttl must be an integer number of seconds from 1 to 604800')
   return { secret, urls: [...urls], ttl }
 }
 

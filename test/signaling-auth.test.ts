@@ -2,7 +2,7 @@ import { SignJWT, UnsecuredJWT } from 'jose'
 import { describe, expect, it } from 'vitest'
 import { isTopicAllowed, secretKey, tokenFromUrl, verifyToken } from '../signaling/auth.js'
 import { CloseCode, createSignalingServer, createToken } from '../signaling/index.js'
-import { connect, refusedStatus, startServer } from './helpers/signaling.js'
+import { connect, httpGet, refusedClose, refusedStatus, startServer } from './helpers/signaling.js'
 import { withTimeout } from './helpers/wait.js'
 
 const SECRET = 'a-test-secret-that-is-long-enough-for-hs256'
@@ -43,11 +43,11 @@ describe('tokens', () => {
   })
 
   it('refuses weak secrets and bad arguments with a stable code', async () => {
-    await expect(createToken({ secret: 'short', rooms: ['a'] })).rejects.toMatchObject({ code: 'ERR_WEAK_SECRET' })
-    await expect(createToken({ secret: SECRET, rooms: 'a' as unknown as string[] })).rejects.toMatchObject({ code: 'ERR_INVALID_OPTION' })
-    await expect(createToken({ secret: SECRET, rooms: [''] })).rejects.toMatchObject({ code: 'ERR_INVALID_OPTION' })
-    await expect(createToken({ secret: SECRET, rooms: ['a'], expiresIn: 0 })).rejects.toMatchObject({ code: 'ERR_INVALID_OPTION' })
-    await expect(createSignalingServer({ port: 0, authSecret: 'short' })).rejects.toMatchObject({ code: 'ERR_WEAK_SECRET' })
+    await expect(createToken({ secret: 'short', rooms: ['a'] })).rejects.toMatchObject({ code: 'WEAK_SECRET' })
+    await expect(createToken({ secret: SECRET, rooms: 'a' as unknown as string[] })).rejects.toMatchObject({ code: 'INVALID_OPTION' })
+    await expect(createToken({ secret: SECRET, rooms: [''] })).rejects.toMatchObject({ code: 'INVALID_OPTION' })
+    await expect(createToken({ secret: SECRET, rooms: ['a'], expiresIn: 0 })).rejects.toMatchObject({ code: 'INVALID_OPTION' })
+    await expect(createSignalingServer({ port: 0, authSecret: 'short' })).rejects.toMatchObject({ code: 'WEAK_SECRET' })
   })
 
   it.each([
@@ -92,11 +92,70 @@ describe('access control on a server', () => {
     ['expired', async () => `?token=${await sign({ rooms: ['a'], exp: now() - 10 })}`],
     ['signed with another secret', async () => `?token=${await createToken({ secret: `${SECRET}-other`, rooms: ['a'] })}`],
     ['garbage', async () => '?token=garbage']
-  ])('refuses the upgrade with HTTP 401 when the token is %s', async (_name, query) => {
+  ])('accepts the upgrade and closes it at once with 4401 unauthorized when the token is %s', async (_name, query) => {
     const server = await startServer({ authSecret: SECRET })
-    expect(await refusedStatus(`${server.url}/${await query()}`)).toBe(401)
+    const refused = await refusedClose(`${server.url}/${await query()}`)
+    expect(refused).toEqual({ code: CloseCode.Unauthorized, reason: 'unauthorized', received: [] })
     expect(server.stats()).toMatchObject({ connections: 0 })
     expect(server.stats().rejections.unauthorized).toBe(1)
+  })
+
+  it('tells the client which topic its token does not cover, in an error frame', async () => {
+    const server = await startServer({ authSecret: SECRET })
+    const client = await connect(`${server.url}/?token=${await createToken({ secret: SECRET, rooms: ['lobby'] })}`)
+    await client.subscribe('lobby', 'secret-room')
+    expect(await client.next((m) => m.type === 'error')).toEqual({ type: 'error', code: 'forbidden_topic', topic: 'secret-room' })
+    client.publish('other-room', 'sneaky')
+    expect(await client.next((m) => m.type === 'error')).toEqual({ type: 'error', code: 'forbidden_topic', topic: 'other-room' })
+    client.publish('lobby', 'hello')
+    expect(await client.next((m) => m.type === 'publish')).toMatchObject({ topic: 'lobby', clients: 1 })
+    expect(server.stats().rejections.forbidden_topic).toBe(2)
+  })
+
+  it('sends error frames within a small budget, so they cannot amplify what a client sends', async () => {
+    const server = await startServer({ authSecret: SECRET })
+    const client = await connect(`${server.url}/?token=${await createToken({ secret: SECRET, rooms: ['lobby'] })}`)
+    await client.subscribe(...Array.from({ length: 100 }, (_, i) => `forbidden-${i}`))
+    for (let i = 0; i < 50; i++) client.publish(`forbidden-${i}`, i)
+    await client.roundTrip()
+    expect(server.stats().rejections.forbidden_topic).toBe(150)
+    const errors = client.inbox.filter((m) => m.type === 'error')
+    expect(errors.length).toBeGreaterThanOrEqual(10)
+    expect(errors.length).toBeLessThanOrEqual(12)
+  })
+
+  it('never writes a token or a query string to the log', async () => {
+    const lines: string[] = []
+    const record = (level: string) => (obj: object, msg?: string) => {
+      lines.push(JSON.stringify([level, msg, obj], (_key, value: unknown) =>
+        value instanceof Error ? { ...value, message: value.message, stack: value.stack } : value))
+    }
+    const logger = { debug: record('debug'), info: record('info'), warn: record('warn'), error: record('error') }
+    const server = await startServer({ authSecret: SECRET, logger, maxConnectionsPerAddress: 3, connectionsPerSecondPerAddress: 1000 })
+    const tokens = [
+      'garbage-token-value',
+      await sign({ rooms: ['a'], exp: now() - 10 }),
+      await createToken({ secret: `${SECRET}-other`, rooms: ['a'] }),
+      await sign({ rooms: 'a', exp: now() + 60 })
+    ]
+    for (const token of tokens) expect((await refusedClose(`${server.url}/room?token=${token}&x=1`)).code).toBe(CloseCode.Unauthorized)
+    const valid = await createToken({ secret: SECRET, rooms: ['a'] })
+    const client = await connect(`${server.url}/?token=${valid}`)
+    await client.subscribe('a', 'b')
+    client.sendRaw('not json')
+    await client.roundTrip()
+    const crowd = await Promise.all([0, 1].map(async () => await connect(`${server.url}/?token=${valid}`)))
+    expect(await refusedStatus(`${server.url}/?token=${valid}`)).toBe(429)
+    await httpGet(server, `/healthz?token=${valid}`)
+    await httpGet(server, `/nowhere?token=${valid}`)
+    for (const c of [client, ...crowd]) await c.close()
+    await server.close()
+
+    expect(lines.length).toBeGreaterThan(5)
+    const log = lines.join('\n')
+    for (const token of [...tokens, valid]) expect(log).not.toContain(token)
+    expect(log).not.toContain('token=')
+    expect(log).not.toContain('x=1')
   })
 
   it('closes a connection with 4401 when its token expires', async () => {

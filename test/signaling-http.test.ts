@@ -2,20 +2,22 @@ import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises'
 import { request } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { beforeAll, afterAll, describe, expect, it } from 'vitest'
+import { createServer as createNetServer, type AddressInfo } from 'node:net'
+import { beforeAll, afterAll, describe, expect, it, onTestFinished } from 'vitest'
 import { resolveStaticPath } from '../signaling/static.js'
-import { connect, connectMany, httpGet, startServer } from './helpers/signaling.js'
+import { createSignalingServer } from '../signaling/index.js'
+import { connect, connectMany, httpGet, httpRequest, startServer } from './helpers/signaling.js'
 import { waitFor } from './helpers/wait.js'
 
 describe('health and metrics', () => {
-  it('reports status, connections and topics on /healthz', async () => {
+  it('says up on /healthz and nothing more', async () => {
     const server = await startServer()
     const [a] = await connectMany(server.url, 2)
     await a!.subscribe('x', 'y')
     const res = await httpGet(server, '/healthz')
     expect(res.status).toBe(200)
     expect(res.headers['content-type']).toMatch(/^application\/json/)
-    expect(JSON.parse(res.body)).toEqual({ status: 'ok', connections: 2, topics: 2 })
+    expect(JSON.parse(res.body)).toEqual({ status: 'ok' })
   })
 
   it('exposes levels, message counters and rejections by reason on /metrics', async () => {
@@ -64,6 +66,57 @@ describe('health and metrics', () => {
     const head = await httpGet(server, '/healthz', 'HEAD')
     expect(head.status).toBe(200)
     expect(head.body).toBe('')
+  })
+})
+
+describe('private metrics', () => {
+  const TOKEN = 'a-metrics-token-of-32-characters'
+
+  it('asks for the bearer token on /metrics: none or a wrong one get 401, the right one the metrics', async () => {
+    const server = await startServer({ metricsToken: TOKEN })
+    const missing = await httpGet(server, '/metrics')
+    expect(missing.status).toBe(401)
+    expect(missing.headers['www-authenticate']).toBe('Bearer realm="metrics"')
+    expect(missing.body).not.toContain('signaling_')
+    for (const authorization of [`Bearer ${TOKEN}x`, `Bearer ${TOKEN.slice(0, -1)}`, 'Bearer', `Basic ${TOKEN}`, TOKEN]) {
+      expect((await httpGet(server, '/metrics', 'GET', { Authorization: authorization })).status).toBe(401)
+    }
+    const right = await httpGet(server, '/metrics', 'GET', { Authorization: `Bearer ${TOKEN}` })
+    expect(right.status).toBe(200)
+    expect(right.body.split('\n')).toContain('signaling_connections 0')
+    expect((await httpGet(server, '/metrics', 'GET', { Authorization: `bearer  ${TOKEN}` })).status).toBe(200)
+    // /healthz stays public.
+    expect(JSON.parse((await httpGet(server, '/healthz')).body)).toEqual({ status: 'ok' })
+  })
+
+  it('serves /metrics on metricsPort only, with the token too when both are set', async () => {
+    const server = await startServer({ metricsPort: 0, metricsToken: TOKEN })
+    expect(server.metricsUrl).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/metrics$/)
+    const metricsPort = Number(new URL(server.metricsUrl!).port)
+    expect(metricsPort).not.toBe(server.port)
+    expect((await httpGet(server, '/metrics', 'GET', { Authorization: `Bearer ${TOKEN}` })).status).toBe(404)
+    expect((await httpRequest(metricsPort, '/metrics')).status).toBe(401)
+    const res = await httpRequest(metricsPort, '/metrics', 'GET', { Authorization: `Bearer ${TOKEN}` })
+    expect(res.status).toBe(200)
+    expect(res.body).toContain('signaling_rejections_total')
+    expect((await httpRequest(metricsPort, '/healthz')).status).toBe(404)
+    expect((await httpRequest(metricsPort, '/metrics', 'POST')).status).toBe(405)
+    await server.close()
+    await expect(httpRequest(metricsPort, '/metrics')).rejects.toThrow()
+  })
+
+  it('rejects when the metrics port is taken', async () => {
+    const blocker = createNetServer()
+    await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve))
+    onTestFinished(async () => { await new Promise((resolve) => blocker.close(resolve)) })
+    const { port } = blocker.address() as AddressInfo
+    await expect(createSignalingServer({ port: 0, metricsPort: port })).rejects.toMatchObject({ code: 'EADDRINUSE' })
+  })
+
+  it('refuses a short token with WEAK_SECRET and a bad port with INVALID_OPTION', async () => {
+    await expect(createSignalingServer({ port: 0, metricsToken: 'short' })).rejects.toMatchObject({ code: 'WEAK_SECRET' })
+    await expect(createSignalingServer({ port: 0, metricsPort: 70_000 })).rejects.toMatchObject({ code: 'INVALID_OPTION' })
+    await expect(createSignalingServer({ port: 0, metricsPort: 0, metricsHost: '' })).rejects.toMatchObject({ code: 'INVALID_OPTION' })
   })
 })
 

@@ -62,15 +62,29 @@ describe('rate limit on a server', () => {
     expect(await bystander!.next((m) => m.type === 'publish')).toMatchObject({ data: 'fine', clients: 1 })
   })
 
+  it('answers WebSocket pings within the same limit', async () => {
+    const server = await startServer({ messagesPerSecond: 0.1, messageBurst: 5 })
+    const [pinger] = await connectMany(server.url, 1)
+    let pongs = 0
+    pinger!.ws.on('pong', () => { pongs++ })
+    for (let i = 0; i < 5; i++) pinger!.ws.ping()
+    await waitFor(() => pongs === 5, { what: 'five pongs' })
+    for (let i = 0; i < 20; i++) pinger!.ws.ping()
+    expect((await withTimeout(pinger!.closed, 5_000, 'the pinger to be closed')).code).toBe(CloseCode.RateLimited)
+    expect(pongs).toBe(5)
+    expect(server.stats().rejections.rate_limit_closed).toBe(1)
+  })
+
   it('with the defaults, never trips on 20 peers all joining a room at once', async () => {
     // Per remote peer, a y-webrtc peer sends an offer or answer (both in a glare) and its ICE
     // candidates: 19 remotes * 2 * (1 SDP + 15 candidates) + 1 announce = 609 messages each.
+    // Each peer is a client address of its own, as 20 people would be.
     const server = await startServer()
     const peers = 20
     const perPeer = 1 + (peers - 1) * 2 * 16
     const received = new Array<number>(peers).fill(0)
     const sockets = await Promise.all(Array.from({ length: peers }, async (_, i) => {
-      const ws = new WebSocket(server.url)
+      const ws = new WebSocket(server.url, { localAddress: `127.0.0.${10 + i}` })
       onTestFinished(() => ws.terminate())
       ws.on('message', () => { received[i]!++ })
       await once(ws, 'open')

@@ -190,7 +190,7 @@ describe('lifecycle', () => {
     await withTimeout(closing, 5_000, 'close()')
     await withTimeout(server.close(), 1_000, 'a second close()')
     expect(server.stats()).toMatchObject({ connections: 0, topics: 0, subscriptions: 0 })
-    await expect(connect(server.url, 1_000)).rejects.toThrow()
+    await expect(connect(server.url, { timeout: 1_000 })).rejects.toThrow()
   })
 
   it('cuts clients that ignore the close handshake after closeTimeout', async () => {
@@ -226,10 +226,20 @@ describe('lifecycle', () => {
     [{ messagesPerSecond: 0 }],
     [{ messageBurst: 1.5 }],
     [{ maxConnections: Number.NaN }],
-    [{ host: '' }]
-  ])('refuses the option %o with ERR_INVALID_OPTION', async (options) => {
+    [{ host: '' }],
+    [{ maxConnectionsPerAddress: 0 }],
+    [{ connectionsPerSecondPerAddress: 0 }],
+    [{ messagesPerSecondPerAddress: -1 }],
+    [{ messageBurstPerAddress: 0.5 }],
+    [{ trustProxy: true as unknown as number }],
+    [{ trustProxy: -1 }],
+    [{ trustProxy: ['proxy.example.com'] }],
+    [{ trustProxy: '10.0.0.1' as unknown as string[] }],
+    [{ proxyHeader: 'x-real-ip' as 'forwarded' }],
+    [{ metricsToken: 42 as unknown as string }]
+  ])('refuses the option %o with INVALID_OPTION', async (options) => {
     const error = await createSignalingServer(options).catch((err: unknown) => err)
     expect(error).toBeInstanceOf(SignalingError)
-    expect(error).toMatchObject({ code: 'ERR_INVALID_OPTION' })
+    expect(error).toMatchObject({ code: 'INVALID_OPTION' })
   })
 })

@@ -42,20 +42,20 @@ describe('TURN credentials (coturn use-auth-secret)', () => {
     expect(resolveTurnOptions({ secret: SECRET, urls: URLS })).toEqual({ secret: SECRET, urls: URLS, ttl: DEFAULT_TURN_TTL })
     expect(DEFAULT_TURN_TTL).toBe(3600)
     const bad: Array<[unknown, string]> = [
-      [{ urls: URLS }, 'ERR_INVALID_OPTION'],
-      [{ secret: 'short', urls: URLS }, 'ERR_WEAK_SECRET'],
-      [{ secret: SECRET, urls: [] }, 'ERR_INVALID_OPTION'],
-      [{ secret: SECRET, urls: ['https://turn.example.com'] }, 'ERR_INVALID_OPTION'],
-      [{ secret: SECRET, urls: ['turn:has space'] }, 'ERR_INVALID_OPTION'],
-      [{ secret: SECRET, urls: Array(9).fill('turn:a') }, 'ERR_INVALID_OPTION'],
-      [{ secret: SECRET, urls: 'turn:a' }, 'ERR_INVALID_OPTION'],
-      [{ secret: SECRET, urls: URLS, ttl: 0 }, 'ERR_INVALID_OPTION'],
-      [{ secret: SECRET, urls: URLS, ttl: 1.5 }, 'ERR_INVALID_OPTION'],
-      [{ secret: SECRET, urls: URLS, ttl: 8 * 86400 }, 'ERR_INVALID_OPTION'],
-      [null, 'ERR_INVALID_OPTION']
+      [{ urls: URLS }, 'INVALID_OPTION'],
+      [{ secret: 'short', urls: URLS }, 'WEAK_SECRET'],
+      [{ secret: SECRET, urls: [] }, 'INVALID_OPTION'],
+      [{ secret: SECRET, urls: ['https://turn.example.com'] }, 'INVALID_OPTION'],
+      [{ secret: SECRET, urls: ['turn:has space'] }, 'INVALID_OPTION'],
+      [{ secret: SECRET, urls: Array(9).fill('turn:a') }, 'INVALID_OPTION'],
+      [{ secret: SECRET, urls: 'turn:a' }, 'INVALID_OPTION'],
+      [{ secret: SECRET, urls: URLS, ttl: 0 }, 'INVALID_OPTION'],
+      [{ secret: SECRET, urls: URLS, ttl: 1.5 }, 'INVALID_OPTION'],
+      [{ secret: SECRET, urls: URLS, ttl: 8 * 86400 }, 'INVALID_OPTION'],
+      [null, 'INVALID_OPTION']
     ]
     for (const [turn, code] of bad) expect(() => resolveTurnOptions(turn as TurnOptions), JSON.stringify(turn)).toThrow(expect.objectContaining({ code }))
-    await expect(createSignalingServer({ port: 0, turn: { secret: 'short', urls: URLS } })).rejects.toMatchObject({ code: 'ERR_WEAK_SECRET' })
+    await expect(createSignalingServer({ port: 0, turn: { secret: 'short', urls: URLS } })).rejects.toMatchObject({ code: 'WEAK_SECRET' })
   })
 })
 

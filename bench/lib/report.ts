@@ -171,7 +171,7 @@ const signalingSection = (s: SignalingResult | Failure | undefined): string => {
   return `${head}${int(s.connections)} WebSocket clients in ${int(s.rooms)} rooms of 10 speak y-webrtc's signaling JSON; every publish (an ICE-candidate signal carrying its send time) is relayed to the room's 10 subscribers. ` +
     `Each server runs in its own process${s.pinned ? ', pinned to CPU 0, with its 2 load-generator processes pinned to CPU 1' : ''}; the two servers take turns at each rate. ` +
     `A rate is held when ≥ ${MIN_DELIVERED * 100} % of relayed messages arrive, p99 ≤ ${MAX_P99_MS} ms and no client is dropped (a miss is retried once). ` +
-    `Our server ran with ${Object.entries(s.ourOptions).map(([k, v]) => `\`${k}: ${String(v)}\``).join(', ')} (its defaults are 10,000 connections, 100 messages/s and a burst of 1,000 per connection).\n\n` +
+    `Our server ran with ${Object.entries(s.ourOptions).map(([k, v]) => `\`${k}: ${String(v)}\``).join(', ')} (its defaults are 10,000 connections, 100 messages/s and a burst of 1,000 per connection, and 20 connections and 200 messages/s per client address: every client here is on 127.0.0.1).\n\n` +
     `### Fixed rate (${int(s.fixedRate)} publishes/s)\n\n${table(stepHead, fixed)}\n\n` +
     `### Ladder (${s.stepSeconds} s per step)\n\n${table(stepHead, ladder)}\n\n` +
     `### Both at the highest rate both held (taking turns)\n\n${matched.length === 0 ? 'No rate was held by both.' : table(stepHead, matched)}\n\n` +

@@ -23,7 +23,7 @@ import type { LoadCommands } from '../load/client.js'
 import { Child } from '../lib/child.js'
 import { now, sleep } from '../lib/clock.js'
 import { canPin, pin } from '../lib/proc.js'
-import { SERVERS, startServer, type RunningServer, type ServerName } from '../lib/servers.js'
+import { ONE_ADDRESS_FOR_ALL, SERVERS, startServer, type RunningServer, type ServerName } from '../lib/servers.js'
 import { merge, summarizeHistogram, type Summary } from '../lib/stats.js'
 import { failure, type Context, type Failure } from './context.js'
 
@@ -88,7 +88,7 @@ export interface SignalingResult {
   servers: ServerLoad[]
 }
 
-export const OUR_LOAD_OPTIONS: SignalingServerOptions = { maxConnections: 20_000, messagesPerSecond: 10_000, messageBurst: 100_000 }
+export const OUR_LOAD_OPTIONS: SignalingServerOptions = { maxConnections: 20_000, messagesPerSecond: 10_000, messageBurst: 100_000, ...ONE_ADDRESS_FOR_ALL }
 const ROOM_SIZE = 10
 export const MAX_P99_MS = 250
 export const MIN_DELIVERED = 0.99

@@ -9,6 +9,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { createServer, connect as connectTcp, type AddressInfo, type Server, type Socket } from 'node:net'
 import { fileURLToPath } from 'node:url'
 import { onTestFinished } from 'vitest'
+import { ENV_NAMES } from '../../signaling/cli-args.js'
 import { createSignalingServer, type SignalingServer, type SignalingServerOptions } from '../../signaling/index.js'
 import { waitFor, withTimeout } from './wait.js'
 import { freePort } from './net.js'
@@ -99,7 +100,7 @@ export interface CliInstance {
 /** The CLI (`dist/signaling/cli.js`) in a child process, on a free port, sharing `redisUrl`. */
 export const startCliInstance = async (redisUrl: string, args: string[] = []): Promise<CliInstance> => {
   const env = { ...process.env }
-  for (const name of ['PORT', 'HOST', 'AUTH_SECRET', 'LOG_LEVEL', 'REDIS_URL', 'REDIS_PREFIX']) delete env[name]
+  for (const name of [...ENV_NAMES, 'npm_command']) delete env[name]
   const child = spawn(process.execPath, [CLI, '--port', '0', '--redis-url', redisUrl, '--log-level', 'warn', ...args], {
     env,
     stdio: ['ignore', 'pipe', 'pipe']
@@ -119,14 +120,20 @@ export const startCliInstance = async (redisUrl: string, args: string[] = []): P
   }, { timeout: 15_000, what: 'the CLI to print its URL' })
   const url = line[1] as string
   const port = Number(new URL(url).port)
-  await waitFor(async () => (await healthOf(port)).redis === 'up', { timeout: 15_000, interval: 50, what: `the Redis link of ${url} to be up` })
+  await waitFor(async () => await isRedisUp(port), { timeout: 15_000, interval: 50, what: `the Redis link of ${url} to be up` })
   return { url, port, child, stderr: () => stderr, kill }
 }
 
 /** GET /healthz of the instance on `port`. */
-export const healthOf = async (port: number): Promise<{ status: string, connections: number, topics: number, redis?: string }> => {
+export const healthOf = async (port: number): Promise<{ status: string }> => {
   const res = await fetch(`http://127.0.0.1:${port}/healthz`)
-  return await res.json() as { status: string, connections: number, topics: number, redis?: string }
+  return await res.json() as { status: string }
+}
+
+/** True when the instance on `port` reports its Redis link up on /metrics. */
+export const isRedisUp = async (port: number): Promise<boolean> => {
+  const res = await fetch(`http://127.0.0.1:${port}/metrics`)
+  return (await res.text()).split('\n').includes('signaling_redis_up 1')
 }
 
 export interface Balancer {

@@ -6,7 +6,7 @@
 
 import { request } from 'node:http'
 import { onTestFinished } from 'vitest'
-import { WebSocket } from 'ws'
+import { WebSocket, type ClientOptions } from 'ws'
 import { createSignalingServer, type SignalingServer, type SignalingServerOptions } from '../../signaling/index.js'
 import type { ServerMessage } from '../../signaling/protocol.js'
 import { withTimeout } from './wait.js'
@@ -41,8 +41,33 @@ export interface TestClient {
   close: () => Promise<Closed>
 }
 
-export const connect = async (url: string, ms = 5_000): Promise<TestClient> => {
-  const ws = new WebSocket(url)
+/**
+ * How a test client connects: `localAddress` binds its socket to a loopback address of its own
+ * (all of 127.0.0.0/8 is loopback, so each test client can be a different client address), and
+ * `headers` adds request headers (`Origin`, `X-Forwarded-For`).
+ */
+export interface ConnectOptions {
+  timeout?: number
+  localAddress?: string
+  headers?: Record<string, string>
+}
+
+const clientOptions = ({ localAddress, headers }: ConnectOptions): ClientOptions => ({
+  ...(localAddress === undefined ? {} : { localAddress }),
+  ...(headers === undefined ? {} : { headers })
+})
+
+/** What `connect` rejects with when the server answers the upgrade with an HTTP status. */
+export class RefusedUpgrade extends Error {
+  constructor (readonly status: number) {
+    super(`the upgrade was refused with HTTP ${status}`)
+    this.name = 'RefusedUpgrade'
+  }
+}
+
+export const connect = async (url: string, options: ConnectOptions = {}): Promise<TestClient> => {
+  const ms = options.timeout ?? 5_000
+  const ws = new WebSocket(url, clientOptions(options))
   onTestFinished(() => ws.terminate())
   const inbox: ServerMessage[] = []
   const waiters = new Set<() => void>()
@@ -56,6 +81,11 @@ export const connect = async (url: string, ms = 5_000): Promise<TestClient> => {
   })
   await withTimeout(new Promise<void>((resolve, reject) => {
     ws.once('open', resolve)
+    ws.once('unexpected-response', (_req, res) => {
+      reject(new RefusedUpgrade(res.statusCode ?? 0))
+      res.resume()
+      ws.terminate()
+    })
     ws.once('close', (code) => reject(new Error(`closed with ${code} before opening`)))
   }), ms, `connection to ${url}`)
 
@@ -98,13 +128,23 @@ export const connect = async (url: string, ms = 5_000): Promise<TestClient> => {
   return client
 }
 
+/** Connects, or resolves with the HTTP status the upgrade was refused with. */
+export const attempt = async (url: string, options: ConnectOptions = {}): Promise<TestClient | number> => {
+  try {
+    return await connect(url, options)
+  } catch (err) {
+    if (err instanceof RefusedUpgrade) return err.status
+    throw err
+  }
+}
+
 /** Connects `n` clients. */
-export const connectMany = async (url: string, n: number): Promise<TestClient[]> =>
-  await Promise.all(Array.from({ length: n }, async () => await connect(url)))
+export const connectMany = async (url: string, n: number, options: ConnectOptions = {}): Promise<TestClient[]> =>
+  await Promise.all(Array.from({ length: n }, async () => await connect(url, options)))
 
 /** Attempts a WebSocket upgrade that the server should refuse; resolves with the HTTP status. */
-export const refusedStatus = async (url: string): Promise<number> => {
-  const ws = new WebSocket(url)
+export const refusedStatus = async (url: string, options: ConnectOptions = {}): Promise<number> => {
+  const ws = new WebSocket(url, clientOptions(options))
   onTestFinished(() => ws.terminate())
   ws.on('error', () => {})
   return await withTimeout(new Promise<number>((resolve, reject) => {
@@ -123,9 +163,12 @@ export interface HttpResult {
 }
 
 /** A raw HTTP request: the path is sent exactly as given (fetch would normalize `..`). */
-export const httpGet = async (server: SignalingServer, path: string, method = 'GET'): Promise<HttpResult> =>
+export const httpGet = async (server: SignalingServer, path: string, method = 'GET', headers: Record<string, string> = {}): Promise<HttpResult> =>
+  await httpRequest(server.port, path, method, headers)
+
+export const httpRequest = async (port: number, path: string, method = 'GET', headers: Record<string, string> = {}): Promise<HttpResult> =>
   await withTimeout(new Promise<HttpResult>((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port: server.port, path, method, agent: false }, (res) => {
+    const req = request({ host: '127.0.0.1', port, path, method, headers, agent: false }, (res) => {
       const chunks: Buffer[] = []
       res.on('data', (chunk: Buffer) => chunks.push(chunk))
       res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString() }))
@@ -134,6 +177,22 @@ export const httpGet = async (server: SignalingServer, path: string, method = 'G
     req.on('error', reject)
     req.end()
   }), 5_000, `HTTP ${method} ${path}`)
+
+/**
+ * Attempts a WebSocket upgrade that the server should accept and close at once (a refused token);
+ * resolves with the close code and reason, and what was received before it.
+ */
+export const refusedClose = async (url: string, options: ConnectOptions = {}): Promise<Closed & { received: string[] }> => {
+  const ws = new WebSocket(url, clientOptions(options))
+  onTestFinished(() => ws.terminate())
+  ws.on('error', () => {})
+  const received: string[] = []
+  ws.on('message', (data) => received.push(String(data)))
+  return await withTimeout(new Promise<Closed & { received: string[] }>((resolve, reject) => {
+    ws.once('unexpected-response', (_req, res) => reject(new Error(`the upgrade was refused with HTTP ${res.statusCode ?? 0}`)))
+    ws.once('close', (code, reason) => resolve({ code, reason: reason.toString(), received }))
+  }), 5_000, `a closed connection at ${url}`)
+}
 
 type Publish = Extract<ServerMessage, { type: 'publish' }>
 
