@@ -32,7 +32,7 @@ import { ContentRef, scanUpdate } from './update-scan.js'
  * (fewer when writes are coalesced), and its writes are bounded by the API's cost; a peer that
  * keeps sending faster than the receiver reads is cut off within seconds.
  */
-export const MESSAGE_RATE = { rate: 1000, burst: 10_000 }
+export const MESSAGE_RATE = { rate: 500, burst: 3000 }
 /** Bytes of one awareness state beyond the metadata limit, for the library's and the app's fields. */
 export const AWARENESS_EXTRA_BYTES = 2048
 /** How many times the store's limits one update may carry (hidden entries of concurrent writers). */
