@@ -283,7 +283,8 @@ export class SessionStore {
     if (typeof id !== 'string' || !WRITER_ID.test(id)) {
       throw new SessionStoreError(ErrorCodes.INVALID_OPTION, 'writer().id must be 1 to 128 printable ASCII characters without quote or backslash')
     }
-    const metadataText = encodeValue(metadata ?? null)
+    if (metadata === null || metadata === undefined) return { id, metadata: null, metadataText: 'null' }
+    const metadataText = encodeValue(metadata)
     const metadataBytes = utf8Length(metadataText)
     if (metadataBytes > this.limits.maxValueBytes) {
       throw new SessionStoreError(ErrorCodes.VALUE_TOO_LARGE, `the writer's metadata is ${metadataBytes} bytes, over the limit of ${this.limits.maxValueBytes}`)

@@ -103,24 +103,23 @@ export class Visibility<E extends Ranked> {
     return this.#valid.get(key)
   }
 
+  /** Applies the new valid entry of each changed key (each key at most once); returns what readers see change. */
   update (changes: Iterable<readonly [string, E | undefined]>): Array<VisibleChange<E>> {
     const touched: string[] = []
-    const removed: E[] = []
-    const added: E[] = []
+    const replaced: Array<readonly [E | undefined, E | undefined]> = []
     for (const [key, entry] of changes) {
       const old = this.#valid.get(key)
       if (old === entry) continue
       if (old !== undefined) {
         this.#valid.delete(key)
         this.#validBytes -= old.bytes
-        removed.push(old)
       }
       if (entry !== undefined) {
         this.#valid.set(key, entry)
         this.#validBytes += entry.bytes
-        added.push(entry)
       }
       touched.push(key)
+      replaced.push([old, entry])
     }
     if (touched.length === 0) return []
     const within = this.#valid.size <= this.#limits.maxKeys && this.#validBytes <= this.#limits.maxTotalBytes
@@ -131,7 +130,7 @@ export class Visibility<E extends Ranked> {
       this.#visible = new Map(this.#valid)
       this.#visibleBytes = this.#validBytes
     } else {
-      this.#rank(removed, added)
+      this.#rank(replaced)
       this.#visible = selectVisible(this.#ranked as E[], this.#limits)
       this.#visibleBytes = 0
       for (const entry of this.#visible.values()) this.#visibleBytes += entry.bytes
@@ -156,16 +155,27 @@ export class Visibility<E extends Ranked> {
     return out
   }
 
-  /** Brings the ranked order up to date with the valid entries. */
-  #rank (removed: readonly E[], added: E[]): void {
+  /** Brings the ranked order up to date with the valid entries, given each changed key's old and new entry. */
+  #rank (replaced: ReadonlyArray<readonly [E | undefined, E | undefined]>): void {
     const ranked = this.#ranked
     if (ranked === null) {
       this.#ranked = Array.from(this.#valid.values()).sort(compareRank)
-    } else if (removed.length + added.length <= INCREMENTAL) {
-      for (const entry of removed) ranked.splice(lowerBound(ranked, entry), 1)
-      for (const entry of added) ranked.splice(lowerBound(ranked, entry), 0, entry)
+    } else if (replaced.length <= INCREMENTAL) {
+      for (const [old, entry] of replaced) {
+        if (old !== undefined && entry !== undefined && old.since === entry.since) {
+          ranked[lowerBound(ranked, old)] = entry // an overwrite keeps its rank: no entry moves
+          continue
+        }
+        if (old !== undefined) ranked.splice(lowerBound(ranked, old), 1)
+        if (entry !== undefined) ranked.splice(lowerBound(ranked, entry), 0, entry)
+      }
     } else {
-      const gone = new Set<E>(removed)
+      const gone = new Set<E>()
+      const added: E[] = []
+      for (const [old, entry] of replaced) {
+        if (old !== undefined) gone.add(old)
+        if (entry !== undefined) added.push(entry)
+      }
       added.sort(compareRank)
       const merged: E[] = []
       let j = 0
