@@ -222,6 +222,12 @@ describe('replicas writing past the whole-store limits', () => {
   })
 })
 
+/** CPU time of this process in ms: what it costs, less disturbed than wall time by other processes. */
+const cpuMs = (): number => {
+  const { user, system } = process.cpuUsage()
+  return (user + system) / 1000
+}
+
 describe('a hostile flood of valid entries', () => {
   it('200,000 entries in one update: at most maxKeys visible, observers called for what became visible only', async () => {
     const mesh = new Mesh(2)
@@ -239,12 +245,12 @@ describe('a hostile flood of valid entries', () => {
     const update = Y.encodeStateAsUpdate(hostile.doc, Y.encodeStateVector(honest.doc))
     const bare = new Y.Doc()
     Y.applyUpdate(bare, Y.encodeStateAsUpdate(honest.doc))
-    let start = performance.now()
+    let start = cpuMs()
     Y.applyUpdate(bare, update, REMOTE)
-    const yjsMs = performance.now() - start
-    start = performance.now()
+    const yjsMs = cpuMs() - start
+    start = cpuMs()
     Y.applyUpdate(honest.doc, update, REMOTE)
-    const withStoreMs = performance.now() - start
+    const withStoreMs = cpuMs() - start
 
     const usage = honest.store.usage()
     expect(honest.map.size).toBe(COUNT + 1)
@@ -261,12 +267,12 @@ describe('a hostile flood of valid entries', () => {
     mesh.rawSetMany(hostile, Array.from({ length: 1000 }, (_, i) => [`f${COUNT - 1 - i}`, envelopeOf('changed', { since: later })] as const))
     mesh.flush()
     expect(calls).toEqual([])
-    start = performance.now()
+    start = cpuMs()
     for (let i = 0; i < 1000; i++) await honest.store.set('pinned', i)
-    const overwriteUs = (performance.now() - start) * 1000 / 1000
+    const overwriteUs = (cpuMs() - start) * 1000 / 1000
     expect(honest.store.get('pinned')).toBe(999)
     expect(await honest.store.set('new', 1).catch((e: { code: string }) => e.code)).toBe('TOO_MANY_KEYS')
-    console.log(`200,000 hostile entries in one update: Yjs alone ${yjsMs.toFixed(0)} ms, with the store ${withStoreMs.toFixed(0)} ms ` +
+    console.log(`200,000 hostile entries in one update, CPU time: Yjs alone ${yjsMs.toFixed(0)} ms, with the store ${withStoreMs.toFixed(0)} ms ` +
       `(the store's share ${(withStoreMs - yjsMs).toFixed(0)} ms); then an honest overwrite takes ${overwriteUs.toFixed(0)} µs`)
   })
 
