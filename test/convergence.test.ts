@@ -56,6 +56,7 @@ const runSeed = async (seed: number): Promise<void> => {
     expect(Y.encodeStateVector(replica.doc)).toEqual(Y.encodeStateVector(first.doc))
     expect(replica.map.toJSON()).toEqual(first.map.toJSON())
     expect(replica.store.toJSON()).toEqual(expected)
+    expect(replica.store.keys()).toEqual(first.store.keys()) // in the same order
     expect(replica.store.usage()).toEqual(first.store.usage())
   }
   const { keys, bytes } = first.store.usage()

@@ -51,6 +51,34 @@ describe('set, get, object, delete', () => {
     expect(store.get('k')).toEqual({ n: 1 })
   })
 
+  it('lists keys in rank order, by the time each key got its value then by key, which overwrites keep', async () => {
+    let t = 0
+    const mesh = new Mesh(2, { now: () => Math.floor(t++ / 2) })
+    const [a, b] = mesh.replicas as [typeof mesh.replicas[0], typeof mesh.replicas[0]]
+    await b.store.set('z', 1) // since 0
+    await a.store.set('m', 1) // since 0 too: ties go by key
+    await a.store.set('b', 1) // since 1
+    mesh.flush()
+    for (const r of [a, b]) expect(r.store.keys()).toEqual(['m', 'z', 'b'])
+    await b.store.set('z', 2) // an overwrite keeps since 0
+    await a.store.delete('m')
+    await a.store.set('m', 3) // after a delete the key gets its value anew: since 2
+    mesh.flush()
+    for (const r of [a, b]) {
+      expect(r.store.keys()).toEqual(['z', 'b', 'm'])
+      expect(Object.keys(r.store.toJSON())).toEqual(['z', 'b', 'm'])
+    }
+  })
+
+  it('a key named __proto__ is an ordinary key: toJSON holds it as its own property', async () => {
+    const { store } = newStore()
+    await store.set('__proto__', { polluted: true })
+    const json = store.toJSON()
+    expect(Object.getPrototypeOf(json)).toBe(Object.prototype)
+    expect(Object.keys(json)).toEqual(['__proto__'])
+    expect(store.get('__proto__')).toEqual({ polluted: true })
+  })
+
   it('object() of a missing key is undefined', async () => {
     const { store } = newStore()
     await expect(store.object('missing')).resolves.toBeUndefined()

@@ -156,6 +156,7 @@ const expectSameVisibleStore = (mesh: Mesh, watched: Map<Replica, Map<string, un
   for (const replica of mesh.replicas) {
     expect(replica.map.toJSON()).toEqual(first.map.toJSON())
     expect(replica.store.toJSON()).toEqual(expected)
+    expect(replica.store.keys()).toEqual(first.store.keys()) // in the same order
     expect(replica.store.usage()).toEqual(first.store.usage())
     const { keys, bytes } = replica.store.usage()
     expect(keys).toBeLessThanOrEqual(LIMITS.maxKeys)

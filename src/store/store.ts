@@ -160,15 +160,20 @@ export class SessionStore {
     return this.#visibility.visible.has(key)
   }
 
+  /** The visible keys, in rank order (by the time each key got its value, then key): alike on every peer. */
   keys (): string[] {
     this.#assertOpen()
-    return Array.from(this.#visibility.visible.keys())
+    return this.#visibility.ordered().map((entry) => entry.key)
   }
 
+  /** The visible entries' values, keys in the order of `keys()`. */
   toJSON (): Record<string, Json> {
     this.#assertOpen()
     const out: Record<string, Json> = {}
-    for (const [key, entry] of this.#visibility.visible) out[key] = cloneJson(entry.value)
+    for (const entry of this.#visibility.ordered()) {
+      // defineProperty, not assignment: a '__proto__' key stays an own property, as in cloneJson.
+      Object.defineProperty(out, entry.key, { value: cloneJson(entry.value), enumerable: true, writable: true, configurable: true })
+    }
     return out
   }
 

@@ -78,6 +78,8 @@ export class Visibility<E extends Ranked> {
   #visibleBytes = 0
   /** The valid entries sorted by rank, kept only while they are over a limit. */
   #ranked: E[] | null = null
+  /** The visible entries in rank order, made when read after a change. */
+  #ordered: E[] | null = null
 
   constructor (limits: Pick<Limits, 'maxKeys' | 'maxTotalBytes'>) {
     this.#limits = limits
@@ -86,6 +88,12 @@ export class Visibility<E extends Ranked> {
   /** The visible entries: always within both limits. */
   get visible (): ReadonlyMap<string, E> {
     return this.#visible
+  }
+
+  /** The visible entries in rank order: an order that depends only on the document, as the rule does. */
+  ordered (): readonly E[] {
+    this.#ordered ??= Array.from(this.#visible.values()).sort(compareRank)
+    return this.#ordered
   }
 
   /** Key and value bytes of the visible entries. */
@@ -122,6 +130,7 @@ export class Visibility<E extends Ranked> {
       replaced.push([old, entry])
     }
     if (touched.length === 0) return []
+    this.#ordered = null
     const within = this.#valid.size <= this.#limits.maxKeys && this.#validBytes <= this.#limits.maxTotalBytes
     if (within && this.#ranked === null) return this.#updateAllVisible(touched)
     const before = this.#visible
