@@ -106,11 +106,6 @@ export class Visibility<E extends Ranked> {
     return this.#valid.size - this.#visible.size
   }
 
-  /** The valid entry of `key`, visible or hidden. */
-  valid (key: string): E | undefined {
-    return this.#valid.get(key)
-  }
-
   /** Applies the new valid entry of each changed key (each key at most once); returns what readers see change. */
   update (changes: Iterable<readonly [string, E | undefined]>): Array<VisibleChange<E>> {
     const touched: string[] = []
