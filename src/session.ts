@@ -12,7 +12,7 @@ import { AvailabilityTracker, type AvailabilityState, type SyncState } from './a
 import { ErrorCodes, SessionStoreError } from './errors.js'
 import { IsolatedObservable } from './events.js'
 import { DEFAULT_JOIN_TIMEOUT, DEFAULT_SIGNALING, invalidOption, validateJoin, type JoinOptions } from './options.js'
-import { metadataOf, PeerDirectory, SIGNALING_ID_FIELD, type Peer, type PeersChange } from './peers.js'
+import { METADATA_FIELD, metadataOf, PeerDirectory, SIGNALING_ID_FIELD, type Peer, type PeersChange } from './peers.js'
 import type { Json } from './store/json.js'
 import { resolveLimits } from './store/limits.js'
 import { SessionStore } from './store/store.js'
@@ -107,7 +107,12 @@ export class Session extends IsolatedObservable<SessionEvents> {
     this.doc = new Y.Doc()
     const authenticated = new AuthenticatedLink(wire, { room, identity, clientId: () => this.doc.clientID })
     this.#link = authenticated
-    this.#store = new SessionStore(this.doc.getMap(STORE_MAP), { limits, onError: (err) => this.#emitError(err) })
+    this.#store = new SessionStore(this.doc.getMap(STORE_MAP), {
+      limits,
+      onError: (err) => this.#emitError(err),
+      // Who writes: read at each write (the awareness exists by then), so a rename shows in new entries.
+      writer: () => ({ id: String(this.doc.clientID), metadata: (this.#awareness.getLocalState()?.[METADATA_FIELD] ?? null) as Json })
+    })
     this.#awareness = new Awareness(this.doc)
     this.#peers = new PeerDirectory(this.#awareness, { maxMetadataBytes: limits.maxValueBytes, onChange: this.#onPeersChange })
     this.#awareness.setLocalState({ metadata: ownMetadata })
