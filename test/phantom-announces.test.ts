@@ -1,0 +1,57 @@
+/**
+ * Signaling-level attackers (issue 17): a plain WebSocket client publishing made-up announces and
+ * offers, above and below the honest peer's id, kept up during the test. Made-up ids cannot sign,
+ * so every honest peer ignores them outright: a joiner still syncs with the honest peer, writes
+ * flow both ways, and no connection is ever set up for a phantom.
+ */
+import { describe, expect, it, onTestFinished } from 'vitest'
+import { WebSocket } from 'ws'
+import { joinPeer, type PeerProcess } from './helpers/peers.js'
+import { startSignaling, uniqueRoom } from './helpers/server.js'
+import { once, waitFor } from './helpers/wait.js'
+
+const phantomId = (n: number, above: boolean): string => `${above ? '~' : '!'}phantom-${n}`
+
+/** Publishes `count` made-up announces and offers to `to`, half sorting above the honest ids, half below. */
+const flood = (ws: WebSocket, room: string, to: string, start: number, count: number): void => {
+  for (let i = start; i < start + count; i++) {
+    const from = phantomId(i, i % 2 === 0)
+    ws.send(JSON.stringify({ type: 'publish', topic: room, data: { type: 'announce', from } }))
+    ws.send(JSON.stringify({ type: 'publish', topic: room, data: { type: 'signal', from, to, token: i, signal: { type: 'offer', sdp: 'v=0 garbage' } } }))
+  }
+}
+
+const stats = async (peer: PeerProcess): Promise<{ dropped: Record<string, number>, pending: number }> => await peer.call('stats')
+
+describe('phantom announces and offers', () => {
+  it('do not keep a joiner from the honest peer, nor hold any connection slot', { timeout: 60_000 }, async () => {
+    const server = await startSignaling()
+    const room = uniqueRoom('phantoms')
+    const host = await joinPeer('host', room, { signaling: [server.url] })
+    await host.call('set', { key: 'config', value: { owner: 'host' } })
+    const hostId = await host.call<string>('peerId')
+
+    const ws = new WebSocket(server.url)
+    onTestFinished(() => ws.terminate())
+    await once(ws, 'open')
+    ws.send(JSON.stringify({ type: 'subscribe', topics: [room] }))
+    flood(ws, room, hostId, 0, 60) // 120 announces and offers at once
+    let next = 60
+    const keepUp = setInterval(() => { flood(ws, room, hostId, next, 30); next += 30 }, 1000) // then 60 a second
+    onTestFinished(() => clearInterval(keepUp))
+    await waitFor(async () => Object.values((await stats(host)).dropped).reduce((a, b) => a + b, 0) >= 100, { what: 'the host to drop the phantoms' })
+
+    const joiner = await joinPeer('joiner', room, { signaling: [server.url], joinTimeout: 10_000 })
+    expect(joiner.joined).toMatchObject({ sync: 'synced', json: { config: { owner: 'host' } } })
+    await joiner.call('set', { key: 'from-joiner', value: 1 })
+    await host.call('waitForValue', { key: 'from-joiner', value: 1 })
+    await host.call('set', { key: 'from-host', value: 2 })
+    await joiner.call('waitForValue', { key: 'from-host', value: 2 })
+    const unsigned = 'the sender id is not a public key (an unsigned y-webrtc peer?)'
+    await waitFor(async () => ((await stats(joiner)).dropped[unsigned] ?? 0) > 0, { what: 'the joiner to drop the phantoms too' })
+    for (const peer of [host, joiner]) {
+      expect((await stats(peer)).pending).toBe(0)
+      expect((await peer.call<unknown[]>('connections')).length).toBe(1)
+    }
+  })
+})
