@@ -103,16 +103,22 @@ describe('examples', () => {
   it('compile under a strict, Node-only tsconfig against the installed declarations', { timeout: 60_000 }, async () => {
     expectTypeOf<PeerConnectionState>().toEqualTypeOf<RTCPeerConnectionState>()
     expectTypeOf<DataChannelState>().toEqualTypeOf<RTCDataChannelState>()
+    // What `tsc --init` writes (TypeScript 5.9), for a Node program (lib ES2022 and Node's types,
+    // no DOM), with the examples checked as JavaScript and skipLibCheck off, so that the
+    // package's own declarations are checked too.
     await writeFile(join(dir(), 'tsconfig.json'), JSON.stringify({
       compilerOptions: {
-        target: 'ES2022',
-        module: 'NodeNext',
-        lib: ['ES2022'],
+        module: 'nodenext',
+        target: 'es2022',
+        lib: ['es2022'],
         types: ['node'],
-        strict: true,
-        exactOptionalPropertyTypes: true,
         noUncheckedIndexedAccess: true,
-        // Off, so that the package's own declarations are checked too (tsc --init turns it on).
+        exactOptionalPropertyTypes: true,
+        strict: true,
+        verbatimModuleSyntax: true,
+        isolatedModules: true,
+        noUncheckedSideEffectImports: true,
+        moduleDetection: 'force',
         skipLibCheck: false,
         allowJs: true,
         checkJs: true,
