@@ -24,6 +24,7 @@ store.observeAllChanges((key, value) => console.log(key, value)) // every key: t
 await store.object('pinned') // one-shot read
 store.get('pinned')          // synchronous read of the local replica
 store.has('pinned')          // whether the key holds a visible value
+store.entry('pinned')        // { value, updatedBy: { id, metadata }, updatedAt }: who wrote it (below)
 store.keys(); store.toJSON() // the visible keys; every visible entry in one object
 store.usage(); store.limits  // { keys, bytes, limits } in use; the limits in force
 
@@ -35,6 +36,10 @@ session.on('status', ({ signaling, webrtcPeers, available, sync, left }) => {})
 session.connections                              // [{ connectionState, dataChannels }]: the WebRTC links
 session.stats()                                  // { dropped: { reason: count }, pending }: what others sent that was refused
 session.room; session.doc; session.awareness     // the room's name, its Y.Doc, y-protocols' awareness (cursors, ...)
+session.on('tokenExpiring', async ({ expiresAt }) => { // with a `token`: 60 s before it expires
+  const answer = await fetch('/token?room=standup-42')   // your backend (examples/token-backend.mjs)
+  session.setToken((await answer.json()).token)
+})
 session.setMetadata({ name: 'Ada L.' })
 
 await store.delete('pinned') // or store.set('pinned', undefined)

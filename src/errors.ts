@@ -29,6 +29,10 @@ export const ErrorCodes = {
   INVALID_OPTION: 'INVALID_OPTION',
   /** An installed dependency is not the version this library relies on (y-webrtc's internals). */
   INCOMPATIBLE_DEPENDENCY: 'INCOMPATIBLE_DEPENDENCY',
+  /** A signaling server refused this peer's access token (missing, malformed, wrong or expired): close code 4401. */
+  UNAUTHORIZED: 'UNAUTHORIZED',
+  /** A signaling server refused the room: the access token does not cover it. */
+  FORBIDDEN: 'FORBIDDEN',
   /** An optional peer dependency this entry needs (`@roamhq/wrtc`, `ws`) is not installed; the message says `npm i ...`. */
   MISSING_DEPENDENCY: 'MISSING_DEPENDENCY'
 } as const

@@ -7,7 +7,7 @@
 export { joinRoom, Session } from './session.js'
 export type { JoinOptions, Peer, PeersChange, SessionEvents, SessionStatus, SyncState, ConnectionInfo } from './session.js'
 export { SessionStore } from './store/store.js'
-export type { ChangeObserver, Completion, Observer, Usage, StoreOptions } from './store/store.js'
+export type { ChangeObserver, Completion, Observer, Usage, StoreOptions, StoreEntry, Writer } from './store/store.js'
 export { SessionStoreError, ErrorCodes } from './errors.js'
 export type { ErrorCode } from './errors.js'
 export { DEFAULT_LIMITS } from './store/limits.js'

@@ -12,7 +12,7 @@ import { AvailabilityTracker, type AvailabilityState, type SyncState } from './a
 import { ErrorCodes, SessionStoreError } from './errors.js'
 import { IsolatedObservable } from './events.js'
 import { DEFAULT_JOIN_TIMEOUT, DEFAULT_SIGNALING, invalidOption, validateJoin, type JoinOptions } from './options.js'
-import { metadataOf, PeerDirectory, SIGNALING_ID_FIELD, type Peer, type PeersChange } from './peers.js'
+import { METADATA_FIELD, metadataOf, PeerDirectory, SIGNALING_ID_FIELD, type Peer, type PeersChange } from './peers.js'
 import type { Json } from './store/json.js'
 import { resolveLimits } from './store/limits.js'
 import { SessionStore } from './store/store.js'
@@ -49,6 +49,8 @@ export interface SessionStatus {
 
 export interface SessionEvents {
   sessionStoreAvailable: (store: SessionStore) => void
+  /** The access token expires soon (TOKEN_NOTICE before its `exp`): give a fresh one to `setToken`. */
+  tokenExpiring: (event: { expiresAt: number }) => void
   peers: (change: PeersChange) => void
   status: (status: SessionStatus) => void
   error: (error: SessionStoreError) => void
@@ -61,6 +63,21 @@ export interface Runtime {
 }
 
 const STORE_MAP = 'session-store'
+/** How long before an access token's expiry `tokenExpiring` is emitted. */
+export const TOKEN_NOTICE = 60_000
+
+/** The `exp` of a JWT in ms (read, not verified: the server verifies), or null. */
+const jwtExpiry = (token: string): number | null => {
+  try {
+    const payload = JSON.parse(new TextDecoder().decode(base64url(token.split('.')[1] ?? ''))) as { exp?: unknown }
+    return typeof payload.exp === 'number' && Number.isFinite(payload.exp) ? payload.exp * 1000 : null
+  } catch {
+    return null
+  }
+}
+
+const base64url = (text: string): Uint8Array =>
+  Uint8Array.from(atob(text.replace(/-/g, '+').replace(/_/g, '/').padEnd(Math.ceil(text.length / 4) * 4, '=')), (c) => c.charCodeAt(0))
 
 export class Session extends IsolatedObservable<SessionEvents> {
   readonly room: string
@@ -76,6 +93,7 @@ export class Session extends IsolatedObservable<SessionEvents> {
   #resolveStore!: (store: SessionStore) => void
   #rejectStore!: (err: SessionStoreError) => void
   #constructed = false
+  #tokenTimer: ReturnType<typeof setTimeout> | undefined
   readonly #dropped: Record<string, number> = {}
   #leaving: Promise<void> | null = null
 
@@ -107,7 +125,12 @@ export class Session extends IsolatedObservable<SessionEvents> {
     this.doc = new Y.Doc()
     const authenticated = new AuthenticatedLink(wire, { room, identity, clientId: () => this.doc.clientID })
     this.#link = authenticated
-    this.#store = new SessionStore(this.doc.getMap(STORE_MAP), { limits, onError: (err) => this.#emitError(err) })
+    this.#store = new SessionStore(this.doc.getMap(STORE_MAP), {
+      limits,
+      onError: (err) => this.#emitError(err),
+      // Who writes: read at each write (the awareness exists by then), so a rename shows in new entries.
+      writer: () => ({ id: String(this.doc.clientID), metadata: (this.#awareness.getLocalState()?.[METADATA_FIELD] ?? null) as Json })
+    })
     this.#awareness = new Awareness(this.doc)
     this.#peers = new PeerDirectory(this.#awareness, { maxMetadataBytes: limits.maxValueBytes, onChange: this.#onPeersChange })
     this.#awareness.setLocalState({ metadata: ownMetadata })
@@ -135,6 +158,14 @@ export class Session extends IsolatedObservable<SessionEvents> {
       this.#emitStatus()
     })
     this.#link.on('refused', ({ reason }) => this.#emitError(new SessionStoreError(ErrorCodes.PROTOCOL_ERROR, reason)))
+    this.#link.on('denied', ({ source, code, reason }) => {
+      const err = new SessionStoreError(ErrorCodes[code], `${source}: ${reason}`)
+      // Before the store is available the join fails at once; after, the room goes on over the
+      // connections it has, and the app may give a fresh token (setToken).
+      if (!this.status.available) this.#fail(err)
+      else this.#emitError(err)
+    })
+    if (token !== undefined) this.#watchToken(token)
     this.#replication.on('refused', ({ connection, reason }) => {
       drop(reason)
       this.#link.penalize(connection.remoteId)
@@ -199,6 +230,27 @@ export class Session extends IsolatedObservable<SessionEvents> {
     return this.#link.diagnostics()
   }
 
+  /**
+   * Uses `token` for the signaling servers from now on: the next connection attempt (at once if
+   * the server refused the last one) carries it. Call it on `tokenExpiring`.
+   */
+  setToken (token: string): void {
+    if (typeof token !== 'string' || token.length === 0) throw new SessionStoreError(ErrorCodes.INVALID_OPTION, 'setToken takes a non-empty token')
+    if (this.#leaving !== null) throw new SessionStoreError(ErrorCodes.NOT_AVAILABLE, 'the session has been left')
+    this.#link.setToken(token)
+    this.#watchToken(token)
+  }
+
+  /** Emits `tokenExpiring` TOKEN_NOTICE before the token's `exp`, if it is a JWT that has one. */
+  #watchToken (token: string): void {
+    clearTimeout(this.#tokenTimer)
+    const expiresAt = jwtExpiry(token)
+    if (expiresAt === null) return
+    this.#tokenTimer = setTimeout(() => {
+      if (this.#leaving === null) this.#emit('tokenExpiring', { expiresAt })
+    }, Math.max(0, expiresAt - TOKEN_NOTICE - Date.now()))
+  }
+
   /** Replaces this peer's metadata (JSON, at most `maxValueBytes`); the other peers see it. */
   setMetadata (metadata: Json): void {
     if (this.#leaving !== null) throw new SessionStoreError(ErrorCodes.NOT_AVAILABLE, 'the session has been left')
@@ -216,6 +268,7 @@ export class Session extends IsolatedObservable<SessionEvents> {
 
   async #release (): Promise<void> {
     this.#availability.stop()
+    clearTimeout(this.#tokenTimer)
     this.#store.close()
     this.#rejectStore(new SessionStoreError(ErrorCodes.NOT_AVAILABLE, 'the session was left before the store became available'))
     this.#replication.destroy()

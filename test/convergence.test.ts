@@ -1,13 +1,14 @@
 /**
  * Seeded random convergence (yjs TestConnector style): replicas make random sets and deletes,
  * messages are delivered in random order, replicas disconnect and reconnect; at the end every
- * replica must hold the same document and the same visible store, within the per-entry rules.
+ * replica must hold the same document and the same visible store, within the per-entry rules and
+ * the whole-store limits.
  * A failure prints its seed; replay it with CONVERGENCE_SEED=<seed>.
  */
 import { describe, expect, it } from 'vitest'
 import * as Y from 'yjs'
 import * as prng from 'lib0/prng'
-import { Mesh } from './helpers/mesh.js'
+import { envelopeOf, Mesh } from './helpers/mesh.js'
 import { utf8Length } from '../src/store/limits.js'
 
 const LIMITS = { maxValueBytes: 64, maxKeys: 8, maxTotalBytes: 300 }
@@ -38,7 +39,9 @@ const runSeed = async (seed: number): Promise<void> => {
       if (replica.online) mesh.disconnect(replica)
       else mesh.reconnect(replica)
     } else if (roll < 66 && replica.online) {
-      mesh.rawSet(replica, prng.oneOf(gen, KEYS), prng.bool(gen) ? 'x'.repeat(100) : 12) // a hostile write
+      // A hostile write: invalid, or a valid-looking envelope claiming any writer and rank.
+      const raw = prng.oneOf(gen, ['x'.repeat(100), 12, envelopeOf(randomValue(gen), { by: 'mallory', at: prng.int32(gen, 0, 1e9), since: prng.int32(gen, 0, 1e9) })])
+      mesh.rawSet(replica, prng.oneOf(gen, KEYS), raw)
     } else {
       for (let n = prng.int32(gen, 0, 5); n > 0; n--) mesh.deliverRandom()
     }
@@ -53,8 +56,12 @@ const runSeed = async (seed: number): Promise<void> => {
     expect(Y.encodeStateVector(replica.doc)).toEqual(Y.encodeStateVector(first.doc))
     expect(replica.map.toJSON()).toEqual(first.map.toJSON())
     expect(replica.store.toJSON()).toEqual(expected)
+    expect(replica.store.keys()).toEqual(first.store.keys()) // in the same order
     expect(replica.store.usage()).toEqual(first.store.usage())
   }
+  const { keys, bytes } = first.store.usage()
+  expect(keys).toBeLessThanOrEqual(LIMITS.maxKeys)
+  expect(bytes).toBeLessThanOrEqual(LIMITS.maxTotalBytes)
   for (const [key, value] of Object.entries(expected)) {
     expect(utf8Length(JSON.stringify(value))).toBeLessThanOrEqual(LIMITS.maxValueBytes)
     expect(first.store.get(key)).toEqual(value)
@@ -65,7 +72,7 @@ describe('convergence under random operations, delivery order and disconnects', 
   const fixed = process.env.CONVERGENCE_SEED
   const base = fixed !== undefined ? Number(fixed) : (Date.now() % 1_000_000)
   const seeds = fixed !== undefined ? [base] : Array.from({ length: 40 }, (_, i) => base + i)
-  it(`all replicas end identical and within the per-entry rules (seeds ${seeds[0]}..${seeds.at(-1)})`, async () => {
+  it(`all replicas end identical and within the limits (seeds ${seeds[0]}..${seeds.at(-1)})`, async () => {
     for (const seed of seeds) {
       try {
         await runSeed(seed)

@@ -65,6 +65,16 @@ describe('framed data channels over @roamhq/wrtc', () => {
     expect(b.received[1]).toEqual(big)
   })
 
+  it('drains a 5 MB message, over the high-water mark, where the channel fires no bufferedamountlow (@roamhq/wrtc)', async () => {
+    const { a, b } = await connectPair()
+    const channel = await a.channel
+    expect(channel.channel.bufferedAmountLowThreshold).toBeUndefined() // why polling is needed here
+    const big = new Uint8Array(5 * 1024 * 1024).map((_, i) => i % 251)
+    channel.send(big)
+    await waitFor(() => b.received.length === 1, { timeout: 20_000, what: 'the 5 MB message' })
+    expect(Buffer.compare(Buffer.from(b.received[0] as Uint8Array), Buffer.from(big))).toBe(0)
+  })
+
   it("mutes simple-peer's own sends (y-webrtc's data plane) and counts them", async () => {
     const { a, b } = await connectPair()
     a.peer.send(new Uint8Array([0, 0, 1, 0]))

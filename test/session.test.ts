@@ -10,6 +10,8 @@ import { describe, expect, it, onTestFinished } from 'vitest'
 import { WebSocket } from 'ws'
 import { joinRoom, type JoinOptions, type Session } from '../src/node.js'
 import { SessionStoreError } from '../src/errors.js'
+import { joinRoom as joinSession } from '../src/session.js'
+import { MemoryHub } from '../src/transport/memory-link.js'
 import { createIdentity } from '../src/trust/identity.js'
 import { signSignal } from '../src/trust/signed-signal.js'
 import { startSignaling, uniqueRoom } from './helpers/server.js'
@@ -223,5 +225,23 @@ describe('TURN servers from the signaling server', () => {
     ws.send(JSON.stringify({ type: 'publish', topic: room, data: await signSignal(announcer, room, 1, { type: 'announce', from: announcer.id }) }))
     await waitFor(() => configs.length > 0, { what: 'a connection to the announced peer' })
     expect(configs[0]?.iceServers).toEqual([{ urls: [url], username: expect.stringMatching(/^\d{10}:[\w-]+$/), credential: expect.any(String) }])
+  })
+})
+
+describe('who wrote what', () => {
+  it("an entry names its writer and its metadata, read by another peer, still after the writer left", async () => {
+    const hub = new MemoryHub()
+    const ada = joinSession('who-wrote', { metadata: { name: 'Ada' } }, { link: hub.link })
+    const adaStore = await ada.sessionStore
+    await adaStore.set('pinned', 'Retro at 4')
+    const bob = joinSession('who-wrote', {}, { link: hub.link })
+    onTestFinished(() => bob.leave())
+    const bobStore = await bob.sessionStore
+    const entry = bobStore.entry('pinned')
+    expect(entry).toMatchObject({ value: 'Retro at 4', updatedBy: { id: String(ada.doc.clientID), metadata: { name: 'Ada' } } })
+    expect(Math.abs((entry?.updatedAt ?? 0) - Date.now())).toBeLessThan(60_000)
+    await ada.leave()
+    await waitFor(() => bob.peers.length === 1, { what: 'Ada to leave' })
+    expect(bobStore.entry('pinned')?.updatedBy.metadata).toEqual({ name: 'Ada' })
   })
 })

@@ -2,7 +2,7 @@ import { describe, expect, it, vi } from 'vitest'
 import * as Y from 'yjs'
 import { SessionStore } from '../src/store/store.js'
 import { SessionStoreError } from '../src/errors.js'
-import { Mesh } from './helpers/mesh.js'
+import { envelopeOf, Mesh } from './helpers/mesh.js'
 
 const newStore = (limits = {}) => {
   const doc = new Y.Doc()
@@ -49,6 +49,34 @@ describe('set, get, object, delete', () => {
     const read = store.get('k') as { n: number }
     read.n = 2
     expect(store.get('k')).toEqual({ n: 1 })
+  })
+
+  it('lists keys in rank order, by the time each key got its value then by key, which overwrites keep', async () => {
+    let t = 0
+    const mesh = new Mesh(2, { now: () => Math.floor(t++ / 2) })
+    const [a, b] = mesh.replicas as [typeof mesh.replicas[0], typeof mesh.replicas[0]]
+    await b.store.set('z', 1) // since 0
+    await a.store.set('m', 1) // since 0 too: ties go by key
+    await a.store.set('b', 1) // since 1
+    mesh.flush()
+    for (const r of [a, b]) expect(r.store.keys()).toEqual(['m', 'z', 'b'])
+    await b.store.set('z', 2) // an overwrite keeps since 0
+    await a.store.delete('m')
+    await a.store.set('m', 3) // after a delete the key gets its value anew: since 2
+    mesh.flush()
+    for (const r of [a, b]) {
+      expect(r.store.keys()).toEqual(['z', 'b', 'm'])
+      expect(Object.keys(r.store.toJSON())).toEqual(['z', 'b', 'm'])
+    }
+  })
+
+  it('a key named __proto__ is an ordinary key: toJSON holds it as its own property', async () => {
+    const { store } = newStore()
+    await store.set('__proto__', { polluted: true })
+    const json = store.toJSON()
+    expect(Object.getPrototypeOf(json)).toBe(Object.prototype)
+    expect(Object.keys(json)).toEqual(['__proto__'])
+    expect(store.get('__proto__')).toEqual({ polluted: true })
   })
 
   it('object() of a missing key is undefined', async () => {
@@ -309,70 +337,98 @@ describe('between peers', () => {
     expect(['peer-0', 'peer-1', 'peer-2']).toContain(values[0])
   })
 
-  it('concurrent writers may push the merged map over maxKeys: nothing is dropped, growing writes are refused until back under', async () => {
-    const mesh = new Mesh(2, { limits: { maxKeys: 4 } })
+  it('concurrent writers may push the merged map over maxKeys: the newest key is hidden everywhere, and shown again when room is made', async () => {
+    let t = 0
+    const mesh = new Mesh(2, { limits: { maxKeys: 4 }, now: () => ++t })
     const [a, b] = mesh.replicas as [typeof mesh.replicas[0], typeof mesh.replicas[0]]
-    await a.store.set('shared', 0)
+    await a.store.set('shared', 0) // t=1
     mesh.flush()
-    await a.store.set('a1', 1)
+    await a.store.set('a1', 1) // t=2
     await a.store.set('a2', 2)
     await b.store.set('b1', 1)
-    await b.store.set('b2', 2)
+    await b.store.set('b2', 2) // t=5: the newest, hidden once merged
+    const seen: unknown[] = []
+    b.store.observeChanges(['b2'], (_key, value) => seen.push(value))
     mesh.flush()
-    expect(a.store.usage().keys).toBe(5)
-    expect(b.store.toJSON()).toEqual(a.store.toJSON())
+    for (const r of [a, b]) {
+      expect(r.store.toJSON()).toEqual({ shared: 0, a1: 1, a2: 2, b1: 1 })
+      expect(r.store.usage()).toMatchObject({ keys: 4, hidden: 1 })
+      expect(r.map.has('b2')).toBe(true) // hidden, not dropped
+    }
+    expect(seen).toEqual([2, undefined])
     expect(await codeOf(a.store.set('a3', 3))).toBe('TOO_MANY_KEYS')
-    await expect(a.store.set('a1', 'overwrite is fine')).resolves.toBeDefined()
+    expect(await codeOf(b.store.set('b2', 'a hidden key is a new key'))).toBe('TOO_MANY_KEYS')
+    await expect(a.store.set('a1', 'overwrite is fine')).resolves.toBe('overwrite is fine')
+    expect(a.store.get('a1')).toBe('overwrite is fine') // an overwrite keeps its rank: still visible
     await a.store.delete('a1')
     mesh.flush()
+    expect(seen).toEqual([2, undefined, 2])
+    for (const r of [a, b]) expect(r.store.toJSON()).toEqual({ shared: 0, a2: 2, b1: 1, b2: 2 })
     expect(await codeOf(b.store.set('b3', 3))).toBe('TOO_MANY_KEYS')
     await b.store.delete('b1')
     mesh.flush()
     await expect(b.store.set('b3', 3)).resolves.toBe(3)
   })
 
-  it('concurrent writers may push the merged map over maxTotalBytes: shrinking writes pass, growing ones do not', async () => {
-    const mesh = new Mesh(2, { limits: { maxTotalBytes: 100 } })
+  it('concurrent writers may push the merged map over maxTotalBytes: the newcomer is hidden until a shrink makes room', async () => {
+    let t = 0
+    const mesh = new Mesh(2, { limits: { maxTotalBytes: 100 }, now: () => ++t })
     const [a, b] = mesh.replicas as [typeof mesh.replicas[0], typeof mesh.replicas[0]]
-    await a.store.set('a', jsonOfBytes(59)) // 60 bytes with its key
-    await b.store.set('b', jsonOfBytes(59))
+    await a.store.set('a', jsonOfBytes(59)) // 60 bytes with its key, t=1
+    await b.store.set('b', jsonOfBytes(59)) // t=2
     mesh.flush()
-    expect(a.store.usage().bytes).toBe(120)
-    expect(await codeOf(a.store.set('a', jsonOfBytes(60)))).toBe('STORE_TOO_LARGE')
-    // Still over the limit after it, but smaller than before: allowed.
-    await expect(a.store.set('a', jsonOfBytes(49))).resolves.toBeDefined()
-    expect(a.store.usage().bytes).toBe(110)
-    expect(await codeOf(a.store.set('c', 1))).toBe('STORE_TOO_LARGE')
-    await expect(a.store.set('a', jsonOfBytes(10))).resolves.toBeDefined()
+    for (const r of [a, b]) expect(r.store.usage()).toMatchObject({ keys: 1, bytes: 60, hidden: 1 })
+    expect(b.store.has('b')).toBe(false)
+    expect(await codeOf(a.store.set('a', jsonOfBytes(100)))).toBe('STORE_TOO_LARGE') // 101 bytes alone
+    // A growing write within the visible store's room passes; the hidden entry still does not fit.
+    await expect(a.store.set('a', jsonOfBytes(69))).resolves.toBeDefined()
     mesh.flush()
-    expect(b.store.usage().bytes).toBe(71)
-    await expect(b.store.set('c', jsonOfBytes(28))).resolves.toBeDefined()
-    expect(await codeOf(b.store.set('d', 1))).toBe('STORE_TOO_LARGE')
+    expect(b.store.usage()).toMatchObject({ bytes: 70, hidden: 1 })
+    await expect(a.store.set('a', jsonOfBytes(39))).resolves.toBeDefined() // 40 + 60 = 100: room for b
+    mesh.flush()
+    for (const r of [a, b]) expect(r.store.usage()).toMatchObject({ keys: 2, bytes: 100, hidden: 0 })
+    expect(a.store.get('b')).toHaveLength(57)
+    expect(await codeOf(b.store.set('c', 1))).toBe('STORE_TOO_LARGE')
+    await expect(b.store.set('b', jsonOfBytes(57))).resolves.toBeDefined()
+    await expect(b.store.set('c', 1)).resolves.toBe(1)
   })
 
   it('an entry from another peer that breaks the per-entry rules is invisible and reported', () => {
     const mesh = new Mesh(2)
     const [hostile, honest] = mesh.replicas as [typeof mesh.replicas[0], typeof mesh.replicas[0]]
     const seen: unknown[] = []
-    honest.store.observeChanges(['big', 'bin', 'text', 'inf', 'ok'], (key, value) => seen.push([key, value]))
+    honest.store.observeChanges(['big', 'bin', 'text', 'inf', 'bare', 'ok'], (key, value) => seen.push([key, value]))
     seen.length = 0
-    mesh.rawSet(hostile, 'big', JSON.stringify('x'.repeat(2000)))
+    mesh.rawSet(hostile, 'big', envelopeOf('x'.repeat(2000)))
     mesh.rawSet(hostile, 'bin', new Uint8Array([1, 2]))
     mesh.rawSet(hostile, 'text', 'not json {')
-    mesh.rawSet(hostile, 'inf', '1e400')
-    mesh.rawSet(hostile, 'ok', JSON.stringify({ fine: true }))
-    mesh.rawSet(hostile, 'k'.repeat(2000), '1')
+    mesh.rawSet(hostile, 'inf', envelopeOf(0).replace('"v":0', '"v":1e400'))
+    mesh.rawSet(hostile, 'bare', JSON.stringify({ fine: true })) // JSON text without an envelope
+    mesh.rawSet(hostile, 'ok', envelopeOf({ fine: true }))
+    mesh.rawSet(hostile, 'k'.repeat(2000), envelopeOf(1))
     mesh.flush()
     expect(honest.store.toJSON()).toEqual({ ok: { fine: true } })
-    expect(honest.store.usage()).toMatchObject({ keys: 1, bytes: 2 + '{"fine":true}'.length })
+    expect(honest.store.usage()).toMatchObject({ keys: 1, bytes: 2 + '{"fine":true}'.length, hidden: 0 })
     expect(seen).toEqual([['ok', { fine: true }]])
     expect(honest.errors.map((e) => [e.code, e.key?.slice(0, 4)])).toEqual([
       ['INVALID_REMOTE_ENTRY', 'big'],
       ['INVALID_REMOTE_ENTRY', 'bin'],
       ['INVALID_REMOTE_ENTRY', 'text'],
       ['INVALID_REMOTE_ENTRY', 'inf'],
+      ['INVALID_REMOTE_ENTRY', 'bare'],
       ['INVALID_REMOTE_ENTRY', 'kkkk']
     ])
+  })
+
+  it('reports at most 10 invalid entries of one update one by one, and counts the rest in one more', () => {
+    const mesh = new Mesh(2)
+    const [hostile, honest] = mesh.replicas as [typeof mesh.replicas[0], typeof mesh.replicas[0]]
+    mesh.rawSetMany(hostile, Array.from({ length: 1000 }, (_, i) => [`bad${i}`, 'not an envelope'] as const))
+    mesh.flush()
+    expect(honest.errors).toHaveLength(11)
+    expect(honest.errors.every((e) => e.code === 'INVALID_REMOTE_ENTRY')).toBe(true)
+    expect(honest.errors[10]?.message).toMatch(/990 more invalid entries/)
+    expect(honest.store.keys()).toEqual([])
   })
 
   it('a valid entry overwritten by an invalid one reads as absent; the honest peer can clean it up', async () => {
@@ -382,7 +438,7 @@ describe('between peers', () => {
     mesh.flush()
     const seen: unknown[] = []
     honest.store.observeChanges(['pinned'], (_k, value) => seen.push(value))
-    mesh.rawSet(hostile, 'pinned', 42)
+    mesh.rawSet(hostile, 'pinned', envelopeOf(42).replace('"at":1', '"at":-1'))
     mesh.flush()
     expect(seen).toEqual(['hello', undefined])
     expect(honest.store.has('pinned')).toBe(false)
@@ -394,11 +450,100 @@ describe('between peers', () => {
   it('a store created over a map that already holds entries sees the valid ones and reports the others', () => {
     const doc = new Y.Doc()
     const map = doc.getMap('session-store')
-    map.set('a', '1')
+    map.set('a', envelopeOf(1))
     map.set('b', 'nope')
+    map.set('c', '1') // JSON text without an envelope
     const errors: SessionStoreError[] = []
     const store = new SessionStore(map, { onError: (e) => errors.push(e) })
     expect(store.toJSON()).toEqual({ a: 1 })
-    expect(errors.map((e) => e.key)).toEqual(['b'])
+    expect(errors.map((e) => e.key)).toEqual(['b', 'c'])
+  })
+})
+
+describe('who wrote what', () => {
+  it('entry(key) returns the value, the writer and its clock; the default writer is the doc\'s client id without metadata', async () => {
+    const { doc, store } = newStore()
+    const before = Date.now()
+    await store.set('pinned', { text: 'hi' })
+    const entry = store.entry('pinned')
+    expect(entry).toEqual({ value: { text: 'hi' }, updatedBy: { id: String(doc.clientID), metadata: null }, updatedAt: expect.any(Number) })
+    expect(entry?.updatedAt).toBeGreaterThanOrEqual(before)
+    expect(entry?.updatedAt).toBeLessThanOrEqual(Date.now())
+    expect(store.entry('missing')).toBeUndefined()
+    // A copy, like get: mutating it changes nothing.
+    ;(entry?.value as { text: string }).text = 'changed'
+    expect(store.get('pinned')).toEqual({ text: 'hi' })
+  })
+
+  it('stores the envelope in the map: writer, clock, rank and metadata around the value text', async () => {
+    const doc = new Y.Doc()
+    const map = doc.getMap('session-store')
+    let now = 1_700_000_000_000
+    const store = new SessionStore(map, { writer: () => ({ id: 'ada', metadata: { name: 'Ada' } }), now: () => now })
+    await store.set('pinned', 'v1')
+    expect(map.get('pinned')).toBe('{"by":"ada","at":1700000000000,"since":1700000000000,"m":{"name":"Ada"},"v":"v1"}')
+    now += 5
+    await store.set('pinned', 'v2')
+    expect(map.get('pinned')).toBe('{"by":"ada","at":1700000000005,"since":1700000000000,"m":{"name":"Ada"},"v":"v2"}')
+  })
+
+  it('observers receive the entry as a third argument: undefined when absent, the writer\'s record otherwise', () => {
+    let t = 100
+    const mesh = new Mesh(2, { now: () => ++t })
+    const [a, b] = mesh.replicas as [typeof mesh.replicas[0], typeof mesh.replicas[0]]
+    const keyed: unknown[] = []
+    const all: unknown[] = []
+    b.store.observeChanges(['k'], (key, value, entry) => keyed.push([key, value, entry]))
+    void a.store.set('k', 1)
+    mesh.flush()
+    b.store.observeAllChanges((key, value, entry) => all.push([key, value, entry]))
+    void a.store.delete('k')
+    mesh.flush()
+    const record = { value: 1, updatedBy: { id: String(a.doc.clientID), metadata: null }, updatedAt: 101 }
+    expect(keyed).toEqual([['k', undefined, undefined], ['k', 1, record], ['k', undefined, undefined]])
+    expect(all).toEqual([['k', 1, record], ['k', undefined, undefined]])
+  })
+
+  it('updatedBy travels in the entry: other replicas, and late joiners, still know it after the writer left', async () => {
+    const mesh = new Mesh(2, { writer: () => ({ id: 'writer-1', metadata: { name: 'Ada' } }) })
+    const [writer, stayer] = mesh.replicas as [typeof mesh.replicas[0], typeof mesh.replicas[0]]
+    await writer.store.set('pinned', 'Retro at 4pm')
+    mesh.flush()
+    mesh.disconnect(writer)
+    writer.store.close()
+    writer.doc.destroy()
+    const late = mesh.add('late')
+    mesh.reconnect(late)
+    for (const r of [stayer, late]) {
+      expect(r.store.entry('pinned')).toMatchObject({ value: 'Retro at 4pm', updatedBy: { id: 'writer-1', metadata: { name: 'Ada' } } })
+    }
+  })
+
+  it('the writer\'s metadata is not counted in the limits', async () => {
+    const metadata = { name: 'm'.repeat(1000) } // 1011 bytes of JSON: as large as metadata may be
+    const { store } = newStore({ maxTotalBytes: 200 })
+    const withMeta = new SessionStore(new Y.Doc().getMap('session-store'), { limits: { maxTotalBytes: 200 }, writer: () => ({ id: '1', metadata }) })
+    for (const s of [store, withMeta]) {
+      await s.set('a', jsonOfBytes(99))
+      await s.set('b', jsonOfBytes(99))
+      expect(s.usage()).toMatchObject({ keys: 2, bytes: 200 })
+      expect(await codeOf(s.set('c', 1))).toBe('STORE_TOO_LARGE')
+    }
+    expect(withMeta.entry('a')?.updatedBy.metadata).toEqual(metadata)
+  })
+
+  it('refuses a write whose writer is invalid, and changes nothing', async () => {
+    const doc = new Y.Doc()
+    const map = doc.getMap('session-store')
+    let writer: { id: string, metadata: unknown } = { id: 'has space', metadata: null }
+    const store = new SessionStore(map, { writer: () => writer as { id: string, metadata: null } })
+    expect(await codeOf(store.set('k', 1))).toBe('INVALID_OPTION')
+    writer = { id: 'ok', metadata: 'm'.repeat(1100) }
+    expect(await codeOf(store.set('k', 1))).toBe('VALUE_TOO_LARGE')
+    writer = { id: 'ok', metadata: { when: new Date() } }
+    expect(await codeOf(store.set('k', 1))).toBe('INVALID_VALUE')
+    expect(map.size).toBe(0)
+    const clockless = new SessionStore(new Y.Doc().getMap('session-store'), { now: () => NaN })
+    expect(await codeOf(clockless.set('k', 1))).toBe('INVALID_OPTION')
   })
 })

@@ -102,7 +102,7 @@ describe.skipIf(skip)(`peers with no route to each other, through a TURN relay${
   it('with credentials handed out by the signaling server (turn: \'signaling\') they sync through coturn', { timeout: 90_000 }, async () => {
     const lab = createNatLab()
     const turn = await startTurnServer(lab, SECRET)
-    const url = await startSignalingIn(lab, ['--turn-secret', SECRET, '--turn-url', turn.url, '--turn-ttl', '600'])
+    const url = await startSignalingIn(lab, ['--turn-secret', SECRET, '--turn-urls', turn.url, '--turn-ttl', '600'])
     const [a, b] = await joinBoth(lab, uniqueRoom('turn-signaling'), { signaling: [url], turn: 'signaling' })
     expect(b.joined).toMatchObject({ sync: 'synced', json: { pinned: { text: 'through the relay', by: 'a' } } })
     await b.call('set', { key: 'reply', value: 'back through the relay' })

@@ -13,7 +13,8 @@ const MAX_DEPTH = 1000
 const invalid = (path: string, what: string): SessionStoreError =>
   new SessionStoreError(ErrorCodes.INVALID_VALUE, `value${path} is ${what}, which JSON cannot carry faithfully`)
 
-const check = (value: unknown, path: string, seen: Set<object>): void => {
+/** Throws unless `value` is JSON; `seen` holds the objects on the path, made at the first one. */
+const check = (value: unknown, path: string, seen: Set<object> | null): void => {
   switch (typeof value) {
     case 'string':
     case 'boolean':
@@ -27,6 +28,7 @@ const check = (value: unknown, path: string, seen: Set<object>): void => {
       throw invalid(path, `a ${typeof value}`)
   }
   if (value === null) return
+  seen ??= new Set()
   if (seen.has(value)) throw invalid(path, 'a cycle')
   if (seen.size >= MAX_DEPTH) throw invalid(path, `nested deeper than ${MAX_DEPTH}`)
   seen.add(value)
@@ -53,7 +55,7 @@ const check = (value: unknown, path: string, seen: Set<object>): void => {
 /** Returns the JSON text of `value`, or throws SessionStoreError INVALID_VALUE. */
 export const encodeValue = (value: unknown): string => {
   if (value === undefined) throw invalid('', 'undefined')
-  check(value, '', new Set())
+  check(value, '', null)
   return JSON.stringify(value)
 }
 
@@ -82,7 +84,7 @@ export const decodeValue = (text: unknown): Json | undefined => {
   let value: unknown
   try {
     value = JSON.parse(text)
-    check(value, '', new Set())
+    check(value, '', null)
   } catch {
     return undefined
   }

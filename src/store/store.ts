@@ -1,21 +1,37 @@
 /**
  * The session store facade: the SDK-style API of the product page over one Y.Map, with its limits.
  *
- * Each entry is stored in the Y.Map as the JSON text of its value. Text makes the byte accounting
- * exact and cheap, and anything else a peer puts in the map (a non-string, text that is not JSON,
- * an oversize value) is recognisably invalid. Peers cannot be trusted to obey the limits, so the
- * facade keeps its own view of the map: only entries that pass the per-entry rules are visible to
- * readers and observers; the others are reported once and otherwise ignored.
+ * Each entry is stored in the Y.Map as JSON text: an envelope of the value and who wrote it when
+ * (envelope.ts). Text makes the byte accounting exact and cheap, and anything else a peer puts in
+ * the map (a non-string, text that is not an envelope, an oversize value) is recognisably invalid.
+ * Peers cannot be trusted to obey the limits, so the facade keeps its own view of the map: entries
+ * that break the per-entry rules are invisible, reported once and otherwise ignored; of the valid
+ * ones, a deterministic rule (visibility.ts) shows a set within the whole-store limits, the same
+ * on every honest peer.
  *
  * Yjs resolves concurrent writes to one key by last writer wins; the store does not hide that.
  */
 
 import type * as Y from 'yjs'
 import { ErrorCodes, SessionStoreError } from '../errors.js'
-import { cloneJson, decodeValue, encodeValue, type Json } from './json.js'
+import { decodeEnvelope, encodeEnvelope, isClock, WRITER_ID, type Entry, type Writer } from './envelope.js'
+import { cloneJson, encodeValue, type Json } from './json.js'
 import { isWellFormed, resolveLimits, utf8Length, type Limits } from './limits.js'
+import { Visibility } from './visibility.js'
 
-export type ChangeObserver = (key: string, value: Json | undefined) => void
+export type { Writer } from './envelope.js'
+
+/** A visible entry with who wrote it, as `store.entry(key)` returns it (the 100ms SDK's fields). */
+export interface StoreEntry {
+  value: Json
+  /** The writer's peer, as it claimed when writing: `id` is its Yjs client id, as in `session.peers`. */
+  updatedBy: Writer
+  /** The writer's clock at the write, in ms since the epoch. */
+  updatedAt: number
+}
+
+/** Called with the key, its visible value (undefined: absent or hidden) and its entry. */
+export type ChangeObserver = (key: string, value: Json | undefined, entry: StoreEntry | undefined) => void
 
 /** The handle `observeChanges` returns; pass it to `removeObserver`. */
 export interface Observer {
@@ -26,23 +42,32 @@ export interface Observer {
 export type Completion = (finalValue: Json | undefined, error: SessionStoreError | null) => void
 
 export interface Usage {
+  /** Visible keys: at most `limits.maxKeys`. */
   keys: number
+  /** Bytes of the visible keys and values: at most `limits.maxTotalBytes`. */
   bytes: number
+  /** Valid entries the whole-store limits hide (other peers pushed the merged map over them). */
+  hidden: number
   limits: Limits
 }
 
 export interface StoreOptions {
+  /** The limits; every peer of a room must use the same ones. Default DEFAULT_LIMITS. */
   limits?: Partial<Limits>
   /** Receives what the store cannot throw to a caller: observer exceptions, invalid remote entries. */
   onError?: (error: SessionStoreError) => void
+  /**
+   * Who this peer is, read at each write and stored in the entry (`updatedBy`): `id` of at most 128
+   * printable ASCII characters without quote or backslash, `metadata` JSON of at most
+   * `maxValueBytes`. Default `{ id: String(doc.clientID), metadata: null }` of the map's document.
+   */
+  writer?: () => Writer
+  /** This peer's clock in ms, read at each write (`updatedAt`). Default `Date.now`. */
+  now?: () => number
 }
 
-/** A visible entry: its JSON text as stored, its size (key + text), and its value parsed once. */
-interface Entry {
-  text: string
-  bytes: number
-  value: Json
-}
+/** At most this many INVALID_REMOTE_ENTRY reports per transaction; the rest are counted in one more. */
+const MAX_REPORTS = 10
 
 interface ObserverRecord extends Observer {
   fn: ChangeObserver
@@ -59,21 +84,25 @@ export class SessionStore {
   readonly #map: Y.Map<unknown>
   readonly #origin: LocalOrigin
   readonly #onError: (error: SessionStoreError) => void
-  /** The visible entries: those that pass the per-entry rules. */
-  readonly #entries = new Map<string, Entry>()
+  readonly #writer: () => Writer
+  readonly #now: () => number
+  /** The valid entries, and the visible ones: within the whole-store limits. */
+  readonly #visibility: Visibility<Entry>
   readonly #observers = new Map<string, Set<ObserverRecord>>()
   readonly #allObservers = new Set<ObserverRecord>()
-  #bytes = 0
   #closed = false
   /** The entry a local write is storing, so the map event it causes needs no parse or measure. */
-  #writing: { key: string, entry: Entry } | null = null
+  #writing: Entry | null = null
 
-  constructor (map: Y.Map<unknown>, { limits, onError = () => {} }: StoreOptions = {}) {
+  constructor (map: Y.Map<unknown>, { limits, onError = () => {}, writer, now = Date.now }: StoreOptions = {}) {
     this.limits = resolveLimits(limits)
     this.#map = map
     this.#origin = Object.freeze({ source: 'local' as const, store: this })
     this.#onError = onError
-    for (const key of map.keys()) this.#refresh(key, true)
+    this.#writer = writer ?? (() => ({ id: String(map.doc?.clientID ?? 0), metadata: null }))
+    this.#now = now
+    this.#visibility = new Visibility(this.limits)
+    this.#visibility.update(this.#read(map.keys(), true))
     map.observe(this.#onMapEvent)
   }
 
@@ -116,35 +145,48 @@ export class SessionStore {
   /** Synchronous read of the local replica. */
   get (key: string): Json | undefined {
     this.#assertOpen()
-    const entry = this.#entries.get(key)
+    const entry = this.#visibility.visible.get(key)
     return entry === undefined ? undefined : cloneJson(entry.value)
+  }
+
+  /** The visible entry of `key` with who wrote it and when, or undefined; a copy, like `get`. */
+  entry (key: string): StoreEntry | undefined {
+    this.#assertOpen()
+    return recordOf(this.#visibility.visible.get(key))
   }
 
   has (key: string): boolean {
     this.#assertOpen()
-    return this.#entries.has(key)
+    return this.#visibility.visible.has(key)
   }
 
+  /** The visible keys, in rank order (by the time each key got its value, then key): alike on every peer. */
   keys (): string[] {
     this.#assertOpen()
-    return Array.from(this.#entries.keys())
+    return this.#visibility.ordered().map((entry) => entry.key)
   }
 
+  /** The visible entries' values, keys in the order of `keys()`. */
   toJSON (): Record<string, Json> {
     this.#assertOpen()
     const out: Record<string, Json> = {}
-    for (const [key, entry] of this.#entries) out[key] = cloneJson(entry.value)
+    for (const entry of this.#visibility.ordered()) {
+      // defineProperty, not assignment: a '__proto__' key stays an own property, as in cloneJson.
+      Object.defineProperty(out, entry.key, { value: cloneJson(entry.value), enumerable: true, writable: true, configurable: true })
+    }
     return out
   }
 
   usage (): Usage {
     this.#assertOpen()
-    return { keys: this.#entries.size, bytes: this.#bytes, limits: { ...this.limits } }
+    const visibility = this.#visibility
+    return { keys: visibility.visible.size, bytes: visibility.bytes, hidden: visibility.hidden, limits: { ...this.limits } }
   }
 
   /**
-   * Calls `fn` once per key in `keys` with its current value (undefined if absent), then on every
-   * change of those keys, local or remote. An observer that throws is reported, never propagated.
+   * Calls `fn` once per key in `keys` with its current value (undefined if absent) and entry, then
+   * on every change of those keys, local or remote; a key the limits hide or show again counts as
+   * changed. An observer that throws is reported, never propagated.
    */
   observeChanges (keys: readonly string[], fn: ChangeObserver): Observer {
     this.#assertOpen()
@@ -158,7 +200,7 @@ export class SessionStore {
       if (set === undefined) this.#observers.set(key, set = new Set())
       set.add(record)
     }
-    for (const key of unique) this.#call(() => fn(key, this.get(key)), key)
+    for (const key of unique) this.#notify(record, key)
     return record
   }
 
@@ -171,7 +213,7 @@ export class SessionStore {
     if (typeof fn !== 'function') throw new TypeError('observeAllChanges takes an observer function')
     const record: ObserverRecord = { keys: null, fn }
     this.#allObservers.add(record)
-    for (const key of this.keys()) this.#call(() => fn(key, this.get(key)), key)
+    for (const key of this.keys()) this.#notify(record, key)
     return record
   }
 
@@ -198,35 +240,61 @@ export class SessionStore {
     this.#allObservers.clear()
   }
 
+  /**
+   * Writes if the visible store, with this entry in it, stays within the limits. Then the rule
+   * shows it: the entries ranked before it are unchanged, and they and it fit.
+   */
   #write (key: string, value: unknown): Json | undefined {
     this.#assertOpen()
     this.#assertKey(key)
-    const old = this.#entries.get(key)
+    const visible = this.#visibility.visible
+    const old = visible.get(key)
     if (value === undefined) {
       if (this.#map.has(key)) this.#transact(() => this.#map.delete(key))
       return undefined
     }
-    const text = encodeValue(value)
-    const valueBytes = utf8Length(text)
+    const valueText = encodeValue(value)
+    const valueBytes = utf8Length(valueText)
     if (valueBytes > this.limits.maxValueBytes) {
       throw new SessionStoreError(ErrorCodes.VALUE_TOO_LARGE, `value of '${key}' is ${valueBytes} bytes, over the limit of ${this.limits.maxValueBytes}`, { key })
     }
-    if (old === undefined && this.#entries.size + 1 > this.limits.maxKeys) {
-      throw new SessionStoreError(ErrorCodes.TOO_MANY_KEYS, `the store holds ${this.#entries.size} keys; the limit is ${this.limits.maxKeys}`, { key })
+    if (old === undefined && visible.size + 1 > this.limits.maxKeys) {
+      throw new SessionStoreError(ErrorCodes.TOO_MANY_KEYS, `the store holds ${visible.size} keys; the limit is ${this.limits.maxKeys}`, { key })
     }
-    const total = this.#bytes - (old?.bytes ?? 0) + utf8Length(key) + valueBytes
-    // Concurrent writers can push the merged map over the limit: then only growing writes are refused.
-    if (total > this.limits.maxTotalBytes && total > this.#bytes) {
+    const bytes = utf8Length(key) + valueBytes
+    const total = this.#visibility.bytes - (old?.bytes ?? 0) + bytes
+    if (total > this.limits.maxTotalBytes) {
       throw new SessionStoreError(ErrorCodes.STORE_TOO_LARGE, `writing '${key}' would make the store ${total} bytes, over the limit of ${this.limits.maxTotalBytes}`, { key })
     }
-    const entry: Entry = { text, bytes: utf8Length(key) + valueBytes, value: JSON.parse(text) as Json }
-    this.#writing = { key, entry }
+    const { id, metadata, metadataText } = this.#whoAmI()
+    const at = Math.floor(this.#now())
+    if (!isClock(at)) throw new SessionStoreError(ErrorCodes.INVALID_OPTION, `now() must return ms since the epoch, got ${String(at)}`)
+    // An overwrite keeps the key's rank: the rule never moves a key behind others for being updated.
+    const since = old?.since ?? at
+    const text = encodeEnvelope(id, at, since, metadataText, valueText)
+    const entry: Entry = { key, text, bytes, value: JSON.parse(valueText) as Json, by: id, metadata, at, since }
+    this.#writing = entry
     try {
       this.#transact(() => this.#map.set(key, text))
     } finally {
       this.#writing = null
     }
     return cloneJson(entry.value)
+  }
+
+  /** The writer's identity, validated: a bad one is the embedding code's bug, refused before writing. */
+  #whoAmI (): { id: string, metadata: Json, metadataText: string } {
+    const { id, metadata } = this.#writer()
+    if (typeof id !== 'string' || !WRITER_ID.test(id)) {
+      throw new SessionStoreError(ErrorCodes.INVALID_OPTION, 'writer().id must be 1 to 128 printable ASCII characters without quote or backslash')
+    }
+    if (metadata === null || metadata === undefined) return { id, metadata: null, metadataText: 'null' }
+    const metadataText = encodeValue(metadata)
+    const metadataBytes = utf8Length(metadataText)
+    if (metadataBytes > this.limits.maxValueBytes) {
+      throw new SessionStoreError(ErrorCodes.VALUE_TOO_LARGE, `the writer's metadata is ${metadataBytes} bytes, over the limit of ${this.limits.maxValueBytes}`)
+    }
+    return { id, metadata: JSON.parse(metadataText) as Json, metadataText }
   }
 
   #transact (fn: () => void): void {
@@ -236,52 +304,51 @@ export class SessionStore {
   }
 
   #onMapEvent = (event: Y.YMapEvent<unknown>): void => {
-    const remote = event.transaction.origin !== this.#origin
-    for (const key of event.keysChanged) {
-      const wasVisible = this.#entries.has(key)
-      const visible = this.#refresh(key, remote)
-      if (!wasVisible && !visible) continue
+    const changes = this.#visibility.update(this.#read(event.keysChanged, event.transaction.origin !== this.#origin))
+    for (const { key } of changes) {
       for (const observers of [this.#observers.get(key), this.#allObservers]) {
         if (observers === undefined) continue
         for (const record of Array.from(observers)) {
           if (this.#closed) return
           if (!observers.has(record)) continue // removed by an earlier observer
-          this.#call(() => record.fn(key, this.get(key)), key)
+          this.#notify(record, key)
         }
       }
     }
   }
 
-  /** Re-reads `key` from the map into the visible entries; returns whether it is visible. */
-  #refresh (key: string, remote: boolean): boolean {
-    const old = this.#entries.get(key)
-    if (old !== undefined) {
-      this.#bytes -= old.bytes
-      this.#entries.delete(key)
-    }
-    if (!this.#map.has(key)) return false
-    const raw = this.#map.get(key)
+  /**
+   * The valid entry now under each of `keys` (undefined: absent or invalid). What another peer
+   * wrote that breaks the rules is reported, at most MAX_REPORTS times per call and then counted.
+   */
+  #read (keys: Iterable<string>, remote: boolean): Array<[string, Entry | undefined]> {
+    const out: Array<[string, Entry | undefined]> = []
     const writing = this.#writing
-    const entry = !remote && writing?.key === key && writing.entry.text === raw ? writing.entry : this.#readEntry(key, raw)
-    if (typeof entry === 'string') {
-      if (remote) this.#report(new SessionStoreError(ErrorCodes.INVALID_REMOTE_ENTRY, `ignoring the entry '${key}' written by another peer: ${entry}`, { key }))
-      return false
+    let invalid = 0
+    for (const key of keys) {
+      if (!this.#map.has(key)) {
+        out.push([key, undefined])
+        continue
+      }
+      const raw = this.#map.get(key)
+      const entry = !remote && writing?.key === key && writing.text === raw ? writing : decodeEnvelope(key, raw, this.limits)
+      if (typeof entry !== 'string') {
+        out.push([key, entry])
+        continue
+      }
+      out.push([key, undefined])
+      if (remote && ++invalid <= MAX_REPORTS) this.#report(new SessionStoreError(ErrorCodes.INVALID_REMOTE_ENTRY, `ignoring the entry '${key}' written by another peer: ${entry}`, { key }))
     }
-    this.#entries.set(key, entry)
-    this.#bytes += entry.bytes
-    return true
+    if (invalid > MAX_REPORTS) {
+      this.#report(new SessionStoreError(ErrorCodes.INVALID_REMOTE_ENTRY, `ignoring ${invalid - MAX_REPORTS} more invalid entries written by other peers in the same update`))
+    }
+    return out
   }
 
-  /** Applies the per-entry rules every honest peer enforces: the entry, or what is wrong with it. */
-  #readEntry (key: string, raw: unknown): Entry | string {
-    const keyBytes = utf8Length(key)
-    if (key.length === 0 || keyBytes > this.limits.maxKeyBytes) return 'the key is empty or too long'
-    if (typeof raw !== 'string') return 'the value is not JSON text'
-    const bytes = utf8Length(raw)
-    if (bytes > this.limits.maxValueBytes) return `the value is ${bytes} bytes, over the limit of ${this.limits.maxValueBytes}`
-    const value = decodeValue(raw)
-    if (value === undefined) return 'the value is not valid JSON'
-    return { text: raw, bytes: keyBytes + bytes, value }
+  /** Tells `record` the current value and entry of `key`: its own copy. */
+  #notify (record: ObserverRecord, key: string): void {
+    const entry = recordOf(this.#visibility.visible.get(key))
+    this.#call(() => record.fn(key, entry?.value, entry), key)
   }
 
   #assertKey (key: unknown): asserts key is string {
@@ -314,3 +381,8 @@ export class SessionStore {
     } catch {}
   }
 }
+
+const recordOf = (entry: Entry | undefined): StoreEntry | undefined =>
+  entry === undefined
+    ? undefined
+    : { value: cloneJson(entry.value), updatedBy: { id: entry.by, metadata: cloneJson(entry.metadata) }, updatedAt: entry.at }

@@ -27,8 +27,12 @@ import type { LinkConnection } from './link.js'
 import { MESSAGE_AWARENESS, MESSAGE_SYNC, type MessageHook } from './replication.js'
 import { ContentRef, scanUpdate } from './update-scan.js'
 
-/** Messages per connection: the API cannot produce this many (a write is at least a few µs). */
-export const MESSAGE_RATE = { rate: 5000, burst: 20_000 }
+/**
+ * Messages per connection (sustained, burst). An honest peer sends one message per write at most
+ * (fewer when writes are coalesced), and its writes are bounded by the API's cost; a peer that
+ * keeps sending faster than the receiver reads is cut off within seconds.
+ */
+export const MESSAGE_RATE = { rate: 500, burst: 3000 }
 /** Bytes of one awareness state beyond the metadata limit, for the library's and the app's fields. */
 export const AWARENESS_EXTRA_BYTES = 2048
 /** How many times the store's limits one update may carry (hidden entries of concurrent writers). */

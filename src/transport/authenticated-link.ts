@@ -100,6 +100,7 @@ export class AuthenticatedLink extends ObservableV2<LinkEvents> implements Link 
     inner.on('signaling', (event) => this.emit('signaling', [event]))
     inner.on('count', (event) => this.emit('count', [event]))
     inner.on('heard', (event) => this.emit('heard', [event]))
+    inner.on('denied', (event) => this.emit('denied', [event]))
     inner.on('refused', (event) => this.emit('refused', [event]))
     for (const connection of inner.connections) this.#onOpen({ connection })
   }
@@ -115,6 +116,7 @@ export class AuthenticatedLink extends ObservableV2<LinkEvents> implements Link 
   get connections (): VerifiedConnection[] { return Array.from(this.#open.values()) }
   probe (): void { this.#inner.probe() }
   penalize (remoteId: string): void { this.#inner.penalize(remoteId) }
+  setToken (token: string): void { this.#inner.setToken(token) }
   diagnostics (): ConnectionInfo[] { return this.#inner.diagnostics() }
 
   /** The verified connection speaking as Yjs client `client`, if any. */

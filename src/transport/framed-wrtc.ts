@@ -45,6 +45,9 @@ export interface ChannelHooks {
   onError?: (channel: FramedChannel, error: Error) => void
 }
 
+/** Where a channel fires no 'bufferedamountlow', how often a queue over the high-water mark is drained. */
+const DRAIN_POLL_MS = 5
+
 /** A framed message not complete this long after its first frame closes the channel. */
 export const FRAMED_MESSAGE_TIMEOUT = 30_000
 
@@ -142,6 +145,7 @@ const frameChannel = (channel: RTCDataChannel, pc: RTCPeerConnection, hooks: Cha
   // can crash (SIGSEGV) sending on a channel whose native side is being torn down.
   let closing = false
   let closed = false
+  let poll: ReturnType<typeof setTimeout> | undefined
   let opened = false
   // Reported once: on 'open', or at adoption if the channel is open already, or before the first
   // message if that is dispatched first (seen with @roamhq/wrtc under load).
@@ -153,6 +157,7 @@ const frameChannel = (channel: RTCDataChannel, pc: RTCPeerConnection, hooks: Cha
   const stop = (): void => {
     closing = true
     queue.length = 0
+    clearTimeout(poll)
   }
 
   /** A native send that throws (the channel closed under it) marks the channel closing. */
@@ -166,10 +171,15 @@ const frameChannel = (channel: RTCDataChannel, pc: RTCPeerConnection, hooks: Cha
     }
   }
 
+  // @roamhq/wrtc has no bufferedAmountLowThreshold and never fires 'bufferedamountlow': there,
+  // a queue over the high-water mark is drained by polling instead (a 5 MB state stalled for good).
+  const lowEvents = typeof channel.bufferedAmountLowThreshold === 'number'
   const flush = (): void => {
+    poll = undefined
     while (queue.length > 0 && !closing && channel.readyState === 'open' && channel.bufferedAmount < highWaterMark) {
       if (!sendNow(queue.shift() as Uint8Array)) return
     }
+    if (!lowEvents && queue.length > 0 && !closing && poll === undefined) poll = setTimeout(flush, DRAIN_POLL_MS)
   }
 
   const framed: FramedChannel = {

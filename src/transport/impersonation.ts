@@ -88,7 +88,12 @@ const filterUpdate = (connection: LinkConnection, message: Uint8Array, context: 
   const syncType = decoding.readVarUint(decoder)
   if (syncType !== syncProtocol.messageYjsSyncStep2 && syncType !== syncProtocol.messageYjsUpdate) return message
   const update = decoding.readVarUint8Array(decoder)
-  const { to } = Y.parseUpdateMeta(update)
+  let to: Map<number, number>
+  try {
+    to = Y.parseUpdateMeta(update).to
+  } catch (err) {
+    throw new Error(`undecodable Yjs binary (${(err as Error).message})`)
+  }
   const doc = context.doc
   const ownClock = Y.getState(doc.store, doc.clientID)
   if ((to.get(doc.clientID) ?? 0) > ownClock) throw new Error('structs under this peer\'s own client id that it did not write')

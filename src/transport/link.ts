@@ -61,6 +61,11 @@ export interface LinkEvents {
   count: (event: { source: string, clients: number }) => void
   /** A peer of the room was heard from in signaling (an announce or a signal that verified). */
   heard: (event: { peerId: string }) => void
+  /**
+   * A signaling server refused this peer: its token (`UNAUTHORIZED`, close code 4401, also when
+   * it expired), or the room (`FORBIDDEN`, the token does not cover it).
+   */
+  denied: (event: { source: string, code: 'UNAUTHORIZED' | 'FORBIDDEN', reason: string }) => void
   /** Something a remote sent was dropped (and its connection closed, if it came over one). */
   refused: (event: { reason: string, connection?: LinkConnection }) => void
 }
@@ -79,6 +84,8 @@ export interface Link extends ObservableV2<LinkEvents> {
   readonly pending: number
   /** Asks every signaling server for the room's subscriber count (answered by `count`). */
   probe: () => void
+  /** Uses `token` for the signaling servers from now on (the next connection attempt). */
+  setToken: (token: string) => void
   /** A peer misbehaved: its connections are closed and it is not reconnected at once (a back-off). */
   penalize: (remoteId: string) => void
   /** The WebRTC connections' states (empty for links that are not WebRTC). */

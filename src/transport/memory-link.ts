@@ -109,6 +109,8 @@ class MemoryLink extends ObservableV2<LinkEvents> implements Link {
     return this.#connections.size < this.#maxConns
   }
 
+  setToken (): void {}
+
   penalize (remoteId: string): void {
     this.#connections.get(remoteId)?.close()
   }

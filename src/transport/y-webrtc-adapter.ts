@@ -72,6 +72,8 @@ const defaultMaxConns = (): number => 20 + Math.floor(Math.random() * 15)
 /** y-webrtc's SignalingConn (a lib0 WebsocketClient) as far as the adapter uses it. */
 interface SignalingConn {
   url: string
+  /** The current socket; lib0 makes a new one, from `url`, at each reconnect. */
+  ws: { addEventListener: (name: 'close', fn: (event: { code: number, reason: string }) => void) => void } | null
   connected: boolean
   send: (message: unknown) => void
   on: (name: string, fn: (...args: any[]) => void) => void
@@ -138,6 +140,10 @@ const incompatible = (problem: string): SessionStoreError =>
 
 /** The rooms of this realm: joined, or still leaving. */
 const rooms = new Map<string, YWebrtcLink>()
+
+/** Sockets whose close code is watched (one listener per socket, for every link on it). */
+const watchedSockets = new WeakSet<object>()
+const closeWatched = new WeakSet<SignalingConn>()
 
 /** Signaling connections whose y-webrtc listeners sit behind the guard, with their native send. */
 const guarded = new WeakMap<SignalingConn, (message: unknown) => void>()
@@ -269,6 +275,7 @@ class YWebrtcLink extends ObservableV2<LinkEvents> implements Link {
     }
     for (const conn of this.#provider.signalingConns) {
       guard(conn)
+      watchCloseCodes(conn)
       followTurnCredentials(conn)
       conn.on('message', this.#onSignalingMessage)
       conn.on('connect', this.#onSignalingStatus)
@@ -287,6 +294,11 @@ class YWebrtcLink extends ObservableV2<LinkEvents> implements Link {
   /** This peer's id on the signaling wire (its identity's), once known. */
   get localId (): string | undefined {
     return this.#localId
+  }
+
+  /** Whether this link's room goes through signaling connection `conn`. */
+  uses (conn: SignalingConn): boolean {
+    return this.#provider.signalingConns.includes(conn)
   }
 
   /** Whether y-webrtc has a connection (open or being set up) to `peerId`. */
@@ -468,6 +480,16 @@ class YWebrtcLink extends ObservableV2<LinkEvents> implements Link {
     this.#provider.room?.webrtcConns.get(remoteId)?.peer.destroy()
   }
 
+  /** The signaling servers refused this peer (a close code, or an error frame for this room). */
+  denied (conn: SignalingConn, code: 'UNAUTHORIZED' | 'FORBIDDEN', reason: string): void {
+    if (this.leaving) return
+    this.emit('denied', [{ source: stripQuery(conn.url), code, reason }])
+  }
+
+  setToken (token: string): void {
+    for (const conn of this.#provider.signalingConns) conn.url = withToken(conn.url, token)
+  }
+
   /** Connections being set up, not yet open. */
   get pending (): number {
     return this.#pending.size
@@ -557,6 +579,28 @@ const stripQuery = (url: string): string => {
  * registered in its constructor), and behind its `send`: publishes for rooms this realm joined
  * through the adapter go through their link both ways; others pass as they are. Once per connection.
  */
+/** The links of the rooms this realm joined over `conn`. */
+const linksOn = (conn: SignalingConn): YWebrtcLink[] => Array.from(rooms.values()).filter((link) => link.uses(conn))
+
+/**
+ * lib0's WebsocketClient drops a socket's close code; a signaling server says with 4401 that it
+ * refused the token. Each socket (lib0 makes one per connection attempt) is watched once.
+ */
+const watchCloseCodes = (conn: SignalingConn): void => {
+  const watch = (): void => {
+    const ws = conn.ws
+    if (ws === null || watchedSockets.has(ws)) return
+    watchedSockets.add(ws)
+    ws.addEventListener('close', ({ code, reason }) => {
+      if (code === 4401) for (const link of linksOn(conn)) link.denied(conn, 'UNAUTHORIZED', `the signaling server refused the access token (${String(reason).slice(0, 64) || 'unauthorized'})`)
+    })
+  }
+  if (closeWatched.has(conn)) return
+  closeWatched.add(conn)
+  conn.on('connect', watch)
+  watch()
+}
+
 const guard = (conn: SignalingConn): void => {
   if (guarded.has(conn)) return
   const nativeSend = conn.send.bind(conn)
@@ -572,6 +616,9 @@ const guard = (conn: SignalingConn): void => {
     for (const listener of listeners) listener(message, from)
   }
   conn.on('message', (message: unknown, from: SignalingConn) => {
+    if (isRecord(message) && message.type === 'error' && message.code === 'forbidden_topic' && typeof message.topic === 'string') {
+      rooms.get(message.topic)?.denied(from, 'FORBIDDEN', 'the access token does not cover this room')
+    }
     const link = isRecord(message) && message.type === 'publish' && typeof message.topic === 'string' ? rooms.get(message.topic) : undefined
     if (link === undefined || !isRecord(message)) return forward(message, from)
     link.receive(message, from, forward)

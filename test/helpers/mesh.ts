@@ -8,9 +8,17 @@
 import * as Y from 'yjs'
 import * as prng from 'lib0/prng'
 import { SessionStore, type StoreOptions } from '../../src/store/store.js'
+import { encodeEnvelope } from '../../src/store/envelope.js'
 import type { SessionStoreError } from '../../src/errors.js'
 
 export const REMOTE = Symbol('remote')
+
+/**
+ * The raw text of a valid-looking entry (the envelope an honest writer stores), for hostile writes
+ * that pass the per-entry rules: `by` the claimed writer, `at` its clock, `since` the rank.
+ */
+export const envelopeOf = (value: unknown, { by = '1', at = 1, since, metadata = null }: { by?: string, at?: number, since?: number, metadata?: unknown } = {}): string =>
+  encodeEnvelope(by, at, since ?? at, JSON.stringify(metadata), JSON.stringify(value))
 
 export interface Replica {
   name: string
@@ -94,5 +102,12 @@ export class Mesh {
   /** Writes raw content into a replica's map, bypassing the facade: what a hostile peer does. */
   rawSet (replica: Replica, key: string, value: unknown): void {
     replica.doc.transact(() => replica.map.set(key, value), 'hostile')
+  }
+
+  /** Writes many raw entries into a replica's map in one transaction. */
+  rawSetMany (replica: Replica, entries: Iterable<readonly [string, unknown]>): void {
+    replica.doc.transact(() => {
+      for (const [key, value] of entries) replica.map.set(key, value)
+    }, 'hostile')
   }
 }

@@ -1,0 +1,114 @@
+/**
+ * The format of one store entry in the Y.Map: the JSON text of an envelope that carries the value
+ * and who wrote it, when, and since when the key has held a value:
+ *
+ *     {"by":"<writer id>","at":<ms>,"since":<ms>,"m":<writer's metadata JSON>,"v":<value JSON>}
+ *
+ * exactly in that order and without whitespace between the fields, so that a reader finds the
+ * value's text (whose size the limits count) as a slice of the envelope, and parses the metadata
+ * and the value once each, without re-stringifying anything. `decodeEnvelope` is a pure function
+ * over the text: it returns the parsed entry, or the reason it is invalid.
+ */
+
+import { decodeValue, type Json } from './json.js'
+import { isWellFormed, utf8Length, type Limits } from './limits.js'
+
+/** Who wrote an entry, as the writer claims it: its peer id (the Yjs client id) and metadata. */
+export interface Writer {
+  id: string
+  metadata: Json
+}
+
+/** An entry that passes the per-entry rules, parsed once. */
+export interface Entry {
+  readonly key: string
+  /** The envelope as stored in the map. */
+  readonly text: string
+  /** Its size for the limits: key bytes + value text bytes (the envelope's other fields are free). */
+  readonly bytes: number
+  readonly value: Json
+  readonly by: string
+  readonly metadata: Json
+  /** The writer's clock at the write, in ms. */
+  readonly at: number
+  /** The writer's clock when the key got its value, kept by overwrites: the entry's rank. */
+  readonly since: number
+}
+
+/** A writer id: 1 to 128 printable ASCII characters, no quote or backslash (JSON needs no escape). */
+export const WRITER_ID = /^[!#-[\]-~]{1,128}$/
+
+const MS = '(0|[1-9][0-9]{0,15})'
+const PREFIX = new RegExp(`^\\{"by":"([!#-[\\]-~]{1,128})","at":${MS},"since":${MS},"m":`)
+const VALUE_FIELD = ',"v":'
+/** The most UTF-16 code units an envelope has besides its metadata and value texts. */
+const MAX_FIXED = '{"by":"","at":,"since":,"m":,"v":}'.length + 128 + 16 + 16
+
+/** A non-negative integer that JSON and every peer read exactly: a clock in ms. */
+export const isClock = (n: unknown): n is number => Number.isSafeInteger(n) && (n as number) >= 0
+
+/** The envelope's text. `metadataText` and `valueText` are JSON texts the caller has validated. */
+export const encodeEnvelope = (by: string, at: number, since: number, metadataText: string, valueText: string): string =>
+  `{"by":"${by}","at":${at},"since":${since},"m":${metadataText}${VALUE_FIELD}${valueText}}`
+
+/**
+ * The index just past the JSON value that starts at `i` in `s`, or -1. Only finds the boundary:
+ * what lies in between is checked by JSON.parse afterwards. A number, literal or anything else
+ * that is not a string, object or array ends at the next comma.
+ */
+const valueEnd = (s: string, i: number): number => {
+  let depth = 0
+  for (; i < s.length; i++) {
+    const c = s.charCodeAt(i)
+    if (c === 0x22) { // a string: skip to its closing quote
+      for (i++; i < s.length; i++) {
+        const d = s.charCodeAt(i)
+        if (d === 0x5c) i++
+        else if (d === 0x22) break
+      }
+      if (i >= s.length) return -1
+      if (depth === 0) return i + 1
+    } else if (c === 0x7b || c === 0x5b) {
+      depth++
+    } else if (c === 0x7d || c === 0x5d) {
+      if (--depth <= 0) return depth === 0 ? i + 1 : -1
+    } else if (c === 0x2c && depth === 0) {
+      return i
+    }
+  }
+  return -1
+}
+
+/**
+ * Applies the per-entry rules every honest peer enforces to what a peer put under `key`: the
+ * parsed entry, or why it is invalid. The writer's metadata obeys the value's rules (JSON, at
+ * most `maxValueBytes`); an entry whose metadata breaks them is invalid as a whole.
+ */
+export const decodeEnvelope = (key: string, raw: unknown, limits: Limits): Entry | string => {
+  const keyBytes = utf8Length(key)
+  if (key.length === 0 || keyBytes > limits.maxKeyBytes || !isWellFormed(key)) return 'the key is empty, too long or not well-formed'
+  if (typeof raw !== 'string') return 'the entry is not text'
+  // UTF-8 takes at least one byte per UTF-16 code unit: a longer text is over the limits, unread.
+  if (raw.length > MAX_FIXED + 2 * limits.maxValueBytes) return `the entry is ${raw.length} characters, more than any valid entry`
+  const prefix = PREFIX.exec(raw)
+  if (prefix === null) return 'the entry is not an envelope {"by","at","since","m","v"} with a writer id and clocks'
+  const at = Number(prefix[2])
+  const since = Number(prefix[3])
+  if (!isClock(at) || !isClock(since)) return 'a clock of the entry is not a safe integer'
+  const metadataStart = prefix[0].length
+  const metadataEnd = valueEnd(raw, metadataStart)
+  if (metadataEnd < 0 || !raw.startsWith(VALUE_FIELD, metadataEnd) || raw.charCodeAt(raw.length - 1) !== 0x7d) {
+    return 'the entry is not an envelope {"by","at","since","m","v"}'
+  }
+  const metadataText = raw.slice(metadataStart, metadataEnd)
+  const metadataBytes = utf8Length(metadataText)
+  if (metadataBytes > limits.maxValueBytes) return `the writer's metadata is ${metadataBytes} bytes, over the limit of ${limits.maxValueBytes}`
+  const metadata = metadataText === 'null' ? null : decodeValue(metadataText)
+  if (metadata === undefined) return 'the writer\'s metadata is not valid JSON'
+  const valueText = raw.slice(metadataEnd + VALUE_FIELD.length, -1)
+  const valueBytes = utf8Length(valueText)
+  if (valueBytes > limits.maxValueBytes) return `the value is ${valueBytes} bytes, over the limit of ${limits.maxValueBytes}`
+  const value = decodeValue(valueText)
+  if (value === undefined) return 'the value is not valid JSON'
+  return { key, text: raw, bytes: keyBytes + valueBytes, value, by: prefix[1] as string, metadata, at, since }
+}
