@@ -39,7 +39,7 @@ export interface CreateTokenOptions {
   /** Topics (y-webrtc room names) the token allows; a trailing `*` makes a prefix pattern. */
   rooms: string[]
   /** Lifetime: seconds (a positive number) or a jose time span such as `'2h'`. Default 3600. */
-  expiresIn?: number | string
+  expiresIn?: number | string | undefined
 }
 
 /** Mints a signed access token to pass as `?token=` in the signaling URL. */

@@ -12,82 +12,86 @@ import { silentLogger, type Logger } from './logger.js'
 import { resolveTurnOptions, type TurnOptions, type TurnSettings } from './turn.js'
 import { normalizeOrigin } from './origins.js'
 
+/**
+ * Every option may be left out or be `undefined` (which counts as left out), so that
+ * `{ authSecret: process.env.AUTH_SECRET }` compiles under `exactOptionalPropertyTypes`.
+ */
 export interface SignalingServerOptions {
   /** TCP port; 0 picks a free one. Default 4444. */
-  port?: number
+  port?: number | undefined
   /** Interface to listen on. Default `'127.0.0.1'` (loopback only: put a TLS proxy in front, or pass `'0.0.0.0'`). */
-  host?: string
+  host?: string | undefined
   /** Largest frame (message) in bytes; a larger one closes the connection with 1009. Default 65536. */
-  maxPayload?: number
+  maxPayload?: number | undefined
   /** Open connections at most; further upgrades get HTTP 503. Default 10000. */
-  maxConnections?: number
+  maxConnections?: number | undefined
   /** Topics one connection may be subscribed to at once. Default 100. */
-  maxTopicsPerConnection?: number
+  maxTopicsPerConnection?: number | undefined
   /** Longest topic name in UTF-16 code units. Default 256. */
-  maxTopicLength?: number
+  maxTopicLength?: number | undefined
   /** Sustained messages per second per connection (token bucket refill). Default 100. */
-  messagesPerSecond?: number
+  messagesPerSecond?: number | undefined
   /** Messages per connection accepted back to back (token bucket size). Default 1000. */
-  messageBurst?: number
+  messageBurst?: number | undefined
   /**
    * Connections one client address (an IPv4 address, or an IPv6 /64) may hold at once; further
    * upgrades get HTTP 429. Raise it when many users share an address (a campus, a carrier NAT).
    * Default 20.
    */
-  maxConnectionsPerAddress?: number
+  maxConnectionsPerAddress?: number | undefined
   /** New connections per second one address may open, after a burst of `maxConnectionsPerAddress`; over it, HTTP 429. Default 5. */
-  connectionsPerSecondPerAddress?: number
+  connectionsPerSecondPerAddress?: number | undefined
   /** Sustained messages per second of one address over all its connections together. Default 200. */
-  messagesPerSecondPerAddress?: number
+  messagesPerSecondPerAddress?: number | undefined
   /** Messages one address may send back to back over all its connections together. Default 2000. */
-  messageBurstPerAddress?: number
+  messageBurstPerAddress?: number | undefined
   /**
    * Which peers are proxies whose forwarding header says who the client is: a hop count (1: the
    * peer is the one proxy in front of us) or the proxies' addresses and CIDR ranges
    * (`['10.0.0.0/8']`). Default `false`: the client is the TCP peer and forwarding headers are
    * ignored, since a client could write them to pick its own address.
    */
-  trustProxy?: false | number | string[]
+  trustProxy?: false | number | string[] | undefined
   /** The header the trusted proxies write: `'x-forwarded-for'` (nginx, HAProxy, most balancers) or `'forwarded'` (RFC 7239). Default `'x-forwarded-for'`. */
-  proxyHeader?: ProxyHeader
+  proxyHeader?: ProxyHeader | undefined
   /**
    * Origins of the web pages allowed to connect (`['https://app.example.com']`); an upgrade from a
    * page of another origin gets HTTP 403. The first thing to set for a browser app. Default none:
    * any origin.
    */
-  allowedOrigins?: string[]
+  allowedOrigins?: string[] | undefined
   /** When set, `/metrics` needs `Authorization: Bearer <metricsToken>` (at least 16 bytes). Default none. */
-  metricsToken?: string
+  metricsToken?: string | undefined
   /** When set, `/metrics` is served on this port (0: a free one) and not on the signaling port. Default none. */
-  metricsPort?: number
+  metricsPort?: number | undefined
   /** Interface of `metricsPort`. Default `'127.0.0.1'`. */
-  metricsHost?: string
+  metricsHost?: string | undefined
   /** Unsent bytes a receiver may have queued before it is dropped. Default 4194304 (4 MiB). */
-  maxBufferedBytes?: number
+  maxBufferedBytes?: number | undefined
   /** Milliseconds between heartbeat pings; a connection that misses one is dropped. Default 30000. */
-  heartbeatInterval?: number
+  heartbeatInterval?: number | undefined
   /** Milliseconds to wait for a client's close handshake before cutting the socket. Default 5000. */
-  closeTimeout?: number
+  closeTimeout?: number | undefined
   /** HS256 secret (at least 32 bytes). When set, every connection needs a `?token=`. Default none. */
-  authSecret?: string | Uint8Array
+  authSecret?: string | Uint8Array | undefined
   /** Directory served over HTTP on the same port (for a demo page). Default none. */
-  staticDir?: string
+  staticDir?: string | undefined
   /**
    * `redis://[[user]:password@]host[:port][/db]` (or `rediss://`): relay topics between every
    * instance started with the same Redis and prefix. Default none (one self-contained process).
    */
-  redisUrl?: string
+  redisUrl?: string | undefined
   /** Prefix of the Redis channels and keys; instances with different prefixes never meet. Default `'p2p-signaling:'`. */
-  redisPrefix?: string
+  redisPrefix?: string | undefined
   /**
    * Milliseconds an instance's subscribers keep counting on the other instances after its last
    * heartbeat (sent every third of this): how long a crashed instance can inflate counts. Default 6000.
    */
-  redisTtl?: number
+  redisTtl?: number | undefined
   /** pino-compatible logger. Default silent. */
-  logger?: Logger
+  logger?: Logger | undefined
   /** Hand every (authorised) client TURN credentials for coturn's `static-auth-secret` (turn.ts). Default none. */
-  turn?: TurnOptions
+  turn?: TurnOptions | undefined
 }
 
 export interface RedisSettings {

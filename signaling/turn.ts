@@ -22,7 +22,7 @@ export interface TurnOptions {
   /** The TURN (and STUN) URLs clients get, e.g. `['turn:turn.example.com:3478', 'turns:turn.example.com:5349?transport=tcp']`. */
   urls: string[]
   /** Seconds a credential is valid; a fresh one is sent every half of it. Default 3600. */
-  ttl?: number
+  ttl?: number | undefined
 }
 
 export interface TurnSettings {

@@ -7,25 +7,29 @@ import { ErrorCodes, SessionStoreError } from './errors.js'
 import type { Json } from './store/json.js'
 import type { Limits } from './store/limits.js'
 
+/**
+ * Every option may be left out or be `undefined` (which counts as left out), so that
+ * `{ token: process.env.TOKEN }` compiles under `exactOptionalPropertyTypes`.
+ */
 export interface JoinOptions {
   /** Signaling server URLs. Default `['ws://localhost:4444']`. */
-  signaling?: string[]
+  signaling?: string[] | undefined
   /** y-webrtc's room password: encrypts signaling traffic. Default none. */
-  password?: string
+  password?: string | undefined
   /** Appended to each signaling URL as `?token=`, for servers with access control. Default none. */
-  token?: string
+  token?: string | undefined
   /** Passed to simple-peer: `config` (iceServers), `wrtc`, ... Default `{}`. */
-  peerOpts?: Record<string, unknown>
+  peerOpts?: Record<string, unknown> | undefined
   /** The most WebRTC connections this peer opens. Default y-webrtc's (20 to 34). */
-  maxConns?: number
+  maxConns?: number | undefined
   /** The store's limits. Default `{ maxValueBytes: 1024, maxKeys: 100, maxTotalBytes: 65536, maxKeyBytes: 1024 }`. */
-  limits?: Partial<Limits>
+  limits?: { [K in keyof Limits]?: Limits[K] | undefined } | undefined
   /** This peer's metadata (JSON, at most `maxValueBytes`), visible to the other peers. Default null. */
-  metadata?: Json
+  metadata?: Json | undefined
   /** Milliseconds to wait for the room's state (and for a signaling server). Default 10000. */
-  joinTimeout?: number
+  joinTimeout?: number | undefined
   /** `'signaling'`: add the TURN servers the signaling server hands out to `peerOpts.config.iceServers`. Default none. */
-  turn?: 'signaling'
+  turn?: 'signaling' | undefined
 }
 
 export const DEFAULT_SIGNALING = ['ws://localhost:4444']

@@ -24,12 +24,12 @@ export interface SessionProviderProps {
   /** The room to join. Changing it leaves the old room and joins the new one. */
   room: string
   /** Options of `joinRoom`, read when joining (change `room`, or the provider's `key`, to rejoin). Default `{}`. */
-  options?: JoinOptions
+  options?: JoinOptions | undefined
   /** How to join: `joinRoom` of `y-session-store` (the default) or of `y-session-store/node`. Pass a stable function: a new one rejoins. */
-  join?: (room: string, options: JoinOptions) => Session
+  join?: ((room: string, options: JoinOptions) => Session) | undefined
   /** Called with the session's `error` events. Default none. */
-  onError?: (error: SessionStoreError) => void
-  children?: ReactNode
+  onError?: ((error: SessionStoreError) => void) | undefined
+  children?: ReactNode | undefined
 }
 
 interface SessionContextValue {

@@ -1,19 +1,19 @@
 /**
  * The package as users get it: entry points resolve from the build, the browser entry bundles
- * without Node-only code, there is one copy of Yjs, and the packed tarball installed into an empty
- * app brings no native or server package, with a clear error naming what a Node user must add.
+ * without Node-only code, there is one copy of Yjs, the tarball holds its licence and the sources
+ * its maps point at, and installed into an empty app it brings no native or server package, with
+ * a clear error naming what a Node user must add.
  */
 import { execFile, execFileSync } from 'node:child_process'
 import { existsSync, readFileSync } from 'node:fs'
 import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { dirname, join, relative, sep } from 'node:path'
 import { promisify } from 'node:util'
 import { describe, expect, it, onTestFinished } from 'vitest'
 import { build } from 'esbuild'
+import { installProject, packedTarball } from './helpers/tarball.js'
 
-const ROOT = fileURLToPath(new URL('..', import.meta.url))
 const run = promisify(execFile)
 
 /** Every package directory under node_modules (scoped ones as `@scope/name`), nested ones included. */
@@ -75,15 +75,32 @@ describe('package', () => {
     expect(copies.map((c) => c.path)).toHaveLength(1)
   })
 
-  it('installed from its tarball into an empty app, it brings no native or server package, and says what a Node user must add', { timeout: 90_000 }, async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'y-session-store-install-'))
+  it('ships an MIT LICENSE, and the sources that every source map points at', { timeout: 90_000 }, async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'y-session-store-unpacked-'))
     onTestFinished(async () => { await rm(dir, { recursive: true, force: true }) })
-    const { stdout: packed } = await run('npm', ['pack', '--silent', '--pack-destination', dir], { cwd: ROOT })
-    const tarball = join(dir, packed.trim().split('\n').at(-1) as string)
-    const app = join(dir, 'app')
-    await run('mkdir', [app])
-    await writeFile(join(app, 'package.json'), JSON.stringify({ name: 'browser-app', version: '1.0.0', private: true, type: 'module' }))
-    await run('npm', ['install', tarball, '--no-audit', '--no-fund', '--prefer-offline', '--ignore-scripts', '--loglevel=error'], { cwd: app, timeout: 75_000 })
+    await run('tar', ['-xzf', await packedTarball(), '-C', dir])
+    const pkg = join(dir, 'package')
+    expect(readFileSync(join(pkg, 'LICENSE'), 'utf8')).toMatch(/^MIT License\n\nCopyright \(c\) \d{4} y-session-store contributors\n/)
+    const manifest = JSON.parse(readFileSync(join(pkg, 'package.json'), 'utf8')) as { license: string }
+    expect(manifest.license).toBe('MIT')
+
+    const files = await readdir(pkg, { recursive: true })
+    const maps = files.filter((path) => path.endsWith('.map'))
+    expect(maps.length).toBeGreaterThan(0)
+    const unresolved = maps.flatMap((map) => {
+      const { sourceRoot = '', sources } = JSON.parse(readFileSync(join(pkg, map), 'utf8')) as { sourceRoot?: string, sources: string[] }
+      return sources
+        .map((source) => join(dirname(join(pkg, map)), sourceRoot, source))
+        .filter((path) => !path.startsWith(pkg + sep) || !existsSync(path))
+        .map((path) => `${map} -> ${relative(pkg, path)}`)
+    })
+    expect(unresolved).toEqual([])
+  })
+
+  it('installed from its tarball into an empty app, it brings no native or server package, and says what a Node user must add', { timeout: 90_000 }, async () => {
+    const project = await installProject('browser-app')
+    onTestFinished(project.remove)
+    const app = project.dir
 
     const packages = await installedPackages(app)
     for (const heavy of ['@roamhq/wrtc', 'ioredis', 'pino', 'prom-client', 'react', 'react-dom']) expect(packages).not.toContain(heavy)

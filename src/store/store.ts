@@ -53,17 +53,17 @@ export interface Usage {
 
 export interface StoreOptions {
   /** The limits; every peer of a room must use the same ones. Default DEFAULT_LIMITS. */
-  limits?: Partial<Limits>
+  limits?: Partial<Limits> | undefined
   /** Receives what the store cannot throw to a caller: observer exceptions, invalid remote entries. */
-  onError?: (error: SessionStoreError) => void
+  onError?: ((error: SessionStoreError) => void) | undefined
   /**
    * Who this peer is, read at each write and stored in the entry (`updatedBy`): `id` of at most 128
    * printable ASCII characters without quote or backslash, `metadata` JSON of at most
    * `maxValueBytes`. Default `{ id: String(doc.clientID), metadata: null }` of the map's document.
    */
-  writer?: () => Writer
+  writer?: (() => Writer) | undefined
   /** This peer's clock in ms, read at each write (`updatedAt`). Default `Date.now`. */
-  now?: () => number
+  now?: (() => number) | undefined
 }
 
 /** At most this many INVALID_REMOTE_ENTRY reports per transaction; the rest are counted in one more. */

@@ -34,11 +34,18 @@ export interface SignalingSource {
   readonly connected: boolean
 }
 
+/**
+ * An RTCPeerConnection's `connectionState`, and an RTCDataChannel's `readyState`: the DOM's unions,
+ * spelled out so that a Node program compiles against the public types without the DOM's.
+ */
+export type PeerConnectionState = 'closed' | 'connected' | 'connecting' | 'disconnected' | 'failed' | 'new'
+export type DataChannelState = 'closed' | 'closing' | 'connecting' | 'open'
+
 /** The state of one WebRTC connection, for diagnostics. */
 export interface ConnectionInfo {
-  connectionState: RTCPeerConnectionState
+  connectionState: PeerConnectionState
   /** The readyState of each data channel on this connection. */
-  dataChannels: RTCDataChannelState[]
+  dataChannels: DataChannelState[]
 }
 
 export interface LinkEvents {
