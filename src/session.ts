@@ -11,20 +11,17 @@ import { Awareness } from 'y-protocols/awareness'
 import { AvailabilityTracker, type AvailabilityState, type SyncState } from './availability.js'
 import { ErrorCodes, SessionStoreError } from './errors.js'
 import { IsolatedObservable } from './events.js'
-import { DEFAULT_JOIN_TIMEOUT, DEFAULT_SIGNALING, invalidOption, validateJoin, type JoinOptions } from './options.js'
+import { DEFAULT_JOIN_TIMEOUT, DEFAULT_SIGNALING, validateJoin, type JoinOptions } from './options.js'
 import { METADATA_FIELD, metadataOf, PeerDirectory, SIGNALING_ID_FIELD, type Peer, type PeersChange } from './peers.js'
 import type { Json } from './store/json.js'
 import { resolveLimits } from './store/limits.js'
 import { SessionStore } from './store/store.js'
 import type { WrtcImplementation } from './transport/framed-wrtc.js'
 import type { ConnectionInfo, Link, LinkFactory } from './transport/link.js'
-import { admissionControl, maxMessageBytes } from './transport/admission.js'
-import { AuthenticatedLink } from './transport/authenticated-link.js'
-import { replyBudgets } from './transport/budgets.js'
-import { impersonationRules } from './transport/impersonation.js'
-import { Replication } from './transport/replication.js'
+import type { Replication } from './transport/replication.js'
+import { createStack } from './transport/stack.js'
+import { TokenWatch } from './token.js'
 import { createIdentity } from './trust/identity.js'
-import { browserWrtc, yWebrtcLink } from './transport/y-webrtc-adapter.js'
 
 export type { Peer, PeersChange } from './peers.js'
 export type { SyncState } from './availability.js'
@@ -63,22 +60,6 @@ export interface Runtime {
 }
 
 const STORE_MAP = 'session-store'
-/** How long before an access token's expiry `tokenExpiring` is emitted. */
-export const TOKEN_NOTICE = 60_000
-
-/** The `exp` of a JWT in ms (read, not verified: the server verifies), or null. */
-const jwtExpiry = (token: string): number | null => {
-  try {
-    const payload = JSON.parse(new TextDecoder().decode(base64url(token.split('.')[1] ?? ''))) as { exp?: unknown }
-    return typeof payload.exp === 'number' && Number.isFinite(payload.exp) ? payload.exp * 1000 : null
-  } catch {
-    return null
-  }
-}
-
-const base64url = (text: string): Uint8Array =>
-  Uint8Array.from(atob(text.replace(/-/g, '+').replace(/_/g, '/').padEnd(Math.ceil(text.length / 4) * 4, '=')), (c) => c.charCodeAt(0))
-
 export class Session extends IsolatedObservable<SessionEvents> {
   readonly room: string
   /** Resolves the store once it is available; rejects with SIGNALING_UNAVAILABLE or NOT_AVAILABLE. */
@@ -93,7 +74,9 @@ export class Session extends IsolatedObservable<SessionEvents> {
   #resolveStore!: (store: SessionStore) => void
   #rejectStore!: (err: SessionStoreError) => void
   #constructed = false
-  #tokenTimer: ReturnType<typeof setTimeout> | undefined
+  readonly #token = new TokenWatch((event) => {
+    if (this.#leaving === null) this.#emit('tokenExpiring', event)
+  })
   readonly #dropped: Record<string, number> = {}
   #leaving: Promise<void> | null = null
 
@@ -103,28 +86,8 @@ export class Session extends IsolatedObservable<SessionEvents> {
     const { signaling = DEFAULT_SIGNALING, password, token, peerOpts = {}, maxConns, metadata = null, joinTimeout = DEFAULT_JOIN_TIMEOUT, turn } = options
     const limits = resolveLimits(options.limits)
     const ownMetadata = metadataOf(metadata, limits.maxValueBytes)
-    let link = runtime.link
-    if (link === undefined) {
-      const wrtc = (peerOpts.wrtc as WrtcImplementation | undefined) ?? runtime.wrtc ?? browserWrtc()
-      if (wrtc === undefined) throw invalidOption('no WebRTC implementation: pass peerOpts.wrtc, or use y-session-store/node in Node')
-      link = yWebrtcLink(wrtc)
-    }
-
     this.room = room
-    const identity = createIdentity()
-    const wire = link(room, {
-      signaling,
-      peerOpts,
-      identity,
-      ...(password === undefined ? {} : { password }),
-      ...(token === undefined ? {} : { token }),
-      ...(maxConns === undefined ? {} : { maxConns }),
-      ...(turn === undefined ? {} : { turn }),
-      maxMessageBytes: maxMessageBytes(limits)
-    })
     this.doc = new Y.Doc()
-    const authenticated = new AuthenticatedLink(wire, { room, identity, clientId: () => this.doc.clientID })
-    this.#link = authenticated
     this.#store = new SessionStore(this.doc.getMap(STORE_MAP), {
       limits,
       onError: (err) => this.#emitError(err),
@@ -135,15 +98,25 @@ export class Session extends IsolatedObservable<SessionEvents> {
     this.#peers = new PeerDirectory(this.#awareness, { maxMetadataBytes: limits.maxValueBytes, onChange: this.#onPeersChange })
     this.#awareness.setLocalState({ metadata: ownMetadata })
     const drop = (reason: string): void => { this.#dropped[reason] = (this.#dropped[reason] ?? 0) + 1 }
-    this.#replication = new Replication(this.doc, this.#awareness, this.#link, {
-      // Who speaks for whom first: a relay's copy of a connected peer's writes is stripped before
-      // admission judges what is left (it may run ahead of the peer's own, direct copy).
-      hooks: [
-        impersonationRules({ doc: this.doc, connectionOfClient: (client) => authenticated.connectionOfClient(client), onDrop: drop }),
-        admissionControl({ doc: this.doc, root: STORE_MAP, limits, onStalePending: () => this.#replication.resync() }),
-        replyBudgets(drop)
-      ]
+    const stack = createStack({
+      room,
+      identity: createIdentity(),
+      doc: this.doc,
+      awareness: this.#awareness,
+      root: STORE_MAP,
+      limits,
+      link: runtime.link,
+      wrtc: runtime.wrtc,
+      onDrop: drop,
+      signaling,
+      peerOpts,
+      ...(password === undefined ? {} : { password }),
+      ...(token === undefined ? {} : { token }),
+      ...(maxConns === undefined ? {} : { maxConns }),
+      ...(turn === undefined ? {} : { turn })
     })
+    this.#link = stack.link
+    this.#replication = stack.replication
     this.sessionStore = new Promise((resolve, reject) => {
       this.#resolveStore = resolve
       this.#rejectStore = reject
@@ -165,7 +138,7 @@ export class Session extends IsolatedObservable<SessionEvents> {
       if (!this.status.available) this.#fail(err)
       else this.#emitError(err)
     })
-    if (token !== undefined) this.#watchToken(token)
+    if (token !== undefined) this.#token.watch(token)
     this.#replication.on('refused', ({ connection, reason }) => {
       drop(reason)
       this.#link.penalize(connection.remoteId)
@@ -238,17 +211,7 @@ export class Session extends IsolatedObservable<SessionEvents> {
     if (typeof token !== 'string' || token.length === 0) throw new SessionStoreError(ErrorCodes.INVALID_OPTION, 'setToken takes a non-empty token')
     if (this.#leaving !== null) throw new SessionStoreError(ErrorCodes.NOT_AVAILABLE, 'the session has been left')
     this.#link.setToken(token)
-    this.#watchToken(token)
-  }
-
-  /** Emits `tokenExpiring` TOKEN_NOTICE before the token's `exp`, if it is a JWT that has one. */
-  #watchToken (token: string): void {
-    clearTimeout(this.#tokenTimer)
-    const expiresAt = jwtExpiry(token)
-    if (expiresAt === null) return
-    this.#tokenTimer = setTimeout(() => {
-      if (this.#leaving === null) this.#emit('tokenExpiring', { expiresAt })
-    }, Math.max(0, expiresAt - TOKEN_NOTICE - Date.now()))
+    this.#token.watch(token)
   }
 
   /** Replaces this peer's metadata (JSON, at most `maxValueBytes`); the other peers see it. */
@@ -268,7 +231,7 @@ export class Session extends IsolatedObservable<SessionEvents> {
 
   async #release (): Promise<void> {
     this.#availability.stop()
-    clearTimeout(this.#tokenTimer)
+    this.#token.stop()
     this.#store.close()
     this.#rejectStore(new SessionStoreError(ErrorCodes.NOT_AVAILABLE, 'the session was left before the store became available'))
     this.#replication.destroy()

@@ -1,0 +1,61 @@
+/**
+ * The transport stack of one room, assembled in one place: the link (y-webrtc by default, or the
+ * runtime's), the connection handshake over it, and the replication of the document with its
+ * message hooks, in the order they must run: who speaks for whom first (a relay's early copy of
+ * a connected peer's writes is stripped before admission judges what is left), then admission
+ * control, then the reply budgets.
+ */
+
+import type * as Y from 'yjs'
+import type { Awareness } from 'y-protocols/awareness'
+import { SessionStoreError, ErrorCodes } from '../errors.js'
+import type { Limits } from '../store/limits.js'
+import type { Identity } from '../trust/identity.js'
+import { admissionControl, maxMessageBytes } from './admission.js'
+import { AuthenticatedLink } from './authenticated-link.js'
+import { replyBudgets } from './budgets.js'
+import type { WrtcImplementation } from './framed-wrtc.js'
+import { impersonationRules } from './impersonation.js'
+import type { LinkFactory, LinkOptions } from './link.js'
+import { Replication } from './replication.js'
+import { browserWrtc, yWebrtcLink } from './y-webrtc-adapter.js'
+
+export interface StackOptions extends Omit<LinkOptions, 'identity' | 'maxMessageBytes'> {
+  room: string
+  identity: Promise<Identity>
+  doc: Y.Doc
+  awareness: Awareness
+  /** The root map the store lives in: the only root type updates may touch. */
+  root: string
+  limits: Limits
+  /** The link factory to use instead of y-webrtc's (tests: the memory link). */
+  link?: LinkFactory | undefined
+  /** The WebRTC implementation for y-webrtc's link, when no `link` is given. */
+  wrtc?: WrtcImplementation | undefined
+  /** Counts what the hooks drop, by reason. */
+  onDrop: (reason: string) => void
+}
+
+export interface Stack {
+  link: AuthenticatedLink
+  replication: Replication
+}
+
+/** Builds the stack; throws INVALID_OPTION when there is no WebRTC implementation to use. */
+export const createStack = ({ room, identity, doc, awareness, root, limits, link, wrtc, onDrop, ...linkOptions }: StackOptions): Stack => {
+  let factory = link
+  if (factory === undefined) {
+    const implementation = (linkOptions.peerOpts.wrtc as WrtcImplementation | undefined) ?? wrtc ?? browserWrtc()
+    if (implementation === undefined) throw new SessionStoreError(ErrorCodes.INVALID_OPTION, 'no WebRTC implementation: pass peerOpts.wrtc, or use y-session-store/node in Node')
+    factory = yWebrtcLink(implementation)
+  }
+  const authenticated = new AuthenticatedLink(factory(room, { ...linkOptions, identity, maxMessageBytes: maxMessageBytes(limits) }), { room, identity, clientId: () => doc.clientID })
+  const replication: Replication = new Replication(doc, awareness, authenticated, {
+    hooks: [
+      impersonationRules({ doc, connectionOfClient: (client) => authenticated.connectionOfClient(client), onDrop }),
+      admissionControl({ doc, root, limits, onStalePending: () => replication.resync() }),
+      replyBudgets(onDrop)
+    ]
+  })
+  return { link: authenticated, replication }
+}
