@@ -7,7 +7,7 @@
  * `ws://localhost:4444` they are written with carried to that server. Their types compile under a
  * strict, Node-only tsconfig against the installed declarations.
  */
-import { execFile, spawn, type ChildProcessWithoutNullStreams } from 'node:child_process'
+import { execFile, type ChildProcessWithoutNullStreams } from 'node:child_process'
 import { copyFile, readdir, writeFile } from 'node:fs/promises'
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
@@ -24,6 +24,7 @@ import { launchBrowser } from './helpers/browser.js'
 import { freePort } from './helpers/net.js'
 import { refusedClose } from './helpers/signaling.js'
 import { installProject, ROOT, type Project } from './helpers/tarball.js'
+import { spawnCaptured } from './helpers/process.js'
 import { waitFor, withTimeout } from './helpers/wait.js'
 
 const run = promisify(execFile)
@@ -69,20 +70,12 @@ interface Example {
 
 /** Runs `node NAME` in the project with only `env` set (and PATH, HOME); killed when the test ends. */
 const start = (name: string, env: Record<string, string> = {}): Example => {
-  const child = spawn(process.execPath, [name], { cwd: dir(), env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env } })
-  let stdout = ''
-  let stderr = ''
-  child.stdout.setEncoding('utf8').on('data', (chunk: string) => { stdout += chunk })
-  child.stderr.setEncoding('utf8').on('data', (chunk: string) => { stderr += chunk })
-  const exited = new Promise<{ code: number | null, signal: NodeJS.Signals | null }>((resolve) => {
-    child.on('exit', (code, signal) => resolve({ code, signal }))
-  })
-  onTestFinished(() => { if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL') })
+  const { child, stdout: printed, stderr: errors, exited } = spawnCaptured(process.execPath, [name], { cwd: dir(), env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env } })
   const line = async (pattern: RegExp, timeout = 20_000): Promise<RegExpExecArray> => {
     const multiline = new RegExp(pattern.source, `${pattern.flags.replace('m', '')}m`)
-    return await waitFor(() => multiline.exec(stdout), { timeout, what: `${name} to print ${String(pattern)} (stdout: ${JSON.stringify(stdout)}, stderr: ${JSON.stringify(stderr)})` })
+    return await waitFor(() => multiline.exec(printed()), { timeout, what: `${name} to print ${String(pattern)} (stdout: ${JSON.stringify(printed())}, stderr: ${JSON.stringify(errors())})` })
   }
-  return { child, stdout: () => stdout, line, exited }
+  return { child, stdout: printed, line, exited }
 }
 
 /** The example signaling server on a free port. */

@@ -1,4 +1,4 @@
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process'
+import { spawn } from 'node:child_process'
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -8,17 +8,13 @@ import { ENV_NAMES } from '../signaling/cli-args.js'
 import { CloseCode, createToken } from '../signaling/index.js'
 import { isRedisUp, startRedis } from './helpers/redis.js'
 import { connect, httpRequest, refusedClose, refusedStatus } from './helpers/signaling.js'
+import { spawnCaptured, type Captured } from './helpers/process.js'
 import { waitFor, withTimeout } from './helpers/wait.js'
 
 const CLI = fileURLToPath(new URL('../dist/signaling/cli.js', import.meta.url))
 const SECRET = 'a-cli-test-secret-that-is-long-enough-for-hs256'
 
-interface Cli {
-  child: ChildProcessWithoutNullStreams
-  stdout: () => string
-  stderr: () => string
-  exited: Promise<{ code: number | null, signal: NodeJS.Signals | null }>
-}
+type Cli = Captured
 
 /** This process's environment without anything the CLI would read. */
 const inheritedEnv = (): NodeJS.ProcessEnv => {
@@ -38,18 +34,8 @@ const isRunning = (pid: number): boolean => {
   }
 }
 
-const run = (args: string[], env: Record<string, string> = {}): Cli => {
-  const child = spawn(process.execPath, [CLI, ...args], { env: { ...inheritedEnv(), ...env } })
-  let stdout = ''
-  let stderr = ''
-  child.stdout.setEncoding('utf8').on('data', (chunk: string) => { stdout += chunk })
-  child.stderr.setEncoding('utf8').on('data', (chunk: string) => { stderr += chunk })
-  const exited = new Promise<{ code: number | null, signal: NodeJS.Signals | null }>((resolve) => {
-    child.on('exit', (code, signal) => resolve({ code, signal }))
-  })
-  onTestFinished(() => { if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL') })
-  return { child, stdout: () => stdout, stderr: () => stderr, exited }
-}
+const run = (args: string[], env: Record<string, string> = {}): Cli =>
+  spawnCaptured(process.execPath, [CLI, ...args], { env: { ...inheritedEnv(), ...env } })
 
 /** Starts the CLI and resolves with the URL from its one line on stdout. */
 const start = async (args: string[], env: Record<string, string> = {}): Promise<Cli & { url: string }> => {
