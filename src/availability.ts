@@ -43,7 +43,6 @@ export interface AvailabilityState {
   readonly probing: boolean
   readonly waitedForPeers: boolean
   readonly everConnected: boolean
-  readonly openConnections: number
   readonly sources: Readonly<Record<string, SourceState>>
   /** Peers heard from in signaling (verified), and peers whose state arrived. */
   readonly heard: ReadonlySet<string>
@@ -64,7 +63,7 @@ export type AvailabilityInput =
   | { readonly type: 'timeout' }
 
 export const initialAvailability = (sources: ReadonlyArray<{ readonly id: string, readonly connected: boolean }> = []): AvailabilityState =>
-  nextAvailability({ sync: 'pending', failed: false, probing: false, waitedForPeers: false, everConnected: false, openConnections: 0, sources: {}, heard: new Set(), synced: new Set(), open: new Set(), windowClosed: false }, { type: 'signaling', sources })
+  nextAvailability({ sync: 'pending', failed: false, probing: false, waitedForPeers: false, everConnected: false, sources: {}, heard: new Set(), synced: new Set(), open: new Set(), windowClosed: false }, { type: 'signaling', sources })
 
 /** Whether the outcome is decided (available, or failed). */
 export const isDecided = (state: AvailabilityState): boolean => state.sync !== 'pending' || state.failed
@@ -93,7 +92,7 @@ export const nextAvailability = (state: AvailabilityState, input: AvailabilityIn
       return aloneEverywhere ? decide(next, next.waitedForPeers ? 'peers-left' : 'alone') : next
     }
     case 'connections':
-      return settle({ ...state, openConnections: input.open.length, open: new Set(input.open) })
+      return settle({ ...state, open: new Set(input.open) })
     case 'heard':
       return state.heard.has(input.peerId) ? state : settle({ ...state, heard: new Set([...state.heard, input.peerId]) })
     case 'synced':
@@ -104,7 +103,7 @@ export const nextAvailability = (state: AvailabilityState, input: AvailabilityIn
       return state.heard.size === 0 && state.open.size === 0 && state.synced.size === 0 ? decide(state, 'alone') : state
     case 'timeout':
       if (state.synced.size > 0) return decide(state, 'synced')
-      return state.everConnected || state.openConnections > 0 ? decide(state, 'timeout') : { ...state, failed: true, probing: false }
+      return state.everConnected || state.open.size > 0 ? decide(state, 'timeout') : { ...state, failed: true, probing: false }
   }
 }
 
