@@ -379,9 +379,12 @@ class YWebrtcLink extends ObservableV2<LinkEvents> implements Link {
     if ((this.#reannounced.get(remotePeerId) ?? 0) > now - REANNOUNCE_INTERVAL) return
     for (const [peerId, at] of this.#reannounced) if (at <= now - REANNOUNCE_INTERVAL) this.#reannounced.delete(peerId)
     this.#reannounced.set(remotePeerId, now)
-    for (const conn of this.#provider.signalingConns) {
-      if (conn.connected) this.publish(conn, { type: 'announce' })
-    }
+    this.#announce()
+  }
+
+  /** Publishes this peer's announce on every connected signaling server (signed, budgeted). */
+  #announce (): void {
+    for (const conn of this.#provider.signalingConns) if (conn.connected) this.publish(conn, { type: 'announce' })
   }
 
   /**
@@ -468,7 +471,7 @@ class YWebrtcLink extends ObservableV2<LinkEvents> implements Link {
       if (backoff.until + MAX_BACKOFF < now) this.#backoff.delete(peerId)
     }
     if (retry && !this.leaving && this.#connections.size < this.#maxLive) {
-      for (const conn of this.#provider.signalingConns) if (conn.connected) this.publish(conn, { type: 'announce' })
+      this.#announce()
     }
   }
 
