@@ -33,6 +33,8 @@ export const ErrorCodes = {
   UNAUTHORIZED: 'UNAUTHORIZED',
   /** A signaling server refused the room: the access token does not cover it. */
   FORBIDDEN: 'FORBIDDEN',
+  /** A protected room: this peer's room token does not grant the key (or it has none, or it expired). */
+  PERMISSION_DENIED: 'PERMISSION_DENIED',
   /** An optional peer dependency this entry needs (`@roamhq/wrtc`, `ws`) is not installed; the message says `npm i ...`. */
   MISSING_DEPENDENCY: 'MISSING_DEPENDENCY'
 } as const

@@ -5,9 +5,10 @@
  */
 
 export { joinRoom, Session } from './session.js'
-export type { JoinOptions, Peer, PeersChange, SessionEvents, SessionStatus, SyncState, ConnectionInfo } from './session.js'
+export type { JoinOptions, AuthOptions, Permissions, Peer, PeersChange, SessionEvents, SessionStatus, SyncState, ConnectionInfo } from './session.js'
 export { SessionStore } from './store/store.js'
-export type { ChangeObserver, Completion, Observer, Usage, StoreOptions, StoreEntry, Writer } from './store/store.js'
+export type { ChangeObserver, Completion, Observer, Usage, StoreOptions, StoreEntry, UpdatedBy, Writer } from './store/store.js'
+export type { IssuerKey } from './trust/room-token.js'
 export { SessionStoreError, ErrorCodes } from './errors.js'
 export type { ErrorCode } from './errors.js'
 export { DEFAULT_LIMITS } from './store/limits.js'

@@ -3,7 +3,9 @@
  * a session creates anything, so a refused join leaves nothing behind (no socket, timer or port).
  */
 
+import type { JWK } from 'jose'
 import { ErrorCodes, SessionStoreError } from './errors.js'
+import { issuerProblem, type IssuerKey } from './trust/room-token.js'
 import type { Json } from './store/json.js'
 import type { Limits } from './store/limits.js'
 
@@ -30,11 +32,25 @@ export interface JoinOptions {
   joinTimeout?: number | undefined
   /** `'signaling'`: add the TURN servers the signaling server hands out to `peerOpts.config.iceServers`. Default none. */
   turn?: 'signaling' | undefined
+  /** Makes the room protected: per-key write rights from an app-issued room token (README "Permissions"). Default none. */
+  auth?: AuthOptions | undefined
+}
+
+export interface AuthOptions {
+  /** The issuer's public key (a JWK), or `{ jwksUrl }`. */
+  issuer: IssuerKey
+  /**
+   * Returns a room token bound to `peerKey` (this session's public key): usually a call to the
+   * app's backend, which mints it with `createRoomToken` (`y-session-store/auth`). Called when the
+   * session starts and again before each token expires. Without a `token` option, the room token
+   * is also the signaling servers' access token.
+   */
+  token: (peerKey: JWK) => string | Promise<string>
 }
 
 export const DEFAULT_SIGNALING = ['ws://localhost:4444']
 export const DEFAULT_JOIN_TIMEOUT = 10_000
-const OPTIONS: ReadonlySet<string> = new Set(['signaling', 'password', 'token', 'peerOpts', 'maxConns', 'limits', 'metadata', 'joinTimeout', 'turn'])
+const OPTIONS: ReadonlySet<string> = new Set(['signaling', 'password', 'token', 'peerOpts', 'maxConns', 'limits', 'metadata', 'joinTimeout', 'turn', 'auth'])
 
 export const invalidOption = (message: string): SessionStoreError => new SessionStoreError(ErrorCodes.INVALID_OPTION, message)
 
@@ -51,4 +67,11 @@ export const validateJoin = (room: unknown, options: JoinOptions): void => {
   if (maxConns !== undefined && !(Number.isSafeInteger(maxConns) && maxConns > 0)) throw invalidOption('maxConns must be a positive integer')
   if (joinTimeout !== undefined && !(Number.isFinite(joinTimeout) && joinTimeout >= 0)) throw invalidOption('joinTimeout must be a non-negative number of milliseconds')
   if (options.turn !== undefined && options.turn !== 'signaling') throw invalidOption("turn must be 'signaling' or absent")
+  const { auth } = options
+  if (auth !== undefined) {
+    if (typeof auth !== 'object' || auth === null) throw invalidOption('auth must be { issuer, token }')
+    const problem = issuerProblem(auth.issuer)
+    if (problem !== null) throw invalidOption(problem)
+    if (typeof auth.token !== 'function') throw invalidOption('auth.token must be a function (peerKey) => token')
+  }
 }

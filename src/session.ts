@@ -6,6 +6,7 @@
  * y-webrtc, simple-peer or WebRTC.
  */
 
+import type { JWK } from 'jose'
 import * as Y from 'yjs'
 import { Awareness } from 'y-protocols/awareness'
 import { AvailabilityTracker, type AvailabilityState, type SyncState } from './availability.js'
@@ -20,13 +21,16 @@ import type { WrtcImplementation } from './transport/framed-wrtc.js'
 import type { ConnectionInfo, Link, LinkFactory } from './transport/link.js'
 import type { Replication } from './transport/replication.js'
 import { createStack } from './transport/stack.js'
-import { TokenWatch } from './token.js'
-import { createIdentity } from './trust/identity.js'
+import { TOKEN_NOTICE, TokenWatch } from './token.js'
+import { createIdentity, type Identity } from './trust/identity.js'
+import { RoomTokenVerifier } from './trust/room-token.js'
+import { RoomAuthority, type Permissions } from './trust/signed-entry.js'
 
 export type { Peer, PeersChange } from './peers.js'
 export type { SyncState } from './availability.js'
 export type { ConnectionInfo } from './transport/link.js'
-export type { JoinOptions } from './options.js'
+export type { JoinOptions, AuthOptions } from './options.js'
+export type { Permissions } from './trust/signed-entry.js'
 
 export interface SessionStatus {
   /** Connected to at least one signaling server. */
@@ -48,6 +52,8 @@ export interface SessionEvents {
   sessionStoreAvailable: (store: SessionStore) => void
   /** The access token expires soon (TOKEN_NOTICE before its `exp`): give a fresh one to `setToken`. */
   tokenExpiring: (event: { expiresAt: number }) => void
+  /** A protected room: this peer's room token was verified (at join, and at each renewal). */
+  permissions: (permissions: Permissions) => void
   peers: (change: PeersChange) => void
   status: (status: SessionStatus) => void
   error: (error: SessionStoreError) => void
@@ -79,17 +85,28 @@ export class Session extends IsolatedObservable<SessionEvents> {
   })
   readonly #dropped: Record<string, number> = {}
   #leaving: Promise<void> | null = null
+  readonly #authority: RoomAuthority | null = null
+  #renewal: ReturnType<typeof setTimeout> | undefined
 
   constructor (room: string, options: JoinOptions = {}, runtime: Runtime = {}) {
     super()
     validateJoin(room, options)
-    const { signaling = DEFAULT_SIGNALING, password, token, peerOpts = {}, maxConns, metadata = null, joinTimeout = DEFAULT_JOIN_TIMEOUT, turn } = options
+    const { signaling = DEFAULT_SIGNALING, password, token, peerOpts = {}, maxConns, metadata = null, joinTimeout = DEFAULT_JOIN_TIMEOUT, turn, auth } = options
     const limits = resolveLimits(options.limits)
     const ownMetadata = metadataOf(metadata, limits.maxValueBytes)
     this.room = room
     this.doc = new Y.Doc()
+    const identity = createIdentity()
+    // A protected room's first room token, also the signaling token when no other is given.
+    let signalingToken: string | Promise<string | undefined> | undefined = token
+    if (auth !== undefined) {
+      this.#authority = new RoomAuthority({ room, identity, verifier: new RoomTokenVerifier(auth.issuer) })
+      const first = this.#renewPermissions(auth.token, identity, token === undefined)
+      signalingToken ??= first
+    }
     this.#store = new SessionStore(this.doc.getMap(STORE_MAP), {
       limits,
+      authority: this.#authority ?? undefined,
       onError: (err) => this.#emitError(err),
       // Who writes: read at each write (the awareness exists by then), so a rename shows in new entries.
       writer: () => ({ id: String(this.doc.clientID), metadata: (this.#awareness.getLocalState()?.[METADATA_FIELD] ?? null) as Json })
@@ -100,7 +117,7 @@ export class Session extends IsolatedObservable<SessionEvents> {
     const drop = (reason: string): void => { this.#dropped[reason] = (this.#dropped[reason] ?? 0) + 1 }
     const stack = createStack({
       room,
-      identity: createIdentity(),
+      identity,
       doc: this.doc,
       awareness: this.#awareness,
       root: STORE_MAP,
@@ -111,7 +128,7 @@ export class Session extends IsolatedObservable<SessionEvents> {
       signaling,
       peerOpts,
       ...(password === undefined ? {} : { password }),
-      ...(token === undefined ? {} : { token }),
+      ...(signalingToken === undefined ? {} : { token: signalingToken }),
       ...(maxConns === undefined ? {} : { maxConns }),
       ...(turn === undefined ? {} : { turn })
     })
@@ -174,6 +191,15 @@ export class Session extends IsolatedObservable<SessionEvents> {
     return this.#awareness
   }
 
+  /**
+   * A protected room (`auth`): this peer's rights once its room token is verified, `{ user, write,
+   * expiresAt }`; null before that, when the token could not be used (this peer is read-only),
+   * and in open rooms.
+   */
+  get permissions (): Permissions | null {
+    return this.#authority?.permissions ?? null
+  }
+
   /** The peers in the room, this one included. */
   get peers (): Peer[] {
     return this.#peers.list
@@ -232,6 +258,7 @@ export class Session extends IsolatedObservable<SessionEvents> {
   async #release (): Promise<void> {
     this.#availability.stop()
     this.#token.stop()
+    clearTimeout(this.#renewal)
     this.#store.close()
     this.#rejectStore(new SessionStoreError(ErrorCodes.NOT_AVAILABLE, 'the session was left before the store became available'))
     this.#replication.destroy()
@@ -239,6 +266,33 @@ export class Session extends IsolatedObservable<SessionEvents> {
     await this.#link.leave()
     this.doc.destroy()
     this.#emitStatus()
+  }
+
+  /**
+   * Gets a room token from the app (`auth.token`), verifies and adopts it, and schedules the next
+   * one TOKEN_NOTICE before it expires. Resolves the token, or undefined when it cannot be used
+   * (reported as UNAUTHORIZED: this peer is read-only, with its previous token if it had one).
+   */
+  async #renewPermissions (fetchToken: (peerKey: JWK) => string | Promise<string>, identity: Promise<Identity>, forSignaling: boolean): Promise<string | undefined> {
+    const authority = this.#authority as RoomAuthority
+    try {
+      const { publicJwk } = await identity
+      const token = await fetchToken({ ...publicJwk })
+      if (typeof token !== 'string' || token.length === 0) throw new Error('auth.token did not return a token')
+      const permissions = await authority.adopt(token)
+      if (this.#leaving !== null) return undefined
+      if (forSignaling && this.#constructed) this.#link.setToken(token)
+      this.#emit('permissions', permissions)
+      const next = Math.max(1000, permissions.expiresAt - TOKEN_NOTICE - Date.now())
+      clearTimeout(this.#renewal)
+      this.#renewal = setTimeout(() => { void this.#renewPermissions(fetchToken, identity, forSignaling) }, Math.min(next, 2 ** 31 - 1))
+      return token
+    } catch (err) {
+      if (this.#leaving === null) {
+        this.#emitError(new SessionStoreError(ErrorCodes.UNAUTHORIZED, `the room token cannot be used (${(err as Error).message}): this peer is read-only`, { cause: err }))
+      }
+      return undefined
+    }
   }
 
   #onDecided = (state: AvailabilityState): void => {

@@ -8,6 +8,15 @@
  * value's text (whose size the limits count) as a slice of the envelope, and parses the metadata
  * and the value once each, without re-stringifying anything. `decodeEnvelope` is a pure function
  * over the text: it returns the parsed entry, or the reason it is invalid.
+ *
+ * In protected rooms (permissions) an entry is sealed: between `since` and `m` it carries
+ *
+ *     "ver":<n>,["del":true,]"pk":"<signer's peer id>","tok":"<signer's room token>","sig":"<signature>",
+ *
+ * the key's version (each write is one above the version it replaces), a tombstone mark for a
+ * delete, the signer, the token that grants it the key, and its signature over the room, the key
+ * and the envelope without the `sig` field (trust/signed-entry.ts). Every peer reads sealed
+ * entries; only protected peers check the seal, and a tombstone reads as an absent key.
  */
 
 import { decodeValue, type Json } from './json.js'
@@ -33,16 +42,39 @@ export interface Entry {
   readonly at: number
   /** The writer's clock when the key got its value, kept by overwrites: the entry's rank. */
   readonly since: number
+  /** The seal of an entry written in a protected room; undefined in open rooms. */
+  readonly seal?: Seal | undefined
 }
+
+/** The protected fields of a sealed entry, as claimed: trust/signed-entry.ts checks them. */
+export interface Seal {
+  /** The key's version: one above the version this write replaced. */
+  readonly ver: number
+  /** A tombstone: the key was deleted (the entry's value is null and not shown). */
+  readonly deleted: boolean
+  /** The signer's peer id (its session key). */
+  readonly signer: string
+  /** The signer's room token (a JWT whose `cnf.jwk` is the signer's key). */
+  readonly token: string
+  /** The signature (base64url). */
+  readonly signature: string
+  /** The envelope's text without its `sig` field: what was signed (with room and key). */
+  readonly unsigned: string
+}
+
+/** The most characters of a room token in a sealed entry. */
+export const MAX_TOKEN_CHARS = 4096
+/** The most characters of an entry's seal fields besides the token (version, signer, signature). */
+const MAX_SEAL_FIXED = '"ver":,"del":true,"pk":"","tok":"","sig":"",'.length + 16 + 180 + 200
 
 /** A writer id: 1 to 128 printable ASCII characters, no quote or backslash (JSON needs no escape). */
 export const WRITER_ID = /^[!#-[\]-~]{1,128}$/
 
 const MS = '(0|[1-9][0-9]{0,15})'
-const PREFIX = new RegExp(`^\\{"by":"([!#-[\\]-~]{1,128})","at":${MS},"since":${MS},"m":`)
+const PREFIX = new RegExp(`^\\{"by":"([!#-[\\]-~]{1,128})","at":${MS},"since":${MS},(?:"ver":${MS},("del":true,)?"pk":"([A-Za-z0-9_.-]{43,180})","tok":"([A-Za-z0-9_.-]{1,${MAX_TOKEN_CHARS}})",("sig":"([A-Za-z0-9_-]{1,200})",))?"m":`)
 const VALUE_FIELD = ',"v":'
 /** The most UTF-16 code units an envelope has besides its metadata and value texts. */
-const MAX_FIXED = '{"by":"","at":,"since":,"m":,"v":}'.length + 128 + 16 + 16
+const MAX_FIXED = '{"by":"","at":,"since":,"m":,"v":}'.length + 128 + 16 + 16 + MAX_SEAL_FIXED + MAX_TOKEN_CHARS
 
 /** A non-negative integer that JSON and every peer read exactly: a clock in ms. */
 export const isClock = (n: unknown): n is number => Number.isSafeInteger(n) && (n as number) >= 0
@@ -50,6 +82,27 @@ export const isClock = (n: unknown): n is number => Number.isSafeInteger(n) && (
 /** The envelope's text. `metadataText` and `valueText` are JSON texts the caller has validated. */
 export const encodeEnvelope = (by: string, at: number, since: number, metadataText: string, valueText: string): string =>
   `{"by":"${by}","at":${at},"since":${since},"m":${metadataText}${VALUE_FIELD}${valueText}}`
+
+/** What a sealed entry's signer supplies besides the envelope's own fields. */
+export interface SealFields {
+  ver: number
+  deleted: boolean
+  signer: string
+  token: string
+}
+
+/** A sealed envelope without its signature: the text to sign (with room and key). */
+export const encodeUnsignedEnvelope = (by: string, at: number, since: number, seal: SealFields, metadataText: string, valueText: string): string =>
+  `{"by":"${by}","at":${at},"since":${since},${sealHead(seal)}"m":${metadataText}${VALUE_FIELD}${valueText}}`
+
+/** The sealed envelope: `unsigned` (from encodeUnsignedEnvelope) with the signature inserted before `m`. */
+export const insertSignature = (unsigned: string, signature: string): string => {
+  const at = unsigned.indexOf('"m":')
+  return `${unsigned.slice(0, at)}"sig":"${signature}",${unsigned.slice(at)}`
+}
+
+const sealHead = ({ ver, deleted, signer, token }: SealFields): string =>
+  `"ver":${ver},${deleted ? '"del":true,' : ''}"pk":"${signer}","tok":"${token}",`
 
 /**
  * The index just past the JSON value that starts at `i` in `s`, or -1. Only finds the boundary:
@@ -95,6 +148,21 @@ export const decodeEnvelope = (key: string, raw: unknown, limits: Limits): Entry
   const at = Number(prefix[2])
   const since = Number(prefix[3])
   if (!isClock(at) || !isClock(since)) return 'a clock of the entry is not a safe integer'
+  let seal: Seal | undefined
+  if (prefix[4] !== undefined) {
+    const ver = Number(prefix[4])
+    if (!isClock(ver)) return 'the version of the entry is not a safe integer'
+    const signatureField = prefix[8] as string
+    const end = prefix[0].length - '"m":'.length
+    seal = {
+      ver,
+      deleted: prefix[5] !== undefined,
+      signer: prefix[6] as string,
+      token: prefix[7] as string,
+      signature: prefix[9] as string,
+      unsigned: raw.slice(0, end - signatureField.length) + raw.slice(end)
+    }
+  }
   const metadataStart = prefix[0].length
   const metadataEnd = valueEnd(raw, metadataStart)
   if (metadataEnd < 0 || !raw.startsWith(VALUE_FIELD, metadataEnd) || raw.charCodeAt(raw.length - 1) !== 0x7d) {
@@ -110,5 +178,5 @@ export const decodeEnvelope = (key: string, raw: unknown, limits: Limits): Entry
   if (valueBytes > limits.maxValueBytes) return `the value is ${valueBytes} bytes, over the limit of ${limits.maxValueBytes}`
   const value = decodeValue(valueText)
   if (value === undefined) return 'the value is not valid JSON'
-  return { key, text: raw, bytes: keyBytes + valueBytes, value, by: prefix[1] as string, metadata, at, since }
+  return { key, text: raw, bytes: keyBytes + valueBytes, value, by: prefix[1] as string, metadata, at, since, seal }
 }

@@ -10,22 +10,35 @@
  * on every honest peer.
  *
  * Yjs resolves concurrent writes to one key by last writer wins; the store does not hide that.
+ *
+ * In a protected room (an `authority`: trust/signed-entry.ts) an entry counts only when its seal
+ * verifies: signed by a peer whose room token grants the key. Each key shows its best valid entry
+ * seen (highest version, then signing time, then text: a total order every peer applies), a
+ * delete is a signed tombstone, and when the document holds anything else under the key (garbage,
+ * a forgery, a replay of an older version, an unauthorised write or a raw delete) the store puts
+ * the best entry back after a short random delay, so the room converges back to it.
  */
 
 import type * as Y from 'yjs'
 import { ErrorCodes, SessionStoreError } from '../errors.js'
-import { decodeEnvelope, encodeEnvelope, isClock, WRITER_ID, type Entry, type Writer } from './envelope.js'
+import type { EntryAuthority, Verdict } from '../trust/signed-entry.js'
+import { decodeEnvelope, encodeEnvelope, encodeUnsignedEnvelope, insertSignature, isClock, WRITER_ID, type Entry, type Writer } from './envelope.js'
 import { cloneJson, encodeValue, type Json } from './json.js'
 import { isWellFormed, resolveLimits, utf8Length, type Limits } from './limits.js'
 import { Visibility } from './visibility.js'
 
 export type { Writer } from './envelope.js'
 
+/** Who wrote an entry: `user` is the verified user (the room token's `sub`) in protected rooms. */
+export interface UpdatedBy extends Writer {
+  user?: string
+}
+
 /** A visible entry with who wrote it, as `store.entry(key)` returns it (the 100ms SDK's fields). */
 export interface StoreEntry {
   value: Json
   /** The writer's peer, as it claimed when writing: `id` is its Yjs client id, as in `session.peers`. */
-  updatedBy: Writer
+  updatedBy: UpdatedBy
   /** The writer's clock at the write, in ms since the epoch. */
   updatedAt: number
 }
@@ -64,10 +77,28 @@ export interface StoreOptions {
   writer?: (() => Writer) | undefined
   /** This peer's clock in ms, read at each write (`updatedAt`). Default `Date.now`. */
   now?: (() => number) | undefined
+  /** Makes the room protected: writes are sealed, and only entries whose seal verifies count. */
+  authority?: EntryAuthority | undefined
+  /** The longest a protected store waits before putting a displaced best entry back, in ms. Default 200. */
+  restoreDelay?: number | undefined
 }
+
+/** An entry that counts in a protected room: sealed, verified, with its user. */
+type Verified = Entry & { readonly user: string }
 
 /** At most this many INVALID_REMOTE_ENTRY reports per transaction; the rest are counted in one more. */
 const MAX_REPORTS = 10
+/** At most this many reports of entries refused by their seal, per second. */
+const MAX_SEAL_REPORTS = 10
+
+/** The order of valid entries of one key in a protected room: version, then signing time, then text. */
+export const outranks = (a: Entry, b: Entry): boolean => {
+  const av = a.seal?.ver ?? 0
+  const bv = b.seal?.ver ?? 0
+  if (av !== bv) return av > bv
+  if (a.at !== b.at) return a.at > b.at
+  return a.text > b.text
+}
 
 interface ObserverRecord extends Observer {
   fn: ChangeObserver
@@ -93,17 +124,47 @@ export class SessionStore {
   #closed = false
   /** The entry a local write is storing, so the map event it causes needs no parse or measure. */
   #writing: Entry | null = null
+  readonly #authority: EntryAuthority | null
+  readonly #restoreDelay: number
+  /** Protected rooms: the best valid entry seen per key (tombstones included). */
+  readonly #best = new Map<string, Verified>()
+  /** Protected rooms: the text under each key whose verdict is awaited. */
+  readonly #awaiting = new Map<string, string>()
+  /** Protected rooms: the highest version a local write has taken per key, signed or not yet. */
+  readonly #reserved = new Map<string, number>()
+  readonly #restores = new Map<string, ReturnType<typeof setTimeout>>()
+  /** Protected rooms: local writes land in call order (each waits for its signature). */
+  #queue: Promise<unknown> = Promise.resolve()
+  #sealReports = { second: 0, count: 0 }
 
-  constructor (map: Y.Map<unknown>, { limits, onError = () => {}, writer, now = Date.now }: StoreOptions = {}) {
+  constructor (map: Y.Map<unknown>, { limits, onError = () => {}, writer, now = Date.now, authority, restoreDelay = 200 }: StoreOptions = {}) {
     this.limits = resolveLimits(limits)
     this.#map = map
     this.#origin = Object.freeze({ source: 'local' as const, store: this })
     this.#onError = onError
     this.#writer = writer ?? (() => ({ id: String(map.doc?.clientID ?? 0), metadata: null }))
     this.#now = now
+    this.#authority = authority ?? null
+    this.#restoreDelay = restoreDelay
     this.#visibility = new Visibility(this.limits)
-    this.#visibility.update(this.#read(map.keys(), true))
+    if (this.#authority === null) this.#visibility.update(this.#read(map.keys(), true))
+    else for (const key of map.keys()) this.#consider(key, true)
     map.observe(this.#onMapEvent)
+  }
+
+  /** Whether the room is protected (writes are sealed and checked). */
+  get protected (): boolean {
+    return this.#authority !== null
+  }
+
+  /**
+   * Whether this peer may write `key` now: always in an open room; in a protected one, when its
+   * room token grants the key and has not expired. A write it may not make rejects PERMISSION_DENIED.
+   */
+  canWrite (key: string): boolean {
+    this.#assertOpen()
+    this.#assertKey(key)
+    return this.#authority === null || this.#authority.refusal(key, this.#now()) === null
   }
 
   /** True once the session has been left: every call then fails with NOT_AVAILABLE. */
@@ -121,7 +182,7 @@ export class SessionStore {
   set (key: string, value: unknown, completion?: Completion): Promise<Json | undefined> | void {
     let result: Promise<Json | undefined>
     try {
-      result = Promise.resolve(this.#write(key, value))
+      result = this.#authority === null ? Promise.resolve(this.#write(key, value)) : this.#writeSealed(this.#authority, key, value)
     } catch (err) {
       result = Promise.reject(err)
     }
@@ -134,7 +195,8 @@ export class SessionStore {
 
   /** Deletes `key`. Deleting a missing key is not an error. */
   async delete (key: string): Promise<void> {
-    this.#write(key, undefined)
+    if (this.#authority === null) this.#write(key, undefined)
+    else await this.#writeSealed(this.#authority, key, undefined)
   }
 
   /** One-shot read of `key`: its value, or undefined. */
@@ -238,6 +300,8 @@ export class SessionStore {
     this.#map.unobserve(this.#onMapEvent)
     this.#observers.clear()
     this.#allObservers.clear()
+    for (const timer of this.#restores.values()) clearTimeout(timer)
+    this.#restores.clear()
   }
 
   /**
@@ -247,12 +311,80 @@ export class SessionStore {
   #write (key: string, value: unknown): Json | undefined {
     this.#assertOpen()
     this.#assertKey(key)
-    const visible = this.#visibility.visible
-    const old = visible.get(key)
+    const old = this.#visibility.visible.get(key)
     if (value === undefined) {
       if (this.#map.has(key)) this.#transact(() => this.#map.delete(key))
       return undefined
     }
+    const { valueText, bytes } = this.#measure(key, value, old)
+    const { id, metadata, metadataText } = this.#whoAmI()
+    const at = this.#clock()
+    // An overwrite keeps the key's rank: the rule never moves a key behind others for being updated.
+    const since = old?.since ?? at
+    const text = encodeEnvelope(id, at, since, metadataText, valueText)
+    const entry: Entry = { key, text, bytes, value: JSON.parse(valueText) as Json, by: id, metadata, at, since }
+    this.#writing = entry
+    try {
+      this.#transact(() => this.#map.set(key, text))
+    } finally {
+      this.#writing = null
+    }
+    return cloneJson(entry.value)
+  }
+
+  /**
+   * A sealed write (protected rooms): refused unless this peer's token grants the key, checked
+   * against the limits now, then signed and stored in call order. Resolves what readers see.
+   */
+  async #writeSealed (authority: EntryAuthority, key: string, value: unknown): Promise<Json | undefined> {
+    this.#assertOpen()
+    this.#assertKey(key)
+    const refusal = authority.refusal(key, this.#now())
+    const signer = authority.signer
+    if (refusal !== null || signer === null) throw new SessionStoreError(ErrorCodes.PERMISSION_DENIED, refusal ?? 'this peer has no valid room token', { key })
+    const old = this.#best.get(key)
+    const live = old === undefined || old.seal?.deleted === true ? undefined : old
+    const deleted = value === undefined
+    if (deleted && live === undefined) return undefined
+    const { valueText, bytes } = deleted ? { valueText: 'null', bytes: 0 } : this.#measure(key, value, this.#visibility.visible.get(key))
+    const { id, metadata, metadataText } = this.#whoAmI()
+    const at = this.#clock()
+    const since = live?.since ?? at
+    const ver = Math.max(old?.seal?.ver ?? 0, this.#reserved.get(key) ?? 0) + 1
+    this.#reserved.set(key, ver)
+    const seal = { ver, deleted, signer: signer.id, token: signer.token }
+    const unsigned = encodeUnsignedEnvelope(id, at, since, seal, metadataText, valueText)
+    const land = async (): Promise<Json | undefined> => {
+      const signature = await authority.sign(key, unsigned)
+      this.#assertOpen()
+      const text = insertSignature(unsigned, signature)
+      const entry: Verified = {
+        key, text, bytes, value: JSON.parse(valueText) as Json, by: id, metadata, at, since, user: signer.user,
+        seal: { ...seal, signature, unsigned }
+      }
+      this.#writing = entry
+      try {
+        this.#transact(() => this.#map.set(key, text))
+      } finally {
+        this.#writing = null
+      }
+      return this.get(key)
+    }
+    const result = this.#queue.then(land, land)
+    this.#queue = result.catch(() => {})
+    return await result
+  }
+
+  /** The clock for a write, validated. */
+  #clock (): number {
+    const at = Math.floor(this.#now())
+    if (!isClock(at)) throw new SessionStoreError(ErrorCodes.INVALID_OPTION, `now() must return ms since the epoch, got ${String(at)}`)
+    return at
+  }
+
+  /** The value's text and the entry's size, checked against the limits with the key's visible entry `old`. */
+  #measure (key: string, value: unknown, old: Entry | undefined): { valueText: string, bytes: number } {
+    const visible = this.#visibility.visible
     const valueText = encodeValue(value)
     const valueBytes = utf8Length(valueText)
     if (valueBytes > this.limits.maxValueBytes) {
@@ -266,20 +398,7 @@ export class SessionStore {
     if (total > this.limits.maxTotalBytes) {
       throw new SessionStoreError(ErrorCodes.STORE_TOO_LARGE, `writing '${key}' would make the store ${total} bytes, over the limit of ${this.limits.maxTotalBytes}`, { key })
     }
-    const { id, metadata, metadataText } = this.#whoAmI()
-    const at = Math.floor(this.#now())
-    if (!isClock(at)) throw new SessionStoreError(ErrorCodes.INVALID_OPTION, `now() must return ms since the epoch, got ${String(at)}`)
-    // An overwrite keeps the key's rank: the rule never moves a key behind others for being updated.
-    const since = old?.since ?? at
-    const text = encodeEnvelope(id, at, since, metadataText, valueText)
-    const entry: Entry = { key, text, bytes, value: JSON.parse(valueText) as Json, by: id, metadata, at, since }
-    this.#writing = entry
-    try {
-      this.#transact(() => this.#map.set(key, text))
-    } finally {
-      this.#writing = null
-    }
-    return cloneJson(entry.value)
+    return { valueText, bytes }
   }
 
   /** The writer's identity, validated: a bad one is the embedding code's bug, refused before writing. */
@@ -304,7 +423,16 @@ export class SessionStore {
   }
 
   #onMapEvent = (event: Y.YMapEvent<unknown>): void => {
-    const changes = this.#visibility.update(this.#read(event.keysChanged, event.transaction.origin !== this.#origin))
+    const remote = event.transaction.origin !== this.#origin
+    if (this.#authority !== null) {
+      for (const key of event.keysChanged) this.#consider(key, remote)
+      return
+    }
+    this.#deliver(this.#visibility.update(this.#read(event.keysChanged, remote)))
+  }
+
+  /** Tells the observers of each changed key what readers now see. */
+  #deliver (changes: ReadonlyArray<{ key: string }>): void {
     for (const { key } of changes) {
       for (const observers of [this.#observers.get(key), this.#allObservers]) {
         if (observers === undefined) continue
@@ -315,6 +443,87 @@ export class SessionStore {
         }
       }
     }
+  }
+
+  /**
+   * Protected rooms: judges what the document now holds under `key`. A verdict known at once
+   * (cached, or this peer's own write) applies now; otherwise when it arrives, and meanwhile the
+   * key shows its best entry as before.
+   */
+  #consider (key: string, remote: boolean): void {
+    const authority = this.#authority as EntryAuthority
+    this.#awaiting.delete(key)
+    if (!this.#map.has(key)) {
+      this.#reconcile(key)
+      return
+    }
+    const raw = this.#map.get(key)
+    const writing = this.#writing
+    const entry = !remote && writing?.key === key && writing.text === raw ? writing : decodeEnvelope(key, raw, this.limits)
+    if (typeof entry === 'string') {
+      this.#reportSeal(key, entry)
+      this.#reconcile(key)
+      return
+    }
+    const verdict: Verdict | Promise<Verdict> = entry === writing ? { user: (writing as Verified).user } : authority.check(key, entry)
+    if (!(verdict instanceof Promise)) {
+      this.#judged(key, entry, verdict)
+      return
+    }
+    this.#awaiting.set(key, entry.text)
+    verdict.then((settled) => {
+      if (this.#closed) return
+      if (this.#awaiting.get(key) === entry.text) this.#awaiting.delete(key)
+      this.#judged(key, entry, settled)
+    }, () => {})
+  }
+
+  /** A verified entry becomes the key's best if it outranks the best seen; then the document is reconciled. */
+  #judged (key: string, entry: Entry, verdict: Verdict): void {
+    if (typeof verdict === 'string') {
+      this.#reportSeal(key, verdict)
+    } else {
+      const best = this.#best.get(key)
+      if (best === undefined || outranks(entry, best)) {
+        const verified: Verified = { ...entry, user: verdict.user }
+        this.#best.set(key, verified)
+        this.#deliver(this.#visibility.update([[key, verified.seal?.deleted === true ? undefined : verified]]))
+      }
+    }
+    this.#reconcile(key)
+  }
+
+  /**
+   * When the document no longer holds the key's best entry (and no verdict on what it holds is
+   * awaited), puts the best one back after a random delay of up to `restoreDelay`: any honest
+   * peer that saw it may, and the first to do so saves the others the write.
+   */
+  #reconcile (key: string): void {
+    const best = this.#best.get(key)
+    if (best === undefined || this.#awaiting.has(key) || this.#map.get(key) === best.text || this.#restores.has(key)) return
+    this.#restores.set(key, setTimeout(() => {
+      this.#restores.delete(key)
+      const current = this.#best.get(key)
+      if (this.#closed || current === undefined || this.#awaiting.has(key) || this.#map.get(key) === current.text) return
+      this.#writing = current
+      try {
+        this.#transact(() => this.#map.set(key, current.text))
+      } finally {
+        this.#writing = null
+      }
+    }, Math.random() * this.#restoreDelay))
+  }
+
+  /** Reports an entry that does not count in a protected room, at most MAX_SEAL_REPORTS per second. */
+  #reportSeal (key: string, reason: string): void {
+    const second = Math.floor(Date.now() / 1000)
+    const budget = this.#sealReports
+    if (budget.second !== second) {
+      budget.second = second
+      budget.count = 0
+    }
+    if (++budget.count > MAX_SEAL_REPORTS) return
+    this.#report(new SessionStoreError(ErrorCodes.INVALID_REMOTE_ENTRY, `ignoring the entry under '${key}': ${reason}`, { key }))
   }
 
   /**
@@ -333,7 +542,8 @@ export class SessionStore {
       const raw = this.#map.get(key)
       const entry = !remote && writing?.key === key && writing.text === raw ? writing : decodeEnvelope(key, raw, this.limits)
       if (typeof entry !== 'string') {
-        out.push([key, entry])
+        // A protected peer's tombstone: the key is deleted.
+        out.push([key, entry.seal?.deleted === true ? undefined : entry])
         continue
       }
       out.push([key, undefined])
@@ -382,7 +592,9 @@ export class SessionStore {
   }
 }
 
-const recordOf = (entry: Entry | undefined): StoreEntry | undefined =>
-  entry === undefined
-    ? undefined
-    : { value: cloneJson(entry.value), updatedBy: { id: entry.by, metadata: cloneJson(entry.metadata) }, updatedAt: entry.at }
+const recordOf = (entry: Entry | undefined): StoreEntry | undefined => {
+  if (entry === undefined) return undefined
+  const user = (entry as Partial<Verified>).user
+  const updatedBy: UpdatedBy = user === undefined ? { id: entry.by, metadata: cloneJson(entry.metadata) } : { id: entry.by, metadata: cloneJson(entry.metadata), user }
+  return { value: cloneJson(entry.value), updatedBy, updatedAt: entry.at }
+}

@@ -102,8 +102,8 @@ export interface LinkOptions {
   signaling: string[]
   /** y-webrtc's room password: encrypts signaling. */
   password?: string
-  /** Appended to each signaling URL as `?token=`. */
-  token?: string
+  /** Appended to each signaling URL as `?token=`; a promise defers signaling until it settles (undefined: no token). */
+  token?: string | Promise<string | undefined>
   /** simple-peer options (`config` with iceServers, ...). */
   peerOpts: Record<string, unknown>
   /** The most connections to open. */

@@ -102,6 +102,7 @@ interface Provider {
   maxConns: number
   signalingConns: SignalingConn[]
   signalingUrls: string[]
+  connect: () => void
   disconnect: () => void
   destroy: () => void
 }
@@ -222,6 +223,8 @@ class YWebrtcLink extends ObservableV2<LinkEvents> implements Link {
    */
   readonly #backoff = new Map<string, { until: number, failures: number, retry?: boolean }>()
   readonly #watchdog: ReturnType<typeof setInterval>
+  #signaling: string[] = []
+  readonly #attached = new WeakSet<SignalingConn>()
 
   constructor (room: string, options: LinkOptions, wrtc: WrtcImplementation) {
     super()
@@ -253,7 +256,8 @@ class YWebrtcLink extends ObservableV2<LinkEvents> implements Link {
     try {
       // No password for y-webrtc: it only ever sees verified, decrypted payloads (see guard()).
       this.#provider = new yWebrtc.WebrtcProvider(room, this.#shadow, {
-        signaling: token === undefined ? signaling : signaling.map((url) => withToken(url, token)),
+        // A token still being fetched (a protected room's): no signaling until it is known.
+        signaling: typeof token === 'string' ? signaling.map((url) => withToken(url, token)) : token === undefined ? signaling : [],
         awareness: new Awareness(this.#shadow),
         // Tabs of one browser connect over WebRTC too: the data plane is only on data channels.
         filterBcConns: false,
@@ -273,13 +277,16 @@ class YWebrtcLink extends ObservableV2<LinkEvents> implements Link {
       this.#shadow.destroy()
       throw err
     }
-    for (const conn of this.#provider.signalingConns) {
-      guard(conn)
-      watchCloseCodes(conn)
-      followTurnCredentials(conn)
-      conn.on('message', this.#onSignalingMessage)
-      conn.on('connect', this.#onSignalingStatus)
-      conn.on('disconnect', this.#onSignalingStatus)
+    this.#signaling = signaling
+    this.#attachSignaling()
+    if (typeof token === 'object') {
+      token.then((value) => {
+        if (this.#left !== null) return
+        // y-webrtc's own connect(): it makes (or shares) the sockets of its signalingUrls.
+        this.#provider.signalingUrls = value === undefined ? signaling : signaling.map((url) => withToken(url, value))
+        this.#provider.connect()
+        this.#attachSignaling()
+      }, () => {})
     }
     this.#watchdog = setInterval(this.#expirePending, 1000)
     this.ready = Promise.all([this.#provider.key, identity]).then(([, { id }]) => {
@@ -289,6 +296,21 @@ class YWebrtcLink extends ObservableV2<LinkEvents> implements Link {
       return id
     })
     this.ready.catch(() => {})
+  }
+
+  /** Watches the signaling connections not watched yet. */
+  #attachSignaling (): void {
+    for (const conn of this.#provider.signalingConns) {
+      if (this.#attached.has(conn)) continue
+      this.#attached.add(conn)
+      guard(conn)
+      watchCloseCodes(conn)
+      followTurnCredentials(conn)
+      conn.on('message', this.#onSignalingMessage)
+      conn.on('connect', this.#onSignalingStatus)
+      conn.on('disconnect', this.#onSignalingStatus)
+    }
+    if (this.#provider.signalingConns.some((conn) => conn.connected)) this.#onSignalingStatus()
   }
 
   /** This peer's id on the signaling wire (its identity's), once known. */
@@ -307,7 +329,10 @@ class YWebrtcLink extends ObservableV2<LinkEvents> implements Link {
   }
 
   get sources (): SignalingSource[] {
-    return this.#provider.signalingConns.map((conn) => ({ id: stripQuery(conn.url), connected: conn.connected }))
+    const conns = this.#provider.signalingConns
+    // Before a deferred token arrives, the servers to come, not connected.
+    if (conns.length === 0) return this.#signaling.map((url) => ({ id: url, connected: false }))
+    return conns.map((conn) => ({ id: stripQuery(conn.url), connected: conn.connected }))
   }
 
   get connections (): LinkConnection[] {

@@ -23,6 +23,8 @@ export interface Identity {
   readonly publicJwk: JWK
   /** Signs a JSON payload: a compact JWS. */
   sign: (payload: Record<string, unknown>) => Promise<string>
+  /** Signs raw bytes (Ed25519, or ECDSA P-256 with SHA-256): the bare signature, for signed entries. */
+  signBytes: (data: Uint8Array) => Promise<Uint8Array>
 }
 
 const P256_PREFIX = 'p256.'
@@ -69,9 +71,13 @@ export const createIdentity = async (): Promise<Identity> => {
   return {
     id,
     publicJwk,
-    sign: async (payload) => await new CompactSign(encoder.encode(JSON.stringify(payload))).setProtectedHeader({ alg }).sign(privateKey)
+    sign: async (payload) => await new CompactSign(encoder.encode(JSON.stringify(payload))).setProtectedHeader({ alg }).sign(privateKey),
+    signBytes: async (data) => new Uint8Array(await crypto.subtle.sign(webCryptoAlgorithm(publicJwk), privateKey, data as Uint8Array<ArrayBuffer>))
   }
 }
+
+const webCryptoAlgorithm = (jwk: JWK): AlgorithmIdentifier | EcdsaParams =>
+  jwk.kty === 'OKP' ? { name: 'Ed25519' } : { name: 'ECDSA', hash: 'SHA-256' }
 
 /** Public keys by peer id: importing one costs about as much as a verification. Bounded. */
 const keys = new Map<string, Promise<CryptoKey | Uint8Array | null>>()
@@ -86,6 +92,18 @@ const keyOf = (id: string): Promise<CryptoKey | Uint8Array | null> => {
     keys.set(id, key)
   }
   return key
+}
+
+/** Whether `signature` is peer `id`'s signature of `data` (as `signBytes` makes them). */
+export const verifyBytes = async (id: string, data: Uint8Array, signature: Uint8Array): Promise<boolean> => {
+  const jwk = jwkOfPeerId(id)
+  const key = jwk === null ? null : await keyOf(id)
+  if (jwk === null || key === null || key instanceof Uint8Array) return false
+  try {
+    return await crypto.subtle.verify(webCryptoAlgorithm(jwk), key, signature as Uint8Array<ArrayBuffer>, data as Uint8Array<ArrayBuffer>)
+  } catch {
+    return false
+  }
 }
 
 /**
