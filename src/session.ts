@@ -18,7 +18,7 @@ import type { Json } from './store/json.js'
 import { resolveLimits } from './store/limits.js'
 import { SessionStore } from './store/store.js'
 import type { WrtcImplementation } from './transport/framed-wrtc.js'
-import type { ConnectionInfo, Link, LinkFactory } from './transport/link.js'
+import type { Attestation, ConnectionInfo, Link, LinkFactory } from './transport/link.js'
 import type { Replication } from './transport/replication.js'
 import { createStack } from './transport/stack.js'
 import { TOKEN_NOTICE, TokenWatch } from './token.js'
@@ -85,6 +85,7 @@ export class Session extends IsolatedObservable<SessionEvents> {
   })
   readonly #dropped: Record<string, number> = {}
   #leaving: Promise<void> | null = null
+  #available = false
   readonly #authority: RoomAuthority | null = null
   #renewal: ReturnType<typeof setTimeout> | undefined
 
@@ -130,7 +131,8 @@ export class Session extends IsolatedObservable<SessionEvents> {
       ...(password === undefined ? {} : { password }),
       ...(signalingToken === undefined ? {} : { token: signalingToken }),
       ...(maxConns === undefined ? {} : { maxConns }),
-      ...(turn === undefined ? {} : { turn })
+      ...(turn === undefined ? {} : { turn }),
+      ...(this.#authority === null ? {} : { attestation: attestationOf(this.#authority) })
     })
     this.#link = stack.link
     this.#replication = stack.replication
@@ -210,7 +212,7 @@ export class Session extends IsolatedObservable<SessionEvents> {
     return {
       signaling: !left && this.#link.sources.some((source) => source.connected),
       webrtcPeers: left ? 0 : this.#link.connections.length,
-      available: this.#availability.state.sync !== 'pending',
+      available: this.#available,
       sync: this.#availability.state.sync,
       left
     }
@@ -300,9 +302,16 @@ export class Session extends IsolatedObservable<SessionEvents> {
       this.#fail(new SessionStoreError(ErrorCodes.SIGNALING_UNAVAILABLE, `no signaling server answered within the join timeout (${this.#link.sources.map((s) => s.id).join(', ')})`))
       return
     }
-    this.#resolveStore(this.#store)
-    this.#emitStatus()
-    this.#emit('sessionStoreAvailable', this.#store)
+    const available = (): void => {
+      if (this.#leaving !== null) return
+      this.#available = true
+      this.#resolveStore(this.#store)
+      this.#emitStatus()
+      this.#emit('sessionStoreAvailable', this.#store)
+    }
+    // A protected room's entries show once their seals are verified: wait for that first.
+    if (this.#store.protected) void this.#store.settled().then(available)
+    else available()
   }
 
   /** The join cannot succeed: the store promise rejects, the error is reported, the room released. */
@@ -334,6 +343,12 @@ export class Session extends IsolatedObservable<SessionEvents> {
     })
   }
 }
+
+/** Signaling payloads of a protected room carry this peer's room token; others' are checked. */
+const attestationOf = (authority: RoomAuthority): Attestation => ({
+  current: () => authority.token,
+  check: async (token, from) => await authority.checkPeer(token, from)
+})
 
 /** Joins `room` and returns its session; the store arrives with `sessionStoreAvailable`. */
 export const joinRoom = (room: string, options: JoinOptions = {}, runtime: Runtime = {}): Session =>

@@ -55,3 +55,55 @@ describe('phantom announces and offers', () => {
     }
   })
 })
+
+/**
+ * Phantoms that sign: each announce and offer from a fresh, genuine key pair (so its signature
+ * verifies), published at a steady rate. In a protected room they carry no room token, so they
+ * are unattributable: they get only MAX_UNATTRIBUTED_PENDING of the pending slots, and the peers
+ * with tokens connect to each other past them.
+ */
+describe('signed phantoms in a protected room', () => {
+  it('cannot crowd out a joiner with a room token', { timeout: 60_000 }, async () => {
+    const { generateIssuerKeys } = await import('../src/auth.js')
+    const { createIdentity } = await import('../src/trust/identity.js')
+    const { signSignal } = await import('../src/trust/signed-signal.js')
+    const issuer = await generateIssuerKeys()
+    const server = await startSignaling()
+    const room = uniqueRoom('signed-phantoms')
+    const auth = (user: string) => ({ issuer: issuer.publicKey, mint: { privateKey: issuer.privateKey, room, user, write: ['*'] } })
+    const host = await joinPeer('host', room, { signaling: [server.url], auth: auth('host') })
+    await host.call('set', { key: 'config', value: { owner: 'host' } })
+    const hostId = await host.call<string>('peerId')
+
+    const ws = new WebSocket(server.url)
+    onTestFinished(() => ws.terminate())
+    await once(ws, 'open')
+    ws.send(JSON.stringify({ type: 'subscribe', topics: [room] }))
+    const phantoms = await Promise.all(Array.from({ length: 40 }, async () => await createIdentity()))
+    let n = 0
+    const burst = async (count: number): Promise<void> => {
+      for (let i = 0; i < count; i++) {
+        const phantom = phantoms[n++ % phantoms.length] as Awaited<ReturnType<typeof createIdentity>>
+        const payloads = [{ type: 'announce' as const, from: phantom.id }, { type: 'signal' as const, from: phantom.id, to: hostId, token: n, signal: { type: 'offer', sdp: 'v=0 garbage' } }]
+        for (const payload of payloads) {
+          const data = await signSignal(phantom, room, n * 2 + (payload.type === 'signal' ? 1 : 0), payload)
+          if (ws.readyState === ws.OPEN) ws.send(JSON.stringify({ type: 'publish', topic: room, data }))
+        }
+      }
+    }
+    await burst(40)
+    const keepUp = setInterval(() => { void burst(20) }, 1000)
+    onTestFinished(() => clearInterval(keepUp))
+    const counter = 'unattributable signaling payloads (no valid room token): their own small pending cap'
+    await waitFor(async () => ((await stats(host)).dropped[counter] ?? 0) >= 20, { what: 'the host to see the phantoms as unattributable' })
+
+    const started = Date.now()
+    const joiner = await joinPeer('joiner', room, { signaling: [server.url], joinTimeout: 10_000, auth: auth('joiner') })
+    expect(joiner.joined).toMatchObject({ sync: 'synced', json: { config: { owner: 'host' } } })
+    const joinMs = Date.now() - started
+    await joiner.call('set', { key: 'from-joiner', value: 1 })
+    await host.call('waitForValue', { key: 'from-joiner', value: 1 })
+    for (const peer of [host, joiner]) expect((await stats(peer)).pending).toBeLessThanOrEqual(6)
+    console.log(`signed-phantom flood, protected room: joined in ${joinMs} ms`)
+  })
+})

@@ -133,6 +133,8 @@ export class SessionStore {
   /** Protected rooms: the highest version a local write has taken per key, signed or not yet. */
   readonly #reserved = new Map<string, number>()
   readonly #restores = new Map<string, ReturnType<typeof setTimeout>>()
+  /** Protected rooms: verdicts being awaited. */
+  readonly #judging = new Set<Promise<void>>()
   /** Protected rooms: local writes land in call order (each waits for its signature). */
   #queue: Promise<unknown> = Promise.resolve()
   #sealReports = { second: 0, count: 0 }
@@ -471,11 +473,22 @@ export class SessionStore {
       return
     }
     this.#awaiting.set(key, entry.text)
-    verdict.then((settled) => {
+    const judging = verdict.then((settled) => {
       if (this.#closed) return
       if (this.#awaiting.get(key) === entry.text) this.#awaiting.delete(key)
       this.#judged(key, entry, settled)
     }, () => {})
+    this.#judging.add(judging)
+    void judging.finally(() => this.#judging.delete(judging))
+  }
+
+  /**
+   * Resolves once every entry the document holds now has been judged (protected rooms: their
+   * seals are verified asynchronously). The session waits for it before the store is available,
+   * so that a joiner's first read shows the room's entries, not an empty store.
+   */
+  async settled (): Promise<void> {
+    while (this.#judging.size > 0) await Promise.all(Array.from(this.#judging))
   }
 
   /** A verified entry becomes the key's best if it outranks the best seen; then the document is reconciled. */

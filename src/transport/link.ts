@@ -114,6 +114,17 @@ export interface LinkOptions {
   turn?: 'signaling'
   /** The largest whole message a remote may send (framed). Default framing.ts's. */
   maxMessageBytes?: number
+  /** Protected rooms: signaling payloads carry room tokens, and those without a valid one come last. */
+  attestation?: Attestation
+}
+
+/**
+ * How a protected room attributes signaling payloads: this peer's room token to attach, and the
+ * check of a sender's (bound to the sender's id, for this room, unexpired): null, or the reason.
+ */
+export interface Attestation {
+  current: () => string | null
+  check: (token: string, from: string) => Promise<string | null>
 }
 
 /** Makes the link of one room. */

@@ -61,6 +61,12 @@ const MAX_REMEMBERED_SENDERS = 4096
 export const PENDING_TIMEOUT = 8000
 /** Connections being set up at once, apart from the `maxConns` slots of live ones. */
 export const MAX_PENDING = 6
+/**
+ * Protected rooms: of the pending connections, at most this many for peers whose payloads carry
+ * no valid room token (a token-less or open-room peer, or a phantom): they never take the slots
+ * of attributable peers, and a flood of them is confined here.
+ */
+export const MAX_UNATTRIBUTED_PENDING = 2
 /** After a peer id failed to connect, it is not tried again for this long, doubling up to MAX_BACKOFF. */
 export const FIRST_BACKOFF = 3000
 /** After a peer misbehaved (it was refused), it is not reconnected for this long, doubling too. */
@@ -216,6 +222,9 @@ class YWebrtcLink extends ObservableV2<LinkEvents> implements Link {
   readonly #maxLive: number
   /** Connections being set up: when each started. */
   readonly #pending = new Map<string, number>()
+  /** The pending ones whose peer is not attributable (protected rooms). */
+  readonly #unattributed = new Set<string>()
+  readonly #attestation: LinkOptions['attestation']
   /**
    * Peer ids that failed to connect: until when they are not tried, how many times they failed,
    * and whether they tried meanwhile (then this peer announces itself when the back-off ends, so
@@ -249,6 +258,7 @@ class YWebrtcLink extends ObservableV2<LinkEvents> implements Link {
     }, options.maxMessageBytes === undefined ? {} : { maxMessageBytes: options.maxMessageBytes })
     const { signaling, password, token, peerOpts, maxConns = defaultMaxConns(), identity, turn } = options
     this.#identity = identity
+    this.#attestation = options.attestation
     this.#maxLive = maxConns
     this.#key = password === undefined ? Promise.resolve(null) : deriveRoomKey(password, room)
     this.#key.catch(() => {})
@@ -387,6 +397,8 @@ class YWebrtcLink extends ObservableV2<LinkEvents> implements Link {
     if (typeof data.to === 'string') payload.to = data.to
     if (data.signal !== undefined) payload.signal = data.signal
     if (typeof data.token === 'number') payload.token = data.token
+    const attest = this.#attestation?.current() ?? null
+    if (attest !== null) payload.attest = attest
     this.#outgoing = this.#outgoing.then(async () => {
       const [identity, key] = await Promise.all([this.#identity, this.#key])
       if (this.leaving) return
@@ -448,7 +460,16 @@ class YWebrtcLink extends ObservableV2<LinkEvents> implements Link {
       if (opened.token !== undefined) plain.token = opened.token
       const problem = screenSignal(plain, { peerId: () => this.#provider.room?.peerId, hasConnection: (peerId) => this.hasConnection(peerId) })
       if (problem !== null) return this.#drop(problem, opened.from)
-      const admission = this.#admit(opened)
+      let attributable = true
+      if (this.#attestation !== undefined) {
+        const problem = opened.attest === undefined ? 'no room token' : await this.#attestation.check(opened.attest, opened.from)
+        if (problem !== null) {
+          attributable = false
+          const counter = 'unattributable signaling payloads (no valid room token): their own small pending cap'
+          this.dropped[counter] = (this.dropped[counter] ?? 0) + 1
+        }
+      }
+      const admission = this.#admit(opened, attributable)
       if (admission !== null) return this.#drop(admission)
       forward({ ...message, data: plain }, conn)
     }).catch((err: unknown) => this.#drop(`a signaling message could not be handled (${String(err)})`))
@@ -458,7 +479,7 @@ class YWebrtcLink extends ObservableV2<LinkEvents> implements Link {
    * Whether a payload that would make y-webrtc set up a new connection may: a peer id in back-off
    * may not, nor one past the pending cap or the live slots. Returns the reason, or null.
    */
-  #admit (payload: { from: string }): string | null {
+  #admit (payload: { from: string }, attributable = true): string | null {
     // y-webrtc makes a connection for any announce or signal from a peer it has none with.
     if (this.hasConnection(payload.from)) return null
     const now = Date.now()
@@ -468,8 +489,10 @@ class YWebrtcLink extends ObservableV2<LinkEvents> implements Link {
       return 'a peer that failed to connect, in back-off'
     }
     if (this.#pending.size >= MAX_PENDING) return 'pending connections at their cap'
+    if (!attributable && this.#unattributed.size >= MAX_UNATTRIBUTED_PENDING) return 'pending connections of unattributable peers at their cap'
     if (this.#connections.size >= this.#maxLive) return 'every connection slot is taken'
     this.#pending.set(payload.from, now)
+    if (!attributable) this.#unattributed.add(payload.from)
     return null
   }
 
@@ -480,6 +503,7 @@ class YWebrtcLink extends ObservableV2<LinkEvents> implements Link {
     for (const [peerId, since] of this.#pending) {
       if (since > now - PENDING_TIMEOUT) continue
       this.#pending.delete(peerId)
+      this.#unattributed.delete(peerId)
       const failures = (this.#backoff.get(peerId)?.failures ?? 0) + 1
       this.#backoff.set(peerId, { until: now + Math.min(MAX_BACKOFF, FIRST_BACKOFF * 2 ** (failures - 1)), failures })
       this.dropped['connections that never opened'] = (this.dropped['connections that never opened'] ?? 0) + 1
@@ -504,6 +528,7 @@ class YWebrtcLink extends ObservableV2<LinkEvents> implements Link {
     const failures = (this.#backoff.get(remoteId)?.failures ?? 0) + 1
     this.#backoff.set(remoteId, { until: Date.now() + Math.min(MAX_BACKOFF, FIRST_PENALTY * 2 ** (failures - 1)), failures })
     this.#pending.delete(remoteId)
+    this.#unattributed.delete(remoteId)
     for (const connection of this.#connections.values()) if (connection.remoteId === remoteId) connection.close()
     this.#provider.room?.webrtcConns.get(remoteId)?.peer.destroy()
   }
@@ -541,6 +566,7 @@ class YWebrtcLink extends ObservableV2<LinkEvents> implements Link {
     const connection = new Connection(remoteId, channel)
     this.#connections.set(channel, connection)
     this.#pending.delete(remoteId)
+    this.#unattributed.delete(remoteId)
     this.#backoff.delete(remoteId)
     this.emit('open', [{ connection }])
   }

@@ -104,6 +104,17 @@ export class RoomAuthority implements EntryAuthority {
     return this.#permissions
   }
 
+  /** This peer's adopted room token, or null. */
+  get token (): string | null {
+    return this.#token
+  }
+
+  /** Why another peer's room token does not make its payloads attributable to it now, or null. */
+  async checkPeer (token: string, peerId: string, now = Date.now()): Promise<string | null> {
+    const claims = await this.#verifier.verify(token)
+    return typeof claims === 'string' ? claims : checkUse(claims, { room: this.#room, peerId, at: now })
+  }
+
   refusal (key: string, now: number): string | null {
     const permissions = this.#permissions
     if (permissions === null) return 'this peer has no valid room token: it is read-only'

@@ -5,10 +5,11 @@
  * On the wire (a publish's `data`, before the room's password encryption, if any):
  *   { type: 'announce' | 'signal', from, to?, jws }
  * where `jws` is a compact JWS by `from` over
- *   { room, type, from, to?, seq, signal?, token? }
+ *   { room, type, from, to?, seq, signal?, token?, attest? }
  * `type`, `from` and `to` stay in clear for routing and must equal the signed ones. `seq` grows
  * with every payload a peer signs in a session, so a receiver refuses a replay (a seq not above the
- * last it accepted from that peer). The signed `room` keeps a payload from being replayed into
+ * last it accepted from that peer). `attest`, in protected rooms, is the sender's room token: the
+ * receiver checks it is bound to `from` and valid now (attributable payloads). The signed `room` keeps a payload from being replayed into
  * another room, `to` from being redirected to another peer.
  */
 
@@ -23,6 +24,8 @@ export interface SignalPayload {
   signal?: unknown
   /** y-webrtc's glare token. */
   token?: number
+  /** A protected room's room token of the sender: makes the payload attributable to a user. */
+  attest?: string
 }
 
 export interface SignedSignal extends SignalPayload {
@@ -31,11 +34,12 @@ export interface SignedSignal extends SignalPayload {
 
 /** Signs `payload` as the `seq`-th message of `identity` in `room`; returns the wire form. */
 export const signSignal = async (identity: Identity, room: string, seq: number, payload: SignalPayload): Promise<Record<string, unknown>> => {
-  const { type, to, signal, token } = payload
+  const { type, to, signal, token, attest } = payload
   const signed: Record<string, unknown> = { room, type, from: identity.id, seq }
   if (to !== undefined) signed.to = to
   if (signal !== undefined) signed.signal = signal
   if (token !== undefined) signed.token = token
+  if (attest !== undefined) signed.attest = attest
   const jws = await identity.sign(signed)
   return to === undefined ? { type, from: identity.id, jws } : { type, from: identity.id, to, jws }
 }
@@ -63,9 +67,11 @@ export const openSignal = async (room: string, data: unknown): Promise<SignedSig
   if (signed.type !== route.type || signed.from !== route.from || signed.to !== route.to) return 'the clear fields differ from the signed ones'
   if (!Number.isSafeInteger(signed.seq) || (signed.seq as number) < 1) return 'no valid sequence number'
   if (signed.token !== undefined && typeof signed.token !== 'number') return 'token is not a number'
+  if (signed.attest !== undefined && typeof signed.attest !== 'string') return 'attest is not a token'
   const out: SignedSignal = { type: route.type, from: route.from, seq: signed.seq as number }
   if (route.to !== undefined) out.to = route.to
   if (signed.signal !== undefined) out.signal = signed.signal
   if (signed.token !== undefined) out.token = signed.token as number
+  if (signed.attest !== undefined) out.attest = signed.attest as string
   return out
 }
