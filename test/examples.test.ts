@@ -36,6 +36,7 @@ const RUN_BY = {
   'bot.mjs': 'node',
   'signaling-server.mjs': 'node',
   'token-backend.mjs': 'node',
+  'room-token-backend.mjs': 'node',
   'browser.js': 'Chromium',
   'react.js': 'Chromium'
 } as const
@@ -169,6 +170,37 @@ describe('examples', () => {
     await bot.line(/^joined standup-42 \(alone\) with 0 other peers$/)
     bot.child.kill('SIGINT')
     expect(await withTimeout(bot.exited, 10_000, 'the bot to exit')).toEqual({ code: 0, signal: null })
+  })
+
+  it('the room token backend issues tokens that make its organiser the host of a protected room', { timeout: 60_000 }, async () => {
+    const server = await startServer()
+    const backend = start('room-token-backend.mjs', { PORT: String(await freePort()) })
+    const [, url] = await backend.line(/^room token backend listening on (http:\/\/127\.0\.0\.1:\d+)$/)
+    const issuer = await (await fetch(`${url}/issuer`)).json() as JsonWebKey
+    const room = `standup-${Math.random().toString(36).slice(2)}`
+    const join = async (user: string) => {
+      const session = joinRoom(room, {
+        signaling: [server.url],
+        auth: {
+          issuer: issuer as Record<string, string>,
+          token: async (peerKey) => {
+            const answer = await fetch(`${url}/room-token`, { method: 'POST', body: JSON.stringify({ room, peerKey, user }) })
+            return (await answer.json() as { token: string }).token
+          }
+        }
+      })
+      onTestFinished(async () => { await session.leave() })
+      const store = await session.sessionStore
+      await waitFor(() => session.permissions !== null, { what: `${user}'s permissions` })
+      return { session, store }
+    }
+    const ada = await join('ada')
+    expect(ada.session.permissions).toMatchObject({ user: 'ada', write: ['*'] })
+    expect(ada.store.canWrite('spotlight')).toBe(true)
+    await ada.store.set('spotlight', 'ada')
+    expect(ada.store.entry('spotlight')?.updatedBy.user).toBe('ada')
+    expect((await fetch(`${url}/room-token`, { method: 'POST', body: 'not json' })).status).toBe(400)
+    backend.child.kill('SIGINT')
   })
 
   it('the browser examples, bundled from the installed package, run in Chromium with the bot', { timeout: 90_000 }, async () => {
