@@ -181,6 +181,20 @@ describe('signed entries', () => {
     expect(signingInput(ROOM, 'a\nb', 'c')).not.toEqual(signingInput(ROOM, 'a', 'b\nc'))
   })
 
+  it('a P-256 session key (the fallback where WebCrypto lacks Ed25519) signs entries that verify the same way', async () => {
+    const identity = await createIdentity({ algorithm: 'P-256' })
+    expect(identity.id.startsWith('p256.')).toBe(true)
+    const authority = new RoomAuthority({ room: ROOM, identity, verifier })
+    await authority.adopt(await tokenFor(identity, 'p256-user', ['*']))
+    const doc = new Y.Doc()
+    const store = new SessionStore(doc.getMap(MAP), { authority })
+    await store.set('pinned', 'from P-256')
+    const reader = await peer('reader', [])
+    Y.applyUpdate(reader.doc, Y.encodeStateAsUpdate(doc))
+    await waitFor(() => reader.store.get('pinned') === 'from P-256')
+    expect(reader.store.entry('pinned')?.updatedBy.user).toBe('p256-user')
+  })
+
   it('an entry signed by a peer whose token does not grant the key, or signed after its token expired, does not count', async () => {
     const guest = await peer('guest', ['hand/guest'])
     const entryOf = (text: string) => {

@@ -53,17 +53,23 @@ export const peerIdOfJwk = (jwk: JWK): string | null => {
 
 const algOf = (jwk: JWK): 'EdDSA' | 'ES256' => jwk.kty === 'OKP' ? 'EdDSA' : 'ES256'
 
-const generate = async (): Promise<CryptoKeyPair> => {
-  try {
-    return await crypto.subtle.generateKey({ name: 'Ed25519' }, false, ['sign', 'verify']) as CryptoKeyPair
-  } catch {
-    return await crypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, false, ['sign', 'verify'])
+const generate = async (algorithm: 'Ed25519' | 'P-256' | undefined): Promise<CryptoKeyPair> => {
+  if (algorithm !== 'P-256') {
+    try {
+      return await crypto.subtle.generateKey({ name: 'Ed25519' }, false, ['sign', 'verify']) as CryptoKeyPair
+    } catch (err) {
+      if (algorithm === 'Ed25519') throw err
+    }
   }
+  return await crypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, false, ['sign', 'verify'])
 }
 
-/** Makes this session's identity. */
-export const createIdentity = async (): Promise<Identity> => {
-  const { publicKey, privateKey } = await generate()
+/**
+ * Makes this session's identity: Ed25519 where WebCrypto has it, else P-256; `algorithm` forces
+ * one (tests of the fallback).
+ */
+export const createIdentity = async ({ algorithm }: { algorithm?: 'Ed25519' | 'P-256' } = {}): Promise<Identity> => {
+  const { publicKey, privateKey } = await generate(algorithm)
   const publicJwk = await exportJWK(publicKey)
   const id = peerIdOfJwk(publicJwk)
   if (id === null) throw new Error('WebCrypto made a key this library cannot name')
