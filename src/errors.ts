@@ -35,6 +35,10 @@ export const ErrorCodes = {
   FORBIDDEN: 'FORBIDDEN',
   /** A protected room: this peer's room token does not grant the key (or it has none, or it expired). */
   PERMISSION_DENIED: 'PERMISSION_DENIED',
+  /** Another peer holds the key's lock (store.lock): only its holder may write the key. */
+  LOCKED: 'LOCKED',
+  /** No lock arbiter (signaling server) answered: the lock cannot be taken; the store itself keeps working. */
+  LOCK_UNAVAILABLE: 'LOCK_UNAVAILABLE',
   /** An optional peer dependency this entry needs (`@roamhq/wrtc`, `ws`) is not installed; the message says `npm i ...`. */
   MISSING_DEPENDENCY: 'MISSING_DEPENDENCY'
 } as const

@@ -44,6 +44,10 @@ export interface Entry {
   readonly since: number
   /** The seal of an entry written in a protected room; undefined in open rooms. */
   readonly seal?: Seal | undefined
+  /** The fencing token of the lock its writer held on the key when it wrote (store.lock). */
+  readonly lock?: number | undefined
+  /** A tombstone: the key was deleted (written so under a lock, or in a protected room). */
+  readonly deleted?: boolean | undefined
 }
 
 /** The protected fields of a sealed entry, as claimed: trust/signed-entry.ts checks them. */
@@ -65,13 +69,13 @@ export interface Seal {
 /** The most characters of a room token in a sealed entry. */
 export const MAX_TOKEN_CHARS = 4096
 /** The most characters of an entry's seal fields besides the token (version, signer, signature). */
-const MAX_SEAL_FIXED = '"ver":,"del":true,"pk":"","tok":"","sig":"",'.length + 16 + 180 + 200
+const MAX_SEAL_FIXED = '"lk":,"ver":,"del":true,"pk":"","tok":"","sig":"",'.length + 16 + 16 + 180 + 200
 
 /** A writer id: 1 to 128 printable ASCII characters, no quote or backslash (JSON needs no escape). */
 export const WRITER_ID = /^[!#-[\]-~]{1,128}$/
 
 const MS = '(0|[1-9][0-9]{0,15})'
-const PREFIX = new RegExp(`^\\{"by":"([!#-[\\]-~]{1,128})","at":${MS},"since":${MS},(?:"ver":${MS},("del":true,)?"pk":"([A-Za-z0-9_.-]{43,180})","tok":"([A-Za-z0-9_.-]{1,${MAX_TOKEN_CHARS}})",("sig":"([A-Za-z0-9_-]{1,200})",))?"m":`)
+const PREFIX = new RegExp(`^\\{"by":"([!#-[\\]-~]{1,128})","at":${MS},"since":${MS},(?:"lk":${MS},)?(?:"ver":${MS},("del":true,)?"pk":"([A-Za-z0-9_.-]{43,180})","tok":"([A-Za-z0-9_.-]{1,${MAX_TOKEN_CHARS}})",("sig":"([A-Za-z0-9_-]{1,200})",)|("del":true,))?"m":`)
 const VALUE_FIELD = ',"v":'
 /** The most UTF-16 code units an envelope has besides its metadata and value texts. */
 const MAX_FIXED = '{"by":"","at":,"since":,"m":,"v":}'.length + 128 + 16 + 16 + MAX_SEAL_FIXED + MAX_TOKEN_CHARS
@@ -80,8 +84,8 @@ const MAX_FIXED = '{"by":"","at":,"since":,"m":,"v":}'.length + 128 + 16 + 16 + 
 export const isClock = (n: unknown): n is number => Number.isSafeInteger(n) && (n as number) >= 0
 
 /** The envelope's text. `metadataText` and `valueText` are JSON texts the caller has validated. */
-export const encodeEnvelope = (by: string, at: number, since: number, metadataText: string, valueText: string): string =>
-  `{"by":"${by}","at":${at},"since":${since},"m":${metadataText}${VALUE_FIELD}${valueText}}`
+export const encodeEnvelope = (by: string, at: number, since: number, metadataText: string, valueText: string, { lock, deleted = false }: { lock?: number | undefined, deleted?: boolean } = {}): string =>
+  `{"by":"${by}","at":${at},"since":${since},${lockHead(lock)}${deleted ? '"del":true,' : ''}"m":${metadataText}${VALUE_FIELD}${valueText}}`
 
 /** What a sealed entry's signer supplies besides the envelope's own fields. */
 export interface SealFields {
@@ -92,8 +96,10 @@ export interface SealFields {
 }
 
 /** A sealed envelope without its signature: the text to sign (with room and key). */
-export const encodeUnsignedEnvelope = (by: string, at: number, since: number, seal: SealFields, metadataText: string, valueText: string): string =>
-  `{"by":"${by}","at":${at},"since":${since},${sealHead(seal)}"m":${metadataText}${VALUE_FIELD}${valueText}}`
+export const encodeUnsignedEnvelope = (by: string, at: number, since: number, seal: SealFields, metadataText: string, valueText: string, lock?: number): string =>
+  `{"by":"${by}","at":${at},"since":${since},${lockHead(lock)}${sealHead(seal)}"m":${metadataText}${VALUE_FIELD}${valueText}}`
+
+const lockHead = (lock: number | undefined): string => lock === undefined ? '' : `"lk":${lock},`
 
 /** The sealed envelope: `unsigned` (from encodeUnsignedEnvelope) with the signature inserted before `m`. */
 export const insertSignature = (unsigned: string, signature: string): string => {
@@ -148,21 +154,24 @@ export const decodeEnvelope = (key: string, raw: unknown, limits: Limits): Entry
   const at = Number(prefix[2])
   const since = Number(prefix[3])
   if (!isClock(at) || !isClock(since)) return 'a clock of the entry is not a safe integer'
+  const lock = prefix[4] === undefined ? undefined : Number(prefix[4])
+  if (lock !== undefined && !isClock(lock)) return 'the lock fencing token of the entry is not a safe integer'
   let seal: Seal | undefined
-  if (prefix[4] !== undefined) {
-    const ver = Number(prefix[4])
+  if (prefix[5] !== undefined) {
+    const ver = Number(prefix[5])
     if (!isClock(ver)) return 'the version of the entry is not a safe integer'
-    const signatureField = prefix[8] as string
+    const signatureField = prefix[9] as string
     const end = prefix[0].length - '"m":'.length
     seal = {
       ver,
-      deleted: prefix[5] !== undefined,
-      signer: prefix[6] as string,
-      token: prefix[7] as string,
-      signature: prefix[9] as string,
+      deleted: prefix[6] !== undefined,
+      signer: prefix[7] as string,
+      token: prefix[8] as string,
+      signature: prefix[10] as string,
       unsigned: raw.slice(0, end - signatureField.length) + raw.slice(end)
     }
   }
+  const deleted = seal?.deleted === true || prefix[11] !== undefined
   const metadataStart = prefix[0].length
   const metadataEnd = valueEnd(raw, metadataStart)
   if (metadataEnd < 0 || !raw.startsWith(VALUE_FIELD, metadataEnd) || raw.charCodeAt(raw.length - 1) !== 0x7d) {
@@ -178,5 +187,7 @@ export const decodeEnvelope = (key: string, raw: unknown, limits: Limits): Entry
   if (valueBytes > limits.maxValueBytes) return `the value is ${valueBytes} bytes, over the limit of ${limits.maxValueBytes}`
   const value = decodeValue(valueText)
   if (value === undefined) return 'the value is not valid JSON'
-  return { key, text: raw, bytes: keyBytes + valueBytes, value, by: prefix[1] as string, metadata, at, since, seal }
+  const entry: Entry = { key, text: raw, bytes: keyBytes + valueBytes, value, by: prefix[1] as string, metadata, at, since, seal }
+  if (lock === undefined && !deleted) return entry
+  return { ...entry, ...(lock === undefined ? {} : { lock }), ...(deleted ? { deleted } : {}) }
 }

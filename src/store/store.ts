@@ -52,6 +52,10 @@ export interface Observer {
   readonly keys: readonly string[] | null
 }
 
+/** The Yjs client id that wrote the map's current item under `key` (Y.Map keeps its items in `_map`). */
+const writerOf = (map: Y.Map<unknown>, key: string): number | undefined =>
+  (map as unknown as { _map: Map<string, { id: { client: number } }> })._map.get(key)?.id.client
+
 export type Completion = (finalValue: Json | undefined, error: SessionStoreError | null) => void
 
 export interface Usage {
@@ -81,6 +85,18 @@ export interface StoreOptions {
   authority?: EntryAuthority | undefined
   /** The longest a protected store waits before putting a displaced best entry back, in ms. Default 200. */
   restoreDelay?: number | undefined
+  /** The room's locks (store.lock): who holds which key, so that only the holder's writes count. */
+  locks?: LockRules | undefined
+}
+
+/** What the store needs to know of the room's locks (locks/ and the session provide it). */
+export interface LockRules {
+  /** The live lock on `key` as this peer knows it, or null. */
+  holder: (key: string) => { holder: string, fencingToken: number } | null
+  /** This peer's id as a lock holder (its peer id), once known. */
+  self: () => string | null
+  /** The Yjs client id of peer `peerId`, when known: in open rooms, who wrote a map item. */
+  clientOf: (peerId: string) => number | undefined
 }
 
 /** An entry that counts in a protected room: sealed, verified, with its user. */
@@ -138,8 +154,11 @@ export class SessionStore {
   /** Protected rooms: local writes land in call order (each waits for its signature). */
   #queue: Promise<unknown> = Promise.resolve()
   #sealReports = { second: 0, count: 0 }
+  readonly #locks: LockRules | null
+  /** The highest lock fencing token seen per key: writes under an older one do not count. */
+  readonly #fences = new Map<string, number>()
 
-  constructor (map: Y.Map<unknown>, { limits, onError = () => {}, writer, now = Date.now, authority, restoreDelay = 200 }: StoreOptions = {}) {
+  constructor (map: Y.Map<unknown>, { limits, onError = () => {}, writer, now = Date.now, authority, restoreDelay = 200, locks }: StoreOptions = {}) {
     this.limits = resolveLimits(limits)
     this.#map = map
     this.#origin = Object.freeze({ source: 'local' as const, store: this })
@@ -147,11 +166,17 @@ export class SessionStore {
     this.#writer = writer ?? (() => ({ id: String(map.doc?.clientID ?? 0), metadata: null }))
     this.#now = now
     this.#authority = authority ?? null
+    this.#locks = locks ?? null
     this.#restoreDelay = restoreDelay
     this.#visibility = new Visibility(this.limits)
-    if (this.#authority === null) this.#visibility.update(this.#read(map.keys(), true))
+    if (!this.#judges) this.#visibility.update(this.#read(map.keys(), true))
     else for (const key of map.keys()) this.#consider(key, true)
     map.observe(this.#onMapEvent)
+  }
+
+  /** Whether each entry is judged (seals, locks) and the best one kept, rather than read as it is. */
+  get #judges (): boolean {
+    return this.#authority !== null || this.#locks !== null
   }
 
   /** Whether the room is protected (writes are sealed and checked). */
@@ -314,24 +339,41 @@ export class SessionStore {
     this.#assertOpen()
     this.#assertKey(key)
     const old = this.#visibility.visible.get(key)
-    if (value === undefined) {
+    const lock = this.#lockFor(key)
+    if (value === undefined && lock === undefined) {
       if (this.#map.has(key)) this.#transact(() => this.#map.delete(key))
       return undefined
     }
-    const { valueText, bytes } = this.#measure(key, value, old)
+    // Under a lock, a delete is a tombstone: a bare delete would look like anyone's.
+    const deleted = value === undefined
+    if (deleted && old === undefined) return undefined
+    const { valueText, bytes } = deleted ? { valueText: 'null', bytes: 0 } : this.#measure(key, value, old)
     const { id, metadata, metadataText } = this.#whoAmI()
     const at = this.#clock()
     // An overwrite keeps the key's rank: the rule never moves a key behind others for being updated.
     const since = old?.since ?? at
-    const text = encodeEnvelope(id, at, since, metadataText, valueText)
-    const entry: Entry = { key, text, bytes, value: JSON.parse(valueText) as Json, by: id, metadata, at, since }
+    const text = encodeEnvelope(id, at, since, metadataText, valueText, { lock, deleted })
+    const entry: Entry = { key, text, bytes, value: JSON.parse(valueText) as Json, by: id, metadata, at, since, ...(lock === undefined ? {} : { lock }), ...(deleted ? { deleted } : {}) }
     this.#writing = entry
     try {
       this.#transact(() => this.#map.set(key, text))
     } finally {
       this.#writing = null
     }
-    return cloneJson(entry.value)
+    return deleted ? undefined : cloneJson(entry.value)
+  }
+
+  /**
+   * The fencing token a write of `key` carries: that of this peer's lock on it, or undefined when
+   * the key is not locked. Throws LOCKED when another peer holds it.
+   */
+  #lockFor (key: string): number | undefined {
+    const lock = this.#locks?.holder(key) ?? null
+    if (lock === null) return undefined
+    if (lock.holder !== this.#locks?.self()) {
+      throw new SessionStoreError(ErrorCodes.LOCKED, `'${key}' is locked by another peer (fencing token ${lock.fencingToken}): only its holder may write it`, { key })
+    }
+    return lock.fencingToken
   }
 
   /**
@@ -344,8 +386,9 @@ export class SessionStore {
     const refusal = authority.refusal(key, this.#now())
     const signer = authority.signer
     if (refusal !== null || signer === null) throw new SessionStoreError(ErrorCodes.PERMISSION_DENIED, refusal ?? 'this peer has no valid room token', { key })
+    const lock = this.#lockFor(key)
     const old = this.#best.get(key)
-    const live = old === undefined || old.seal?.deleted === true ? undefined : old
+    const live = old === undefined || old.deleted === true ? undefined : old
     const deleted = value === undefined
     if (deleted && live === undefined) return undefined
     const { valueText, bytes } = deleted ? { valueText: 'null', bytes: 0 } : this.#measure(key, value, this.#visibility.visible.get(key))
@@ -355,14 +398,14 @@ export class SessionStore {
     const ver = Math.max(old?.seal?.ver ?? 0, this.#reserved.get(key) ?? 0) + 1
     this.#reserved.set(key, ver)
     const seal = { ver, deleted, signer: signer.id, token: signer.token }
-    const unsigned = encodeUnsignedEnvelope(id, at, since, seal, metadataText, valueText)
+    const unsigned = encodeUnsignedEnvelope(id, at, since, seal, metadataText, valueText, lock)
     const land = async (): Promise<Json | undefined> => {
       const signature = await authority.sign(key, unsigned)
       this.#assertOpen()
       const text = insertSignature(unsigned, signature)
       const entry: Verified = {
         key, text, bytes, value: JSON.parse(valueText) as Json, by: id, metadata, at, since, user: signer.user,
-        seal: { ...seal, signature, unsigned }
+        seal: { ...seal, signature, unsigned }, ...(lock === undefined ? {} : { lock }), ...(deleted ? { deleted } : {})
       }
       this.#writing = entry
       try {
@@ -426,7 +469,7 @@ export class SessionStore {
 
   #onMapEvent = (event: Y.YMapEvent<unknown>): void => {
     const remote = event.transaction.origin !== this.#origin
-    if (this.#authority !== null) {
+    if (this.#judges) {
       for (const key of event.keysChanged) this.#consider(key, remote)
       return
     }
@@ -453,9 +496,11 @@ export class SessionStore {
    * key shows its best entry as before.
    */
   #consider (key: string, remote: boolean): void {
-    const authority = this.#authority as EntryAuthority
+    const authority = this.#authority
     this.#awaiting.delete(key)
     if (!this.#map.has(key)) {
+      // A bare delete: in an open room, the key is gone, unless it is locked (holders write tombstones).
+      if (authority === null && (this.#locks?.holder(key) ?? null) === null) this.#forget(key)
       this.#reconcile(key)
       return
     }
@@ -464,22 +509,49 @@ export class SessionStore {
     const entry = !remote && writing?.key === key && writing.text === raw ? writing : decodeEnvelope(key, raw, this.limits)
     if (typeof entry === 'string') {
       this.#reportSeal(key, entry)
+      if (authority === null) this.#forget(key)
       this.#reconcile(key)
       return
     }
-    const verdict: Verdict | Promise<Verdict> = entry === writing ? { user: (writing as Verified).user } : authority.check(key, entry)
+    const own = entry === writing
+    const verdict: Verdict | Promise<Verdict> = own || authority === null ? { user: (entry as Partial<Verified>).user ?? '' } : authority.check(key, entry)
     if (!(verdict instanceof Promise)) {
-      this.#judged(key, entry, verdict)
+      this.#judged(key, entry, verdict, !own)
       return
     }
     this.#awaiting.set(key, entry.text)
     const judging = verdict.then((settled) => {
       if (this.#closed) return
       if (this.#awaiting.get(key) === entry.text) this.#awaiting.delete(key)
-      this.#judged(key, entry, settled)
+      this.#judged(key, entry, settled, true)
     }, () => {})
     this.#judging.add(judging)
     void judging.finally(() => this.#judging.delete(judging))
+  }
+
+  /** An open room's key whose entry is gone or invalid: nothing to keep, nothing to restore. */
+  #forget (key: string): void {
+    if (!this.#best.delete(key)) return
+    this.#deliver(this.#visibility.update([[key, undefined]]))
+  }
+
+  /**
+   * Why a remote entry breaks the key's lock, or null: written under an older fencing token than
+   * this peer has seen for the key, or while the key is locked, by anyone but the holder under
+   * the holder's token. The writer is the signer in protected rooms, and the Yjs client of the
+   * map item in open ones (checked where the holder's client is known: a neighbour).
+   */
+  #lockProblem (key: string, entry: Entry): string | null {
+    const lock = this.#locks?.holder(key) ?? null
+    const fence = Math.max(this.#fences.get(key) ?? 0, lock?.fencingToken ?? 0)
+    if (entry.lock !== undefined && entry.lock < fence) return `written under an older lock of '${key}' (fencing token ${entry.lock} < ${fence})`
+    if (lock === null) return null
+    if (entry.lock !== lock.fencingToken) return `'${key}' is locked by another peer`
+    if (entry.seal !== undefined) return entry.seal.signer === lock.holder ? null : `'${key}' was written by a peer that does not hold its lock`
+    const holderClient = this.#locks?.clientOf(lock.holder)
+    const writer = writerOf(this.#map, key)
+    if (holderClient !== undefined && writer !== undefined && writer !== holderClient) return `'${key}' was written by a peer that does not hold its lock`
+    return null
   }
 
   /**
@@ -491,16 +563,22 @@ export class SessionStore {
     while (this.#judging.size > 0) await Promise.all(Array.from(this.#judging))
   }
 
-  /** A verified entry becomes the key's best if it outranks the best seen; then the document is reconciled. */
-  #judged (key: string, entry: Entry, verdict: Verdict): void {
-    if (typeof verdict === 'string') {
-      this.#reportSeal(key, verdict)
+  /**
+   * A judged entry: in a protected room it becomes the key's best if it outranks the best seen; in
+   * an open one it is the key's entry. A remote entry that breaks the key's lock counts for
+   * neither. Then the document is reconciled with the best entry.
+   */
+  #judged (key: string, entry: Entry, verdict: Verdict, remote: boolean): void {
+    const problem = typeof verdict === 'string' ? verdict : remote ? this.#lockProblem(key, entry) : null
+    if (problem !== null) {
+      this.#reportSeal(key, problem)
     } else {
+      if (entry.lock !== undefined) this.#fences.set(key, Math.max(this.#fences.get(key) ?? 0, entry.lock))
       const best = this.#best.get(key)
-      if (best === undefined || outranks(entry, best)) {
-        const verified: Verified = { ...entry, user: verdict.user }
-        this.#best.set(key, verified)
-        this.#deliver(this.#visibility.update([[key, verified.seal?.deleted === true ? undefined : verified]]))
+      if (best?.text !== entry.text && (best === undefined || this.#authority === null || outranks(entry, best))) {
+        const judged: Verified = { ...entry, user: (verdict as { user: string }).user }
+        this.#best.set(key, judged)
+        this.#deliver(this.#visibility.update([[key, judged.deleted === true ? undefined : judged]]))
       }
     }
     this.#reconcile(key)
@@ -556,7 +634,7 @@ export class SessionStore {
       const entry = !remote && writing?.key === key && writing.text === raw ? writing : decodeEnvelope(key, raw, this.limits)
       if (typeof entry !== 'string') {
         // A protected peer's tombstone: the key is deleted.
-        out.push([key, entry.seal?.deleted === true ? undefined : entry])
+        out.push([key, entry.deleted === true ? undefined : entry])
         continue
       }
       out.push([key, undefined])
@@ -607,7 +685,7 @@ export class SessionStore {
 
 const recordOf = (entry: Entry | undefined): StoreEntry | undefined => {
   if (entry === undefined) return undefined
-  const user = (entry as Partial<Verified>).user
+  const user = (entry as Partial<Verified>).user || undefined
   const updatedBy: UpdatedBy = user === undefined ? { id: entry.by, metadata: cloneJson(entry.metadata) } : { id: entry.by, metadata: cloneJson(entry.metadata), user }
   return { value: cloneJson(entry.value), updatedBy, updatedAt: entry.at }
 }

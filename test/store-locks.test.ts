@@ -1,0 +1,111 @@
+/**
+ * The store's side of locks (store.lock): while a key is locked, only its holder's writes count,
+ * on every honest peer; others' writes are refused (LOCKED) or, from a modified client, ignored and
+ * written over with the holder's value; a write under an older fencing token never counts. The
+ * lock state here is a stand-in for the arbiter's (locks/arbiter-client.ts feeds the real one).
+ */
+import { describe, expect, it } from 'vitest'
+import * as Y from 'yjs'
+import { ErrorCodes } from '../src/errors.js'
+import { encodeEnvelope } from '../src/store/envelope.js'
+import { SessionStore, type LockRules } from '../src/store/store.js'
+import { waitFor } from './helpers/wait.js'
+
+const MAP = 'session-store'
+
+/** The room's lock table as every peer learns it, and each peer's view of it. */
+class Locks {
+  readonly table = new Map<string, { holder: string, fencingToken: number }>()
+  readonly clients = new Map<string, number>()
+  rulesFor (self: string): LockRules {
+    return { holder: (key) => this.table.get(key) ?? null, self: () => self, clientOf: (peer) => this.clients.get(peer) }
+  }
+}
+
+const connect = (...docs: Y.Doc[]): void => {
+  for (const doc of docs) {
+    doc.on('update', (update: Uint8Array, origin: unknown) => {
+      if (origin === 'net') return
+      for (const other of docs) if (other !== doc) Y.applyUpdate(other, update, 'net')
+    })
+  }
+}
+
+const room = (locks: Locks, names: string[]) => names.map((name) => {
+  const doc = new Y.Doc()
+  locks.clients.set(name, doc.clientID)
+  const store = new SessionStore(doc.getMap(MAP), { locks: locks.rulesFor(name), restoreDelay: 20 })
+  return { name, doc, store, map: doc.getMap(MAP) }
+})
+
+describe('a locked key in an open room', () => {
+  it('only the holder may write it; its writes carry the fencing token; after release anyone may', async () => {
+    const locks = new Locks()
+    const [a, b, c] = room(locks, ['a', 'b', 'c']) as [ReturnType<typeof room>[0], ReturnType<typeof room>[0], ReturnType<typeof room>[0]]
+    connect(a.doc, b.doc, c.doc)
+    await a.store.set('votes', 0)
+    locks.table.set('votes', { holder: 'a', fencingToken: 7 })
+    await expect(b.store.set('votes', 99)).rejects.toMatchObject({ code: ErrorCodes.LOCKED })
+    await expect(b.store.delete('votes')).rejects.toMatchObject({ code: ErrorCodes.LOCKED })
+    await a.store.set('votes', 1)
+    expect(a.map.get('votes')).toMatch(/"lk":7,/)
+    expect(c.store.get('votes')).toBe(1)
+    locks.table.delete('votes')
+    await b.store.set('votes', 2)
+    expect(a.store.get('votes')).toBe(2)
+  })
+
+  it('a modified client writing to the locked key through the document is ignored, and the holder\'s value restored', async () => {
+    const locks = new Locks()
+    const [a, b, c] = room(locks, ['a', 'b', 'c']) as [ReturnType<typeof room>[0], ReturnType<typeof room>[0], ReturnType<typeof room>[0]]
+    connect(a.doc, b.doc, c.doc)
+    locks.table.set('votes', { holder: 'a', fencingToken: 7 })
+    await a.store.set('votes', 1)
+    const holders = a.map.get('votes')
+    const now = Date.now()
+    for (const raw of [
+      encodeEnvelope('b', now, now, 'null', '99'), // no fencing token
+      encodeEnvelope('b', now, now, 'null', '99', { lock: 7 }), // the holder's token, copied: the item is b's
+      encodeEnvelope('b', now, now, 'null', 'null', { lock: 7, deleted: true })
+    ]) {
+      b.map.set('votes', raw)
+      expect(a.store.get('votes')).toBe(1)
+      expect(c.store.get('votes')).toBe(1)
+      await waitFor(() => [a, b, c].every((p) => p.map.get('votes') === holders), { timeout: 2000, what: 'the holder\'s entry restored' })
+    }
+    b.map.delete('votes') // a raw delete
+    await waitFor(() => [a, b, c].every((p) => p.map.get('votes') === holders), { timeout: 2000, what: 'the holder\'s entry restored after a delete' })
+    expect(c.store.get('votes')).toBe(1)
+  })
+
+  it('a write under an older fencing token never counts, also after the lock ended', async () => {
+    const locks = new Locks()
+    const [a, b] = room(locks, ['a', 'b']) as [ReturnType<typeof room>[0], ReturnType<typeof room>[0]]
+    connect(a.doc, b.doc)
+    locks.table.set('votes', { holder: 'a', fencingToken: 3 })
+    await a.store.set('votes', 'by a under 3')
+    locks.table.set('votes', { holder: 'b', fencingToken: 4 })
+    await b.store.set('votes', 'by b under 4')
+    locks.table.delete('votes')
+    // a, paused through its lease, writes late under 3: the others have seen 4.
+    const now = Date.now()
+    a.map.set('votes', encodeEnvelope('a', now, now, 'null', '"stale"', { lock: 3 }))
+    await waitFor(() => b.store.get('votes') === 'by b under 4' && a.map.get('votes') !== undefined && !String(a.map.get('votes')).includes('stale'), { timeout: 2000, what: 'the stale write undone' })
+  })
+
+  it('the holder deletes with a tombstone the others accept; unlocked, a delete is a plain delete', async () => {
+    const locks = new Locks()
+    const [a, b] = room(locks, ['a', 'b']) as [ReturnType<typeof room>[0], ReturnType<typeof room>[0]]
+    connect(a.doc, b.doc)
+    await a.store.set('k', 1)
+    locks.table.set('k', { holder: 'a', fencingToken: 1 })
+    await a.store.delete('k')
+    expect(b.store.has('k')).toBe(false)
+    expect(a.map.has('k')).toBe(true)
+    locks.table.delete('k')
+    await b.store.set('k', 2)
+    await b.store.delete('k')
+    expect(a.map.has('k')).toBe(false)
+    expect(a.store.has('k')).toBe(false)
+  })
+})
