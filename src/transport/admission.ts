@@ -29,12 +29,13 @@ import { encodeBytesMessage, MESSAGE_REPAIR_V2, MESSAGE_SYNC_STEP2_V2, MESSAGE_U
 import { ContentRef, scanUpdate } from './update-scan.js'
 
 /**
- * Messages per connection (sustained, burst). An honest peer sends at most two update messages
- * per connection per event-loop turn, and paces them below this (coalescer.ts SEND_RATE: 4,000/s,
- * burst 12,000), whatever the app writes; a peer that keeps sending faster is cut off within
- * seconds (a flood of 20,000 small updates a second, within a second).
+ * Messages per connection (sustained, burst). An honest peer paces its updates below this
+ * (coalescer.ts SEND_RATE: 1,000/s, burst 5,000), whatever the app writes: past that, a turn's
+ * writes wait for a token and go as one message. It has to stay below what a peer can process,
+ * because it is counted as messages are read: a flood arriving faster than that would only be
+ * read at that speed, and never trip it.
  */
-export const MESSAGE_RATE = { rate: 5000, burst: 15_000 }
+export const MESSAGE_RATE = { rate: 1250, burst: 6000 }
 /** Bytes of one awareness state beyond the metadata limit, for the library's and the app's fields. */
 export const AWARENESS_EXTRA_BYTES = 2048
 /** How many times the store's limits one update may carry (hidden entries of concurrent writers). */

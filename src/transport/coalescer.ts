@@ -59,7 +59,7 @@ export const endOfTurn: Schedule = (task) => {
 }
 
 /** Messages per connection the data plane sends at most (sustained, burst): below admission's MESSAGE_RATE. */
-export const SEND_RATE = { rate: 4000, burst: 12_000 }
+export const SEND_RATE = { rate: 1000, burst: 5000 }
 
 export interface CoalescerOptions<K, T> {
   /** Sends what was collected for `key`, in the order it was pushed (never empty). */
