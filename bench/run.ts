@@ -20,8 +20,9 @@ import { runJoin } from './scenarios/join.js'
 import { runMesh } from './scenarios/mesh.js'
 import { runHistory } from './scenarios/history.js'
 import { runSignaling } from './scenarios/signaling.js'
+import { runBrowser } from './scenarios/browser.js'
 
-const SCENARIOS = ['latency', 'throughput', 'join', 'mesh', 'history', 'signaling'] as const
+const SCENARIOS = ['latency', 'throughput', 'join', 'mesh', 'history', 'browser', 'signaling'] as const
 type ScenarioName = typeof SCENARIOS[number]
 
 const { values } = parseArgs({
@@ -92,6 +93,7 @@ results.scenarios.throughput = await run('throughput', runThroughput)
 results.scenarios.join = await run('join', runJoin)
 results.scenarios.mesh = await run('mesh', runMesh)
 results.scenarios.history = await run('history', runHistory)
+results.scenarios.browser = await run('browser', runBrowser)
 if (peerServers !== null) {
   // Rejections by our server would mean its limits, not the library, shaped the peer scenarios.
   const stats = await peerServers.ours.stats().catch(() => null)

@@ -5,8 +5,11 @@
 import { describe, expect, it } from 'vitest'
 import * as Y from 'yjs'
 import * as encoding from 'lib0/encoding'
+import * as decoding from 'lib0/decoding'
 import { DEFAULT_LIMITS } from '../src/store/limits.js'
-import { admissionControl, ENTRY_SLACK, MAX_PENDING_BYTES, MESSAGE_RATE, PENDING_GRACE, screenUpdate } from '../src/transport/admission.js'
+import { admissionControl, ENTRY_SLACK, MAX_PENDING_BYTES, MESSAGE_RATE, PENDING_GRACE, screenUpdate, screenUpdateWith } from '../src/transport/admission.js'
+import { SEND_RATE } from '../src/transport/coalescer.js'
+import { MESSAGE_UPDATE, encodeBytesMessage } from '../src/transport/sync-v2.js'
 import type { LinkConnection } from '../src/transport/link.js'
 
 const ROOT = 'session-store'
@@ -18,13 +21,6 @@ const updateOf = (fn: (doc: Y.Doc) => void, base?: Y.Doc): Uint8Array => {
   const before = Y.encodeStateVector(doc)
   fn(doc)
   return Y.encodeStateAsUpdate(doc, before)
-}
-const syncMessage = (type: number, update: Uint8Array): Uint8Array => {
-  const e = encoding.createEncoder()
-  encoding.writeVarUint(e, 0)
-  encoding.writeVarUint(e, type)
-  encoding.writeVarUint8Array(e, update)
-  return encoding.toUint8Array(e)
 }
 const connection = { remoteId: 'r', binding: { local: '', remote: '' }, writable: true, send: () => true, close: () => {} } satisfies LinkConnection
 
@@ -67,7 +63,51 @@ describe('screenUpdate', () => {
   })
 })
 
+describe('who speaks for whom, in the same pass', () => {
+  const writes = (client: number, key: string, base?: Y.Doc): { doc: Y.Doc, update: Uint8Array } => {
+    const doc = new Y.Doc()
+    if (base !== undefined) Y.applyUpdate(doc, Y.encodeStateAsUpdate(base))
+    doc.clientID = client
+    const before = Y.encodeStateVector(doc)
+    doc.getMap(ROOT).set(key, '"v"')
+    return { doc, update: Y.encodeStateAsUpdate(doc, before) }
+  }
+
+  it('refuses new structs under this peer\'s own client id, strips a connected peer\'s, and keeps a relayed writer\'s', () => {
+    const receiver = new Y.Doc()
+    receiver.clientID = 1
+    const claims = (client: number): 'own' | 'other' | null => client === 1 ? 'own' : client === 2 ? 'other' : null
+    expect(screenUpdateWith(writes(1, 'forged').update, context(receiver), { claims }).problem).toMatch(/own client id/)
+    // Client 2 is another connection's: left out of the bounds, even with a gap, and stripped.
+    const gap = writes(2, 'b', writes(2, 'a').doc)
+    expect(screenUpdateWith(gap.update, context(receiver), { claims })).toEqual({ problem: null, strip: [2] })
+    // Client 3 is no connection's (a relay brings its writes): judged, and kept.
+    expect(screenUpdateWith(writes(3, 'c').update, context(receiver), { claims })).toEqual({ problem: null, strip: [] })
+    expect(screenUpdateWith(writes(3, 'd', writes(3, 'c').doc).update, context(receiver), { claims }).problem).toMatch(/missing dependencies/)
+  })
+
+  it('strips in the hook, which passes on what is left', () => {
+    const receiver = new Y.Doc()
+    const hook = admissionControl({ ...context(receiver), claims: () => (client) => client === 2 ? 'other' : null })
+    const mixed = new Y.Doc()
+    mixed.clientID = 2
+    mixed.getMap(ROOT).set('theirs', '"2"')
+    mixed.clientID = 3
+    mixed.getMap(ROOT).set('relayed', '"3"')
+    const out = hook.incoming(connection, encodeBytesMessage(MESSAGE_UPDATE, Y.encodeStateAsUpdate(mixed))) as Uint8Array
+    const decoder = decoding.createDecoder(out)
+    expect(decoding.readVarUint(decoder)).toBe(MESSAGE_UPDATE)
+    Y.applyUpdate(receiver, decoding.readVarUint8Array(decoder))
+    expect(receiver.getMap(ROOT).toJSON()).toEqual({ relayed: '"3"' })
+  })
+})
+
 describe('the admission hook', () => {
+  it('lets through what the data plane sends at its pace (coalescer.ts SEND_RATE)', () => {
+    expect(SEND_RATE.rate).toBeLessThan(MESSAGE_RATE.rate)
+    expect(SEND_RATE.burst).toBeLessThan(MESSAGE_RATE.burst)
+  })
+
   it('refuses a connection over the message rate, and awareness states over the metadata limit', () => {
     let now = 0
     const hook = admissionControl({ ...context(), now: () => now })

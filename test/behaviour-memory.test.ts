@@ -33,6 +33,10 @@ runStoreBehaviourTests('in-memory link', () => {
           }
           throw new Error(`set('${key}') was expected to be refused`)
         },
+        writeAndLeave: async (writes) => {
+          for (const { key, value } of writes) void store.set(key, value)
+          await session.leave()
+        },
         leave: async () => await session.leave()
       }
     }

@@ -32,6 +32,7 @@ runStoreBehaviourTests('WebRTC between processes', () => {
           }
           throw new Error(`set('${key}') was expected to be refused`)
         },
+        writeAndLeave: async (writes) => { await peer.call('writeAndLeave', { writes }) },
         leave: async () => { await peer.call('leave') }
       }
     }

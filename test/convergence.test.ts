@@ -2,14 +2,21 @@
  * Seeded random convergence (yjs TestConnector style): replicas make random sets and deletes,
  * messages are delivered in random order, replicas disconnect and reconnect; at the end every
  * replica must hold the same document and the same visible store, within the per-entry rules and
- * the whole-store limits.
- * A failure prints its seed; replay it with CONVERGENCE_SEED=<seed>.
+ * the whole-store limits. Twice: with updates handed between documents directly (the store's
+ * semantics), and through the data plane (replication.ts over the memory link: state diffs per
+ * turn, the relay rule, messages lost when a connection closes, V2 resync, state checks). A
+ * failure prints its seed; replay it with CONVERGENCE_SEED=<seed>.
  */
 import { describe, expect, it } from 'vitest'
 import * as Y from 'yjs'
 import * as prng from 'lib0/prng'
+import { Awareness } from 'y-protocols/awareness'
 import { envelopeOf, Mesh } from './helpers/mesh.js'
 import { utf8Length } from '../src/store/limits.js'
+import { SessionStore } from '../src/store/store.js'
+import { MemoryHub } from '../src/transport/memory-link.js'
+import { Replication } from '../src/transport/replication.js'
+import { createIdentity } from '../src/trust/identity.js'
 
 const LIMITS = { maxValueBytes: 64, maxKeys: 8, maxTotalBytes: 300 }
 const KEYS = ['pinned', 'spotlight', 'timer', 'a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i']
@@ -68,6 +75,92 @@ const runSeed = async (seed: number): Promise<void> => {
   }
 }
 
+interface WireReplica {
+  link: ReturnType<MemoryHub['link']>
+  doc: Y.Doc
+  map: Y.Map<unknown>
+  store: SessionStore
+  replication: Replication
+}
+
+const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve))
+
+/** The same random operations, with every message through the data plane and delivered at random. */
+const runWireSeed = async (seed: number): Promise<void> => {
+  const gen = prng.create(seed)
+  const hub = new MemoryHub({ manual: true })
+  const replicas: WireReplica[] = []
+  for (let i = prng.int32(gen, 3, 5); i > 0; i--) {
+    const link = hub.link('convergence', { signaling: [], peerOpts: {}, identity: createIdentity() })
+    const doc = new Y.Doc()
+    const awareness = new Awareness(doc)
+    awareness.setLocalState({ n: i })
+    const store = new SessionStore(doc.getMap('session-store'), { limits: LIMITS, onError: () => {} })
+    const replication = new Replication(doc, awareness, link, { antiEntropyInterval: 0 })
+    replicas.push({ link, doc, map: doc.getMap('session-store'), store, replication })
+  }
+  await Promise.all(replicas.map(async ({ link }) => await link.ready))
+  await new Promise((resolve) => setTimeout(resolve, 0)) // the links join
+  const deliverSome = (n: number): void => {
+    for (; n > 0 && hub.waiting.size > 0; n--) hub.deliver(prng.oneOf(gen, Array.from(hub.waiting)))
+  }
+  for (let step = 0; step < 300; step++) {
+    const replica = prng.oneOf(gen, replicas)
+    const roll = prng.int32(gen, 0, 99)
+    if (roll < 40) {
+      await replica.store.set(prng.oneOf(gen, KEYS), randomValue(gen)).catch(() => {})
+    } else if (roll < 52) {
+      await replica.store.delete(prng.oneOf(gen, KEYS))
+    } else if (roll < 55) {
+      const connections = replica.link.connections
+      if (connections.length > 0) prng.oneOf(gen, [...connections]).close() // what was in flight to it is lost
+    } else if (roll < 58) {
+      replica.link.connect(prng.oneOf(gen, replicas).link.localId as string)
+    } else if (roll < 61) {
+      replica.doc.transact(() => replica.map.set(prng.oneOf(gen, KEYS), prng.bool(gen) ? 'x'.repeat(100) : 12), 'hostile')
+    } else if (roll < 66) {
+      await nextTurn() // collected updates go out
+    } else if (roll < 70) {
+      replica.replication.check()
+    } else {
+      deliverSome(prng.int32(gen, 0, 5))
+    }
+  }
+  // The end: everyone connected to everyone, or only in a ring (then what each holds must cross
+  // by relaying syncs and by state checks), every message delivered, until nothing moves.
+  const ring = prng.bool(gen)
+  const neighbours = (i: number): number[] => ring ? [(i + 1) % replicas.length, (i + replicas.length - 1) % replicas.length] : replicas.map((_r, j) => j).filter((j) => j !== i)
+  for (const [i, replica] of replicas.entries()) {
+    const wanted = new Set(neighbours(i).map((j) => replicas[j]?.link.localId))
+    for (const connection of [...replica.link.connections]) if (!wanted.has(connection.remoteId)) connection.close()
+    for (const id of wanted) replica.link.connect(id as string)
+  }
+  let checks = 3
+  for (let quiet = 0, rounds = 0; rounds < 10_000; rounds++) {
+    await nextTurn()
+    if (hub.waiting.size > 0) {
+      quiet = 0
+      deliverSome(hub.waiting.size * 50)
+    } else if (++quiet >= 3) {
+      if (checks-- === 0) break
+      for (const replica of replicas) replica.replication.check()
+    }
+  }
+  const [first, ...rest] = replicas
+  if (first === undefined) throw new Error('no replicas')
+  for (const replica of rest) {
+    expect(replica.link.connections).toHaveLength(ring ? Math.min(2, replicas.length - 1) : replicas.length - 1)
+    expect(Y.encodeStateVector(replica.doc)).toEqual(Y.encodeStateVector(first.doc))
+    expect(replica.map.toJSON()).toEqual(first.map.toJSON())
+    expect(replica.store.toJSON()).toEqual(first.store.toJSON())
+    expect(replica.store.usage()).toEqual(first.store.usage())
+  }
+  for (const replica of replicas) {
+    replica.replication.destroy()
+    await replica.link.leave()
+  }
+}
+
 describe('convergence under random operations, delivery order and disconnects', () => {
   const fixed = process.env.CONVERGENCE_SEED
   const base = fixed !== undefined ? Number(fixed) : (Date.now() % 1_000_000)
@@ -78,6 +171,17 @@ describe('convergence under random operations, delivery order and disconnects', 
         await runSeed(seed)
       } catch (err) {
         console.error(`convergence failed with seed ${seed}; replay with CONVERGENCE_SEED=${seed}`)
+        throw err
+      }
+    }
+  })
+
+  it(`the same through the data plane, messages delivered at random (seeds ${seeds[0]}..${seeds.at(Math.min(19, seeds.length - 1))})`, async () => {
+    for (const seed of seeds.slice(0, 20)) {
+      try {
+        await runWireSeed(seed)
+      } catch (err) {
+        console.error(`convergence through the data plane failed with seed ${seed}; replay with CONVERGENCE_SEED=${seed}`)
         throw err
       }
     }

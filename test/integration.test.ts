@@ -223,6 +223,25 @@ describe('peers in separate processes over WebRTC', () => {
     const late = await joinPeer('late', room, { signaling: [server.url] })
     expect(late.joined.json).toEqual(expected)
   })
+  it('twelve peers with maxConns 4, joining one at a time: the room stays in one piece, every write reaches everyone by relay', { timeout: 300_000 }, async () => {
+    const server = await startSignaling()
+    const room = uniqueRoom('partial')
+    const peers: PeerProcess[] = []
+    // One at a time, each once its store is available: what splits a room into cliques of 5.
+    for (let i = 0; i < 12; i++) peers.push(await joinPeer(`p${i}`, room, { signaling: [server.url], maxConns: 4 }))
+    // Awareness is not relayed (session.peers lists neighbours only): the writes are the test.
+    await Promise.all(peers.map(async (p, i) => await p.call('set', { key: `from-${i}`, value: i })))
+    const expected = Object.fromEntries(peers.map((_p, i) => [`from-${i}`, i]))
+    await Promise.all(peers.map(async (p) => await p.call('waitForJSON', { json: expected, timeout: 90_000 }, 95_000)))
+    const live = await Promise.all(peers.map(async (p) => {
+      const connections: Array<{ connectionState: string, dataChannels: string[] }> = await p.call('connections')
+      return connections.filter((c) => c.connectionState === 'connected' && c.dataChannels.includes('open')).length
+    }))
+    expect(Math.min(...live)).toBeGreaterThanOrEqual(1)
+    // Partial: no peer is connected to all 11 others, so writes crossed by relay; bridging went
+    // beyond maxConns by a connection or two at most.
+    expect(Math.max(...live)).toBeLessThanOrEqual(6)
+  })
 })
 
 describe('a stock y-webrtc peer in a room of library peers', () => {

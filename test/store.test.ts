@@ -162,6 +162,18 @@ describe('refusals', () => {
     await expect(store.set('k', { x: shared, y: shared, bare })).resolves.toEqual({ x: { s: 1 }, y: { s: 1 }, bare: { a: 1 } })
   })
 
+  it('keeps a "__proto__" key an own property in what every read returns, never a prototype', async () => {
+    const { store } = newStore()
+    const value = JSON.parse('{"__proto__":{"polluted":true},"a":{"__proto__":[1]}}') as Record<string, unknown>
+    const written = await store.set('k', value) as Record<string, unknown>
+    for (const read of [written, store.get('k') as Record<string, unknown>, store.toJSON().k as Record<string, unknown>]) {
+      expect(Object.getPrototypeOf(read)).toBe(Object.prototype)
+      expect(Object.keys(read)).toEqual(['__proto__', 'a'])
+      expect(read.polluted).toBeUndefined()
+      expect(JSON.stringify(read)).toBe('{"__proto__":{"polluted":true},"a":{"__proto__":[1]}}')
+    }
+  })
+
   it('VALUE_TOO_LARGE above maxValueBytes, measured in UTF-8 bytes of the JSON text', async () => {
     const { store } = newStore()
     await expect(store.set('k', jsonOfBytes(1024))).resolves.toHaveLength(1022)

@@ -84,4 +84,17 @@ describe('the Link over y-webrtc', () => {
     const second = open(room, server.url)
     await expect(second.ready).resolves.toEqual(expect.any(String))
   })
+
+  it.each([['a plain room', undefined], ['an encrypted room', 'secret']])('posts nothing on a BroadcastChannel, joining, idle or leaving (%s)', async (_what, password) => {
+    const posted: unknown[] = []
+    const post = vi.spyOn(BroadcastChannel.prototype, 'postMessage').mockImplementation((message: unknown) => { posted.push(message) })
+    onTestFinished(() => post.mockRestore())
+    const server = await startSignaling()
+    const l = link(uniqueRoom(), { signaling: [server.url], peerOpts: {}, identity: createIdentity(), ...(password === undefined ? {} : { password }) })
+    await l.ready
+    if (!l.sources.some((s) => s.connected)) await once(l, 'signaling')
+    await once(l, 'count')
+    await l.leave()
+    expect(posted).toEqual([])
+  })
 })

@@ -14,6 +14,7 @@ import type { ThroughputResult } from '../scenarios/throughput.js'
 import type { JoinAttempt, JoinResult } from '../scenarios/join.js'
 import type { MeshResult } from '../scenarios/mesh.js'
 import type { HistoryResult } from '../scenarios/history.js'
+import type { BrowserResult } from '../scenarios/browser.js'
 import { MAX_P99_MS, MIN_DELIVERED, type LoadStep, type SignalingResult } from '../scenarios/signaling.js'
 import { SERVER_LABELS } from './servers.js'
 
@@ -98,17 +99,23 @@ const throughputSection = (t: ThroughputResult | Failure | undefined): string =>
   if (!ok(t)) return `${head}${failed('Throughput', t)}\n`
   const stock = t.rows.find((r) => r.contender === 'y-webrtc')?.median
   return `${head}A writes 100 keys (about 100-byte values) round-robin for ${t.durationMs / 1000} s as fast as the API allows, yielding to the event loop every ${t.yieldEvery} writes; ` +
-    `B counts what it observes. ${count(t.rows[0]?.rounds.length ?? 0, 'round')} per contender on fresh pairs, taking turns (forwards, then backwards); the median round by delivered rate is shown. ` +
-    `Round by round, y-session-store over y-webrtc: ${t.roundRatios.map((r) => times(r)).join(', ')} (median ${t.medianRoundRatio === null ? '–' : times(t.medianRoundRatio)}). ` +
-    'The raw simple-peer row sends ~100-byte messages in the same loop: the floor, since every data-channel send is a synchronous call into libwebrtc\'s threads.\n\n' +
-    table(['contender', 'writes/s', 'µs per write call', 'delivered updates/s', 'B\'s lag at the end', '× y-webrtc', 'every round (delivered/s)'], t.rows.map((r) => [
+    `B counts what it observes. ${count(t.rows[0]?.rounds.length ?? 0, 'round')} per contender on fresh pairs, taking turns (forwards, then backwards); the median round by write rate is shown. ` +
+    `Round by round, y-session-store's writes/s over y-webrtc's: ${t.roundRatios.map((r) => times(r)).join(', ')} (median ${t.medianRoundRatio === null ? '–' : times(t.medianRoundRatio)}). ` +
+    'CPU per write is A\'s whole process (libwebrtc\'s threads included) during the burst; messages and bytes are what A handed its data channel (below framing). ' +
+    'B\'s lag runs from A\'s last write until B held every key\'s final value; B observes one change per key per message, so it observes fewer changes than A made writes. ' +
+    'The raw simple-peer row sends one ~100-byte message per write in the same loop: the floor, since every data-channel send is a synchronous call into libwebrtc\'s threads.\n\n' +
+    table(['contender', 'writes/s', '× y-webrtc', 'CPU µs per write', 'µs per write call', 'messages/s', 'bytes/s', 'BroadcastChannel posts per write', 'changes B observed/s', 'B\'s lag', 'every round (writes/s)'], t.rows.map((r) => [
       LABELS[r.contender],
       r.median === null ? '–' : int(r.median.writesPerSecond),
-      r.median === null ? '–' : (1000 * r.median.inWritesMs / r.median.writes).toFixed(0),
+      r.median === null || stock == null ? '–' : times(r.median.writesPerSecond / stock.writesPerSecond),
+      r.median === null ? '–' : r.median.cpuUsPerWrite.toFixed(0),
+      r.median === null ? '–' : (1000 * r.median.inWritesMs / r.median.writes).toFixed(1),
+      r.median === null ? '–' : int(r.median.messagesPerSecond),
+      r.median === null ? '–' : int(r.median.bytesPerSecond),
+      r.median === null ? '–' : r.median.broadcastPostsPerWrite.toFixed(2),
       r.median === null ? '–' : int(r.median.deliveredPerSecond),
       r.median?.lagMs == null ? 'never caught up' : `${ms(r.median.lagMs)} ms`,
-      r.median === null || stock == null ? '–' : times(r.median.deliveredPerSecond / stock.deliveredPerSecond),
-      r.rounds.map((x) => ok(x) ? int(x.deliveredPerSecond) : `failed (${x.error})`).join(', ')
+      r.rounds.map((x) => ok(x) ? `${int(x.writesPerSecond)}${x.complete ? '' : ' (incomplete)'}` : `failed (${x.error})`).join(', ')
     ])) + '\n'
 }
 
@@ -184,12 +191,12 @@ const historySection = (h: HistoryResult | Failure | undefined): string => {
   const head = '## 5. History growth\n\n'
   if (!ok(h)) return `${head}${failed('History', h)}\n`
   const rows = h.rows.flatMap((r) => !('error' in r)
-    ? r.points.map((p) => [int(p.overwrites), LABELS[r.contender], kib(p.liveBytes), kib(p.stateBytes), times(p.stateBytes / p.liveBytes), kib(p.syncWireBytes),
-      p.syncMessageBytes > h.dataChannelLimit ? (r.contender === 'y-webrtc' ? '**over 256 KiB: unjoinable**' : `over 256 KiB: ${Math.ceil(p.syncMessageBytes / 16384)} frames`) : 'fits', kib(p.stateBytesV2)])
+    ? r.points.map((p) => [int(p.overwrites), LABELS[r.contender], kib(p.liveBytes), kib(p.stateBytes), times(p.stateBytes / p.liveBytes), kib(p.stateBytesV2), kib(p.syncWireBytes), times(p.syncWireBytes / p.stateBytesV2),
+      p.syncMessageBytes > h.dataChannelLimit ? (r.contender === 'y-webrtc' ? '**over 256 KiB: unjoinable**' : `over 256 KiB: ${Math.ceil(p.syncMessageBytes / 16384)} frames`) : p.syncMessageBytes > 16384 && r.contender === 'session-store' ? `${Math.ceil(p.syncMessageBytes / 16384)} frames` : 'fits'])
     : [['–', LABELS[r.contender], `failed: ${r.error}`]])
   return `${head}One peer alone overwrites the full store's 100 keys (about 640-byte values) round after round. ` +
-    'State is `Y.encodeStateAsUpdate`; the joiner\'s sync is y-webrtc\'s answer to an empty document\'s sync step 1 (one message), plus the library\'s framing; the last column is the same state in Yjs\'s V2 encoding, which y-webrtc does not use.\n\n' +
-    table(['overwrites', 'contender', 'live data', 'state (V1)', 'state ÷ live', 'joiner receives', 'one data-channel message?', 'state (V2)'], rows) + '\n'
+    'State is `Y.encodeStateAsUpdate` (V1) and `Y.encodeStateAsUpdateV2`; a joiner with an empty document receives y-webrtc\'s answer to its sync step 1 (the V1 state, one message), or the library\'s (its V2 sync step 2, plus its framing).\n\n' +
+    table(['overwrites', 'contender', 'live data', 'state (V1)', 'state ÷ live', 'state (V2)', 'joiner receives', '÷ V2 state', 'one data-channel message?'], rows) + '\n'
 }
 
 const meshSection = (m: MeshResult | Failure | undefined): string => {
@@ -197,11 +204,37 @@ const meshSection = (m: MeshResult | Failure | undefined): string => {
   const head = '## 6. Mesh size\n\n'
   if (!ok(m)) return `${head}${failed('Mesh', m)}\n`
   const rows = m.rows.map((r) => !('error' in r)
-    ? [String(r.peers), LABELS[r.contender], ms(r.toEveryPeer.p50), ms(r.toEveryPeer.p99), ms(r.toOnePeer.p50), String(r.missing), `${r.writerCpuPercent.toFixed(1)} %`, `${r.receiverCpuPercent.toFixed(1)} %`, r.setupS.toFixed(1) + retried(r.setupRetries)]
+    ? [String(r.peers), LABELS[r.contender], ms(r.toEveryPeer.p50), ms(r.toEveryPeer.p99), ms(r.toOnePeer.p50), String(r.missing),
+        r.updateMessagesPerWrite.toFixed(2), (r.updateMessagesPerWrite * (r.peers - 1)).toFixed(1), r.messagesPerWrite.toFixed(2), int(r.bytesPerWrite),
+        `${r.writerCpuPercent.toFixed(1)} %`, `${r.receiverCpuPercent.toFixed(1)} %`, r.setupS.toFixed(1) + retried(r.setupRetries)]
     : [String(r.peers), LABELS[r.contender], `failed: ${r.error}`])
   return `${head}N peers (processes) in one room; one writes a key every ${m.intervalMs} ms, ${m.writes} times after warm-up; the others record arrival times. ` +
-    'Milliseconds until every peer had a write; CPU per peer over the window (percent of one core). N processes share the machine\'s cores, so large meshes measure the machine as much as the code.\n\n' +
-    table(['peers', 'contender', 'to every peer p50', 'to every peer p99', 'to one peer p50', 'missing', 'writer CPU', 'receiver CPU (mean)', 'mesh ready s'], rows) + '\n'
+    'Milliseconds until every peer had a write; what each receiver\'s data channels got per write (update messages; all messages, awareness renewals and state checks included; bytes), and the update messages per write in the whole room; CPU per peer over the window (percent of one core). N processes share the machine\'s cores, so large meshes measure the machine as much as the code.\n\n' +
+    table(['peers', 'contender', 'to every peer p50', 'to every peer p99', 'to one peer p50', 'missing', 'update msgs per peer per write', 'update msgs per write (room)', 'all msgs per peer per write', 'bytes per peer per write', 'writer CPU', 'receiver CPU (mean)', 'mesh ready s'], rows) + '\n'
+}
+
+const browserSection = (b: BrowserResult | Failure | undefined): string => {
+  if (b === undefined) return ''
+  const head = '## 7. In Chromium\n\n'
+  if (!ok(b)) return `${head}${failed('Browser', b)}\n`
+  const floor = b.latency.find((r) => r.contender === 'simple-peer')?.summary
+  const stock = b.latency.find((r) => r.contender === 'y-webrtc')?.summary
+  const stockRate = b.throughput.find((r) => r.contender === 'y-webrtc')?.median?.writesPerSecond
+  const label = (c: ContenderName): string => c === 'simple-peer' ? 'raw RTCDataChannel' : LABELS[c]
+  return `${head}Scenarios 1 and 2 in Chromium ${b.chromium} (Debian's, headless), one browser context per peer, all three contenders bundled into one page. ` +
+    `${count(b.iterations, 'round trip')} per contender in chunks taking turns; throughput ${b.durationMs / 1000} s per round, yielding every ${b.yieldEvery} writes, a fresh pair per round. ` +
+    'A send in Chromium does not block on another thread as it does in Node, so these differ in kind from the Node rows. ' +
+    'Chromium gives a page that is not cross-origin isolated `performance.now()` in steps of 0.1 ms, so round trips are quantised to 0.1 ms.\n\n' +
+    table(['contender', 'round trip p50', 'p99', 'p50 × floor', 'p50 × y-webrtc', 'p99 × y-webrtc', 'p50 of each chunk'], b.latency.map((r) => [
+      label(r.contender), ms(r.summary.p50), ms(r.summary.p99), floor === undefined ? '–' : times(r.summary.p50 / floor.p50),
+      stock === undefined ? '–' : times(r.summary.p50 / stock.p50), stock === undefined ? '–' : times(r.summary.p99 / stock.p99), r.chunkP50s.map((x) => x.toFixed(3)).join(', ')
+    ])) + '\n\n' +
+    table(['contender', 'writes/s', '× y-webrtc', 'B\'s lag', 'every round (writes/s, lag ms)'], b.throughput.map((r) => [
+      label(r.contender), r.median === null ? '–' : int(r.median.writesPerSecond),
+      r.median === null || stockRate === undefined ? '–' : times(r.median.writesPerSecond / stockRate),
+      r.median?.lagMs == null ? 'never caught up' : `${ms(r.median.lagMs)} ms`,
+      r.rounds.map((x) => `${int(x.writesPerSecond)} (${x.lagMs === null ? 'never' : x.lagMs.toFixed(1)})`).join(', ')
+    ])) + '\n'
 }
 
 export const renderMarkdown = (r: Results, chart: string | null): string => [
@@ -211,7 +244,8 @@ export const renderMarkdown = (r: Results, chart: string | null): string => [
   joinSection(r.scenarios.join),
   signalingSection(r.scenarios.signaling),
   historySection(r.scenarios.history),
-  meshSection(r.scenarios.mesh)
+  meshSection(r.scenarios.mesh),
+  browserSection(r.scenarios.browser)
 ].filter((s) => s !== '').join('\n')
 
 export const writeResults = async (results: Results, name: string): Promise<string[]> => {

@@ -11,6 +11,7 @@ import type { JoinResult } from '../scenarios/join.js'
 import type { MeshResult } from '../scenarios/mesh.js'
 import type { HistoryResult } from '../scenarios/history.js'
 import type { SignalingResult } from '../scenarios/signaling.js'
+import type { BrowserResult } from '../scenarios/browser.js'
 
 export interface TargetRow {
   target: string
@@ -33,5 +34,6 @@ export interface Results {
     mesh?: MeshResult | Failure
     history?: HistoryResult | Failure
     signaling?: SignalingResult | Failure
+    browser?: BrowserResult | Failure
   }
 }

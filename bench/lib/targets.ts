@@ -14,6 +14,7 @@ const perSecond = (x: number): string => `${Math.round(x).toLocaleString('en-US'
 const bytes = (x: number): string => `${Math.round(x).toLocaleString('en-US')} B`
 const times = (x: number): string => `${x.toFixed(2)}×`
 const int = (x: number): string => Math.round(x).toLocaleString('en-US')
+const kibibytes = (x: number): string => `${(x / 1024).toLocaleString('en-US', { maximumFractionDigits: 1 })} KiB`
 
 const na = (target: string, note: string): TargetRow => ({ target, ours: '', anchor: '', ratio: '', verdict: 'n/a', note })
 
@@ -24,36 +25,85 @@ const compare = (target: string, ours: number, anchor: number, format: (x: numbe
 
 export const judgeTargets = (results: Results): TargetRow[] => {
   const rows: TargetRow[] = []
-  const { latency, throughput, signaling, join } = results.scenarios
+  const { latency, throughput, signaling, join, history, mesh } = results.scenarios
 
   if (ok(latency)) {
     const ours = latency.rows.find((r) => r.contender === 'session-store')?.summary
+    const floor = latency.rows.find((r) => r.contender === 'simple-peer')?.summary
     const anchor = latency.rows.find((r) => r.contender === 'y-webrtc')?.summary
+    if (ours !== undefined && floor !== undefined) {
+      rows.push(compare('Round trip p50 at most 1.3× the raw data channel', ours.p50, floor.p50, ms, (r) => r <= 1.3,
+        `p50 of each chunk: ${latency.rows.find((r) => r.contender === 'session-store')?.chunkP50s.map((x) => x.toFixed(3)).join(', ') ?? ''} (raw: ${latency.rows.find((r) => r.contender === 'simple-peer')?.chunkP50s.map((x) => x.toFixed(3)).join(', ') ?? ''})`))
+    }
     if (ours !== undefined && anchor !== undefined) {
-      rows.push(compare('Round trip p50 within 1.15× of stock y-webrtc', ours.p50, anchor.p50, ms, (r) => r <= 1.15))
-      rows.push(compare('Round trip p99 within 1.15× of stock y-webrtc', ours.p99, anchor.p99, ms, (r) => r <= 1.15))
+      rows.push(compare('Round trip p99 no worse than stock y-webrtc', ours.p99, anchor.p99, ms, (r) => r <= 1))
     }
   } else {
-    rows.push(na('Round trip p50 and p99 within 1.15× of stock y-webrtc', latency === undefined ? 'not run' : latency.error))
+    rows.push(na('Round trip p50 within 1.3× of the raw data channel, p99 no worse than stock y-webrtc', latency === undefined ? 'not run' : latency.error))
   }
 
   if (ok(throughput)) {
-    const ours = throughput.rows.find((r) => r.contender === 'session-store')?.median
+    const ours = throughput.rows.find((r) => r.contender === 'session-store')
     const anchor = throughput.rows.find((r) => r.contender === 'y-webrtc')?.median
-    if (ours != null && anchor != null && throughput.medianRoundRatio !== null) {
+    if (ours?.median != null && anchor != null && throughput.medianRoundRatio !== null) {
       const ratio = throughput.medianRoundRatio
       rows.push({
-        target: 'Throughput at least 0.9× of stock y-webrtc',
-        ours: perSecond(ours.deliveredPerSecond),
-        anchor: perSecond(anchor.deliveredPerSecond),
+        target: 'Throughput: at least 10× stock y-webrtc\'s writes per second',
+        ours: perSecond(ours.median.writesPerSecond),
+        anchor: perSecond(anchor.writesPerSecond),
         ratio: times(ratio),
-        verdict: ratio >= 0.9 ? 'pass' : 'short',
-        note: `updates delivered per second (median rounds); the ratio is the median of the ${throughput.roundRatios.length} round-by-round ratios (${throughput.roundRatios.map((r) => r.toFixed(2)).join(', ')})`
+        verdict: ratio >= 10 ? 'pass' : 'short',
+        note: `A's writes per second (median rounds), yielding every ${throughput.yieldEvery} writes; the ratio is the median of the ${throughput.roundRatios.length} round-by-round ratios (${throughput.roundRatios.map((r) => r.toFixed(1)).join(', ')})`
+      })
+      const lags = ours.rounds.map((r) => 'error' in r ? null : r.lagMs)
+      const lag = ours.median.lagMs
+      rows.push({
+        target: 'Throughput: B holds every final value within 100 ms of A\'s last write',
+        ours: lag === null ? 'never' : ms(lag),
+        anchor: anchor.lagMs === null ? 'never' : ms(anchor.lagMs),
+        ratio: '',
+        verdict: lag !== null && lag <= 100 ? 'pass' : 'short',
+        note: `the median round's lag; every round: ${lags.map((l) => l === null ? 'never' : l.toFixed(1)).join(', ')} ms`
       })
     }
-    else rows.push(na('Throughput at least 0.9× of stock y-webrtc', 'a contender completed no round'))
+    else rows.push(na('Throughput: at least 10× stock y-webrtc\'s writes per second', 'a contender completed no round'))
   } else {
-    rows.push(na('Throughput at least 0.9× of stock y-webrtc', throughput === undefined ? 'not run' : throughput.error))
+    rows.push(na('Throughput: at least 10× stock y-webrtc\'s writes per second', throughput === undefined ? 'not run' : throughput.error))
+  }
+
+  if (ok(history)) {
+    const ours = history.rows.find((r) => r.contender === 'session-store')
+    const last = ours !== undefined && !('error' in ours) ? ours.points.at(-1) : undefined
+    const stock = history.rows.find((r) => r.contender === 'y-webrtc')
+    const stockLast = stock !== undefined && !('error' in stock) ? stock.points.at(-1) : undefined
+    if (last !== undefined) {
+      rows.push({
+        target: `Joins: after ${int(last.overwrites)} overwrites a joiner receives at most 2× the V2 state`,
+        ours: kibibytes(last.syncWireBytes),
+        anchor: `V2 state ${kibibytes(last.stateBytesV2)}`,
+        ratio: times(last.syncWireBytes / last.stateBytesV2),
+        verdict: last.syncWireBytes <= 2 * last.stateBytesV2 ? 'pass' : 'short',
+        note: `live data ${kibibytes(last.liveBytes)}; stock y-webrtc would send ${stockLast === undefined ? '–' : kibibytes(stockLast.syncWireBytes)} (its V1 state) in one message`
+      })
+    }
+  } else {
+    rows.push(na('Joins: a joiner receives at most 2× the V2 state', history === undefined ? 'not run' : history.error))
+  }
+
+  if (ok(mesh)) {
+    for (const row of mesh.rows) {
+      if (row.contender !== 'session-store' || 'error' in row) continue
+      const stock = mesh.rows.find((r) => r.contender === 'y-webrtc' && r.peers === row.peers)
+      const room = row.updateMessagesPerWrite * (row.peers - 1)
+      rows.push({
+        target: `Mesh of ${row.peers}: a write costs N-1 = ${row.peers - 1} messages`,
+        ours: room.toFixed(1),
+        anchor: stock === undefined || 'error' in stock ? '–' : (stock.updateMessagesPerWrite * (stock.peers - 1)).toFixed(1),
+        ratio: '',
+        verdict: room <= (row.peers - 1) * 1.05 ? 'pass' : 'short',
+        note: `update messages received per write in the room (${row.updateMessagesPerWrite.toFixed(2)} per peer; all messages, background included, ${row.messagesPerWrite.toFixed(2)} per peer); to every peer p50 ${ms(row.toEveryPeer.p50)}, p99 ${ms(row.toEveryPeer.p99)}`
+      })
+    }
   }
 
   const ourServer = ok(signaling) ? signaling.servers.find((s) => s.server === 'ours') : undefined

@@ -25,7 +25,7 @@ export interface JoinSpec {
   maxConns: number
   /** A Yjs update applied before the peer connects: the room's history, built once elsewhere. */
   state?: Uint8Array
-  /** Count data-channel traffic (join scenario only: it adds a listener per message). */
+  /** Count data-channel traffic (it adds a listener per message received and a counter per send). */
   instrument?: boolean
 }
 
@@ -33,6 +33,14 @@ export interface JoinSpec {
 export interface Traffic {
   messagesIn: number
   bytesIn: number
+  /** Data-channel messages and bytes handed to the native send (below the library's framing). */
+  messagesOut: number
+  bytesOut: number
+  /**
+   * Of the messages received, those that carry document updates: y-webrtc's sync messages
+   * (type 0) and the library's update batches (type 35), not awareness, checks or frames' tails.
+   */
+  updatesIn: number
   channelsOpened: number
   channelsClosed: number
   sendErrors: number
@@ -56,7 +64,7 @@ export interface KvPeer {
   leave: () => Promise<void>
 }
 
-const emptyTraffic = (): Traffic => ({ messagesIn: 0, bytesIn: 0, channelsOpened: 0, channelsClosed: 0, sendErrors: 0, largestSend: 0, lastSendError: null })
+const emptyTraffic = (): Traffic => ({ messagesIn: 0, bytesIn: 0, messagesOut: 0, bytesOut: 0, updatesIn: 0, channelsOpened: 0, channelsClosed: 0, sendErrors: 0, largestSend: 0, lastSendError: null })
 
 type Wrtc = typeof wrtc
 
@@ -72,11 +80,17 @@ const instrumentedWrtc = (traffic: Traffic): Wrtc => {
       const data: unknown = event.data
       traffic.messagesIn++
       traffic.bytesIn += typeof data === 'string' ? Buffer.byteLength(data) : (data as ArrayBuffer).byteLength
+      if (typeof data !== 'string' && (data as ArrayBuffer).byteLength > 0) {
+        const type = new Uint8Array(data as ArrayBuffer, 0, 1)[0]
+        if (type === 0 || type === 35) traffic.updatesIn++
+      }
     })
     const send = channel.send.bind(channel) as (data: Uint8Array | string) => void
     channel.send = ((data: Uint8Array | string) => {
       const size = typeof data === 'string' ? Buffer.byteLength(data) : data.byteLength
       traffic.largestSend = Math.max(traffic.largestSend, size)
+      traffic.messagesOut++
+      traffic.bytesOut += size
       try {
         send(data)
       } catch (err) {

@@ -8,11 +8,24 @@ import * as Y from 'yjs'
 import * as syncProtocol from 'y-protocols/sync'
 import * as encoding from 'lib0/encoding'
 import * as decoding from 'lib0/decoding'
-import { encodeFrames } from '../../dist/src/framing.js'
+import { encodeFrames } from '../../dist/src/transport/framing.js'
+import { encodeSyncStep2V2 } from '../../dist/src/transport/sync-v2.js'
 import { emit, serve } from '../lib/child.js'
 import { now, sleep, until, withTimeout, yieldToEventLoop } from '../lib/clock.js'
 import { KEYS, fullValue, liveBytes, smallValue } from '../lib/workload.js'
 import { KV_CONTENDERS, joinAs, type JoinSpec, type KvContenderName, type KvPeer, type Traffic } from './contenders.js'
+
+/**
+ * BroadcastChannel posts this process makes (y-webrtc posts document and awareness updates there
+ * too). In Node no other process can receive them; counted to show what they cost.
+ */
+const broadcast = { posts: 0, bytes: 0 }
+const post = BroadcastChannel.prototype.postMessage
+BroadcastChannel.prototype.postMessage = function (this: BroadcastChannel, message: unknown) {
+  broadcast.posts++
+  broadcast.bytes += (message as { byteLength?: number } | null)?.byteLength ?? 0
+  post.call(this, message)
+}
 
 const name = process.argv[2] as KvContenderName
 if (!KV_CONTENDERS.includes(name)) throw new Error(`unknown contender '${String(name)}'`)
@@ -37,8 +50,17 @@ const overwriteRounds = async (from: number, to: number): Promise<void> => {
   }
 }
 
-/** What y-webrtc sends a peer that joins with an empty document: its answer to sync step 1. */
+/**
+ * What a peer that joins with an empty document receives as the answer to its sync step 1: for
+ * y-webrtc, y-protocols' step 2 (the V1 state), computed exactly as y-webrtc does; for the
+ * library, its V2 step 2 (sync-v2.ts), computed with its own encoder.
+ */
 const joinerSyncMessage = (doc: Y.Doc): Uint8Array => {
+  if (name === 'session-store') return encodeSyncStep2V2(doc, Y.encodeStateVector(new Y.Doc()))
+  return v1SyncMessage(doc)
+}
+
+const v1SyncMessage = (doc: Y.Doc): Uint8Array => {
   const step1 = encoding.createEncoder()
   syncProtocol.writeSyncStep1(step1, new Y.Doc())
   const reply = encoding.createEncoder()
@@ -52,6 +74,8 @@ const wireBytes = (message: Uint8Array): number =>
 
 let pingsSeen = 0
 let counter = { count: 0, maxSeq: -1, maxSeqAt: 0, firstAt: 0 }
+/** Per throughput key: the highest write number seen, and when. */
+let latest = new Map<string, { seq: number, at: number }>()
 let arrivals: Array<[number, number]> = []
 let cpuMark: { usage: NodeJS.CpuUsage, at: number } | null = null
 
@@ -105,10 +129,12 @@ const commands = {
   /** Starts counting throughput writes seen from the other peer. */
   countUpdates () {
     counter = { count: 0, maxSeq: -1, maxSeqAt: 0, firstAt: 0 }
-    need().observe(KEYS, (_key, value) => {
+    latest = new Map()
+    need().observe(KEYS, (key, value) => {
       const seq = (value as { seq?: unknown } | undefined)?.seq
       if (typeof seq !== 'number') return
       const at = now()
+      if ((latest.get(key)?.seq ?? -1) < seq) latest.set(key, { seq, at })
       if (counter.count === 0) counter.firstAt = at
       counter.count++
       if (seq > counter.maxSeq) {
@@ -118,10 +144,16 @@ const commands = {
     })
   },
 
-  /** Waits until the write numbered `lastSeq` has been seen (or `timeout`), then reports the counts. */
+  /**
+   * Waits until every key holds its final value (the last of writes 0..`lastSeq`, written
+   * round-robin over KEYS), or `timeout`, then reports the counts and when the last key got there.
+   */
   async countResult ({ lastSeq, timeout }: { lastSeq: number, timeout: number }) {
-    const complete = await until(() => counter.maxSeq >= lastSeq, timeout, 'the last write', 5).then(() => true, () => false)
-    return { ...counter, complete, connected: need().connectedPeers() }
+    const finalSeq = (i: number): number => lastSeq - ((lastSeq - i) % KEYS.length + KEYS.length) % KEYS.length
+    const final = (): boolean => KEYS.every((key, i) => finalSeq(i) < 0 || (latest.get(key)?.seq ?? -1) >= finalSeq(i))
+    const complete = await until(() => counter.maxSeq >= lastSeq && final(), timeout, 'every key\'s final value', 5).then(() => true, () => false)
+    const allFinalAt = Math.max(...KEYS.map((key) => latest.get(key)?.at ?? 0))
+    return { ...counter, complete, allFinalAt, connected: need().connectedPeers() }
   },
 
   /**
@@ -130,6 +162,9 @@ const commands = {
    * event loop turns between batches (where received messages and timers run).
    */
   async writeBurst ({ durationMs, yieldEvery }: { durationMs: number, yieldEvery: number }) {
+    const before = { ...need().traffic }
+    const postsBefore = broadcast.posts
+    const cpu = process.cpuUsage()
     const firstAt = now()
     const end = firstAt + durationMs
     let seq = 0
@@ -146,7 +181,21 @@ const commands = {
       inWrites += lastAt - batchStart
       await yieldToEventLoop()
     }
-    return { writes: seq, firstAt, lastAt, lastWriteAt, lastSeq: seq - 1, inWritesMs: inWrites, betweenBatchesMs: lastAt - firstAt - inWrites }
+    const used = process.cpuUsage(cpu)
+    const after = need().traffic
+    return {
+      writes: seq,
+      firstAt,
+      lastAt,
+      lastWriteAt,
+      lastSeq: seq - 1,
+      inWritesMs: inWrites,
+      betweenBatchesMs: lastAt - firstAt - inWrites,
+      cpuMs: (used.user + used.system) / 1000,
+      messagesOut: after.messagesOut - before.messagesOut,
+      bytesOut: after.bytesOut - before.bytesOut,
+      broadcastPosts: broadcast.posts - postsBefore
+    }
   },
 
   /** Starts recording when each mesh write arrives: [index, latency ms]. */
@@ -213,6 +262,8 @@ const commands = {
   },
 
   traffic: () => ({ ...need().traffic }),
+
+  broadcastPosts: () => ({ ...broadcast }),
 
   /**
    * The full store after `overwrites` overwrites (whole rounds of 100 keys), written through this

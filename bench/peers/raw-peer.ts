@@ -64,6 +64,7 @@ const commands = {
   /** The throughput floor: ~100-byte binary messages (the write number first), same loop shape as the key-value writers. */
   async writeBurst ({ durationMs, yieldEvery }: { durationMs: number, yieldEvery: number }) {
     const p = need()
+    const cpu = process.cpuUsage()
     const firstAt = now()
     const end = firstAt + durationMs
     let seq = 0
@@ -82,7 +83,20 @@ const commands = {
       inWrites += lastAt - batchStart
       await yieldToEventLoop()
     }
-    return { writes: seq, firstAt, lastAt, lastWriteAt, lastSeq: seq - 1, inWritesMs: inWrites, betweenBatchesMs: lastAt - firstAt - inWrites }
+    const used = process.cpuUsage(cpu)
+    return {
+      writes: seq,
+      firstAt,
+      lastAt,
+      lastWriteAt,
+      lastSeq: seq - 1,
+      inWritesMs: inWrites,
+      betweenBatchesMs: lastAt - firstAt - inWrites,
+      cpuMs: (used.user + used.system) / 1000,
+      messagesOut: seq,
+      bytesOut: seq * 104,
+      broadcastPosts: 0
+    }
   },
 
   countUpdates () {
@@ -102,7 +116,7 @@ const commands = {
 
   async countResult ({ lastSeq, timeout }: { lastSeq: number, timeout: number }) {
     const complete = await until(() => counter.maxSeq >= lastSeq, timeout, 'the last message', 5).then(() => true, () => false)
-    return { ...counter, complete, connected: isOpen ? 1 : 0 }
+    return { ...counter, complete, allFinalAt: counter.maxSeqAt, connected: isOpen ? 1 : 0 }
   },
 
   leave () {

@@ -1,9 +1,10 @@
 /**
  * Scenario 5, history growth: one peer alone in a room overwrites the full store's 100 keys
  * again and again, through each contender's API. At each checkpoint: the encoded Yjs state
- * (Y.encodeStateAsUpdate, what a peer stores), and what a joiner with an empty document
- * receives: y-webrtc's answer to its sync step 1 (the whole state in one message), plus, for
- * the library, its 16 KiB framing. Both against the live data (keys + JSON values).
+ * (Y.encodeStateAsUpdate, what a peer stores, and its V2 encoding), and what a joiner with an
+ * empty document receives: y-webrtc's answer to its sync step 1 (the whole V1 state in one
+ * message), and the library's (its V2 sync step 2) plus its 16 KiB framing. All against the
+ * live data (keys + JSON values).
  */
 
 import { dismiss, freshRoom, spawnKv } from '../lib/peers.js'
@@ -16,7 +17,7 @@ export interface HistoryPoint {
   liveBytes: number
   stateBytes: number
   stateBytesV2: number
-  /** The sync message a joiner receives (y-webrtc sends it as one data-channel message). */
+  /** The sync message a joiner receives (V1 for y-webrtc, as one data-channel message; V2 for the library). */
   syncMessageBytes: number
   /** What crosses the data channel for it: the same, plus the library's framing headers. */
   syncWireBytes: number

@@ -9,7 +9,7 @@
  */
 
 import type { Child, Commands } from '../lib/child.js'
-import { dismiss, formMesh, freshRoom, spawnKvPeers, spawnRaw, type KvChild, type RawChild } from '../lib/peers.js'
+import { dismiss, freshRoom, spawnMesh, spawnRaw, type KvChild, type RawChild } from '../lib/peers.js'
 import { quantileCurve, summarize, type Summary } from '../lib/stats.js'
 import type { KvContenderName } from '../peers/contenders.js'
 import type { RawCommands } from '../peers/raw-peer.js'
@@ -49,10 +49,13 @@ export const rawPair = async (): Promise<{ a: RawChild, b: RawChild }> => {
   return { a, b }
 }
 
-/** Two peers of `contender` in a fresh room, connected to each other. */
-export const kvPair = async (ctx: Context, contender: KvContenderName, what: string): Promise<{ a: KvChild, b: KvChild }> => {
-  const [a, b] = await spawnKvPeers(contender, 2) as [KvChild, KvChild]
-  await formMesh([a, b], { room: freshRoom(what), signaling: ctx.signalingFor(contender), maxConns: MAX_CONNS })
+/**
+ * Two peers of `contender` in a fresh room, connected to each other. A pair that does not connect
+ * (stock y-webrtc peers sometimes hang on offer glare) is formed once more with fresh processes.
+ */
+export const kvPair = async (ctx: Context, contender: KvContenderName, what: string, { instrument = false } = {}): Promise<{ a: KvChild, b: KvChild }> => {
+  const { peers } = await spawnMesh(contender, 2, { room: freshRoom(what), signaling: ctx.signalingFor(contender), maxConns: MAX_CONNS, instrument }, `${what}-`)
+  const [a, b] = peers as [KvChild, KvChild]
   return { a, b }
 }
 

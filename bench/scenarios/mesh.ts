@@ -3,7 +3,8 @@
  * key at a steady pace (every `intervalMs`, light enough not to saturate 20 processes on two
  * cores); every other peer records when each write arrives, on the machine-wide clock. A
  * write's time to reach every peer is its latest arrival. CPU per peer is process.cpuUsage over
- * the measured window, as a share of one core.
+ * the measured window, as a share of one core. Each receiver's data channels count what they get
+ * over the window (every message, and those carrying updates), reported per write.
  */
 
 import { sleep } from '../lib/clock.js'
@@ -22,6 +23,10 @@ export interface MeshRow {
   toOnePeer: Summary
   /** Deliveries that never arrived. */
   missing: number
+  /** What each receiver's data channels got per write, on average: every message, update messages, bytes. */
+  messagesPerWrite: number
+  updateMessagesPerWrite: number
+  bytesPerWrite: number
   /** CPU per peer over the window, percent of one core. */
   writerCpuPercent: number
   receiverCpuPercent: number
@@ -39,13 +44,14 @@ export interface MeshResult {
 
 const measure = async (ctx: Context, contender: KvContenderName, size: number, writes: number, warmup: number, intervalMs: number): Promise<MeshRow> => {
   const t0 = Date.now()
-  const spec = { room: freshRoom('mesh'), signaling: ctx.signalingFor(contender), maxConns: MAX_CONNS }
+  const spec = { room: freshRoom('mesh'), signaling: ctx.signalingFor(contender), maxConns: MAX_CONNS, instrument: true }
   const { peers, retries } = await spawnMesh(contender, size, spec)
   try {
     const setupS = (Date.now() - t0) / 1000
     const [writer, ...receivers] = peers as [KvChild, ...KvChild[]]
     await Promise.all(receivers.map((peer) => peer.call('recordTicks', undefined)))
     await Promise.all(peers.map((peer) => peer.call('cpuStart', undefined)))
+    const trafficBefore = await Promise.all(receivers.map((peer) => peer.call('traffic', undefined)))
     await writer.call('writeTicks', { count: warmup + writes, intervalMs }, (warmup + writes) * intervalMs + 60_000)
     // The last write may still be travelling; wait (bounded) until every receiver has it.
     const last = warmup + writes - 1
@@ -60,6 +66,9 @@ const measure = async (ctx: Context, contender: KvContenderName, size: number, w
       }
     }
     const cpu = await Promise.all(peers.map((peer) => peer.call('cpuStop', undefined)))
+    const trafficAfter = await Promise.all(receivers.map((peer) => peer.call('traffic', undefined)))
+    const perWriteOf = (field: 'messagesIn' | 'updatesIn' | 'bytesIn'): number =>
+      trafficAfter.reduce((sum, t, i) => sum + t[field] - (trafficBefore[i]?.[field] ?? 0), 0) / receivers.length / (warmup + writes)
     const percent = (c: { cpuMs: number, wallMs: number }): number => 100 * c.cpuMs / c.wallMs
     const perWrite = new Map<number, number[]>()
     for (const list of arrivals.values()) {
@@ -86,6 +95,9 @@ const measure = async (ctx: Context, contender: KvContenderName, size: number, w
       toEveryPeer: summarize(everyPeer),
       toOnePeer: summarize(onePeer),
       missing,
+      messagesPerWrite: perWriteOf('messagesIn'),
+      updateMessagesPerWrite: perWriteOf('updatesIn'),
+      bytesPerWrite: perWriteOf('bytesIn'),
       writerCpuPercent: percent(cpu[0] as { cpuMs: number, wallMs: number }),
       receiverCpuPercent: receiverCpu.reduce((a, b) => a + b, 0) / receiverCpu.length,
       setupS,
@@ -97,11 +109,11 @@ const measure = async (ctx: Context, contender: KvContenderName, size: number, w
 }
 
 export const runMesh = async (ctx: Context): Promise<MeshResult> => {
-  const sizes = ctx.quick ? [2, 5] : [2, 5, 10, 20]
+  const sizes = ctx.quick ? [2, 5] : [5, 10, 20]
   const writes = ctx.quick ? 30 : 100
   const warmup = 10
-  // Every peer re-sends each update it receives to all its peers (y-webrtc's gossip, which the
-  // library keeps), so a write costs N(N-1) messages: 10 writes/s keep 20 peers off saturation.
+  // y-webrtc re-sends each update it receives to all its peers, so a write costs it N(N-1)
+  // messages (the library: N-1): 10 writes/s keep 20 stock peers off saturation.
   const intervalMs = 100
   const rows: MeshResult['rows'] = []
   for (const [turn, size] of sizes.entries()) {

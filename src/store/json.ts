@@ -69,8 +69,11 @@ export const cloneJson = <T extends Json>(value: T): T => {
   if (Array.isArray(value)) return value.map(cloneJson) as T
   const out: Record<string, Json> = {}
   for (const key of Object.keys(value)) {
-    // defineProperty, not assignment: a '__proto__' key stays an own property, as JSON.parse makes it.
-    Object.defineProperty(out, key, { value: cloneJson((value as Record<string, Json>)[key] as Json), enumerable: true, writable: true, configurable: true })
+    const copy = cloneJson((value as Record<string, Json>)[key] as Json)
+    // Assigning '__proto__' would set the prototype: defined instead, it stays an own property, as
+    // JSON.parse makes it. (defineProperty for every key made a clone several times slower.)
+    if (key === '__proto__') Object.defineProperty(out, key, { value: copy, enumerable: true, writable: true, configurable: true })
+    else out[key] = copy
   }
   return out as T
 }

@@ -20,19 +20,22 @@
 
 import * as Y from 'yjs'
 import * as decoding from 'lib0/decoding'
-import * as syncProtocol from 'y-protocols/sync'
 import type { Limits } from '../store/limits.js'
 import { createTokenBucket, type TokenBucket } from './budgets.js'
+import type { ClientClaims } from './impersonation.js'
 import type { LinkConnection } from './link.js'
-import { MESSAGE_AWARENESS, MESSAGE_SYNC, type MessageHook } from './replication.js'
+import { MESSAGE_AWARENESS, type MessageHook } from './replication.js'
+import { encodeBytesMessage, MESSAGE_REPAIR_V2, MESSAGE_SYNC_STEP2_V2, MESSAGE_UPDATE } from './sync-v2.js'
 import { ContentRef, scanUpdate } from './update-scan.js'
 
 /**
- * Messages per connection (sustained, burst). An honest peer sends one message per write at most
- * (fewer when writes are coalesced), and its writes are bounded by the API's cost; a peer that
- * keeps sending faster than the receiver reads is cut off within seconds.
+ * Messages per connection (sustained, burst). An honest peer paces its updates below this
+ * (coalescer.ts SEND_RATE: 1,000/s, burst 5,000), whatever the app writes: past that, a turn's
+ * writes wait for a token and go as one message. It has to stay below what a peer can process,
+ * because it is counted as messages are read: a flood arriving faster than that would only be
+ * read at that speed, and never trip it.
  */
-export const MESSAGE_RATE = { rate: 500, burst: 3000 }
+export const MESSAGE_RATE = { rate: 1250, burst: 6000 }
 /** Bytes of one awareness state beyond the metadata limit, for the library's and the app's fields. */
 export const AWARENESS_EXTRA_BYTES = 2048
 /** How many times the store's limits one update may carry (hidden entries of concurrent writers). */
@@ -52,23 +55,48 @@ export interface AdmissionOptions {
   now?: () => number
   /** Pending structs waited past PENDING_GRACE and were dropped: ask the peers for their state. */
   onStalePending?: () => void
+  /** Who may speak for which client, per connection (impersonation.ts `updateClaims`). */
+  claims?: (connection: LinkConnection) => ClientClaims
+  /** Counts what was stripped, by reason. */
+  onDrop?: (reason: string) => void
 }
 
-/** The largest whole message an honest peer sends: a full state with its history (V1, for now). */
+/** The largest whole message an honest peer sends: a full state with its history. */
 export const maxMessageBytes = (limits: Limits): number => Math.max(16 * 1024 * 1024, 256 * limits.maxTotalBytes)
 
-/** What `update` adds that no honest peer can produce, or null. Pure: reads the doc's state only. */
-export const screenUpdate = (update: Uint8Array, { doc, root, limits }: AdmissionOptions, { v2 = false } = {}): string | null => {
+/** How `screenUpdate` treats the structs of the clients of an update (impersonation.ts decides). */
+export interface ScreenOptions {
+  /** The update is in Yjs's V2 encoding. */
+  v2?: boolean
+  /** Who may speak for each client: judged in the same pass as the bounds. Default: anyone, for all. */
+  claims?: ClientClaims
+}
+
+/** What a screening found: the problem, or null; and the clients whose structs are to be stripped. */
+export interface Screening {
+  problem: string | null
+  strip: number[]
+}
+
+/**
+ * What `update` adds that no honest peer can produce, or null, in one pass over its structs,
+ * with the impersonation rules' verdict per client (`claims`): structs of a client that is
+ * another connection's are left out of the bounds and, when this peer lacks them, to be
+ * stripped (that peer delivers its own writes). Pure: reads the doc's state only.
+ */
+export const screenUpdateWith = (update: Uint8Array, { doc, root, limits }: AdmissionOptions, { v2 = false, claims }: ScreenOptions = {}): Screening => {
   const maxEntries = ENTRY_SLACK * limits.maxKeys
   const maxBytes = ENTRY_SLACK * (limits.maxTotalBytes + limits.maxKeys * ENTRY_OVERHEAD_BYTES)
   let entries = 0
   let bytes = 0
   let problem: string | null = null
   let lastClient = -1
+  let claim: 'own' | 'other' | null = null
+  let state = 0
+  const strip: number[] = []
   let pending: Map<number, number> | null = null
   /** What this peer has of `client`, counting its structs that wait in Yjs's pending update. */
   const known = (client: number): number => {
-    const state = Y.getState(doc.store, client)
     const waiting = doc.store.pendingStructs
     if (waiting === null) return state
     pending ??= Y.parseUpdateMetaV2(waiting.update).to // Yjs keeps pending structs in V2
@@ -78,10 +106,24 @@ export const screenUpdate = (update: Uint8Array, { doc, root, limits }: Admissio
     scanUpdate(update, (struct) => {
       if (struct.client !== lastClient) {
         lastClient = struct.client
-        if (struct.clock > Y.getState(doc.store, struct.client) && struct.clock > known(struct.client)) {
+        state = Y.getState(doc.store, struct.client)
+        claim = claims?.(struct.client) ?? null
+        if (claim === null && struct.clock > state && struct.clock > known(struct.client)) {
           problem = 'structs that start past what this peer has of their writer (missing dependencies)'
           return false
         }
+      }
+      const end = struct.clock + struct.length
+      if (claim === 'own') {
+        if (end > state) {
+          problem = 'structs under this peer\'s own client id that it did not write'
+          return false
+        }
+        return true
+      }
+      if (claim === 'other') {
+        if (end > state && strip[strip.length - 1] !== struct.client) strip.push(struct.client)
+        return true
       }
       if (struct.kind !== 'item') return true
       if (struct.nestedParent || struct.content === ContentRef.TYPE || struct.content === ContentRef.DOC) {
@@ -100,9 +142,22 @@ export const screenUpdate = (update: Uint8Array, { doc, root, limits }: Admissio
       return problem === null
     }, { v2 })
   } catch (err) {
-    return `undecodable Yjs binary (${(err as Error).message})`
+    return { problem: `undecodable Yjs binary (${(err as Error).message})`, strip: [] }
   }
-  return problem
+  return { problem, strip }
+}
+
+/** What `update` adds that no honest peer can produce, or null (`screenUpdateWith` without claims). */
+export const screenUpdate = (update: Uint8Array, options: AdmissionOptions, { v2 = false } = {}): string | null =>
+  screenUpdateWith(update, options, { v2 }).problem
+
+/** Above every clock a peer can reach: stripping a client below it removes all its structs. */
+const MAX_CLOCK = 2 ** 53 - 1
+
+/** `update` without the structs of `clients`. */
+const stripClients = (update: Uint8Array, clients: number[], v2: boolean): Uint8Array => {
+  const vector = Y.encodeStateVector(new Map(clients.map((client) => [client, MAX_CLOCK])))
+  return v2 ? Y.diffUpdateV2(update, vector) : Y.diffUpdate(update, vector)
 }
 
 interface ConnectionState {
@@ -111,7 +166,7 @@ interface ConnectionState {
 
 /** The admission hook; `afterApply` watches Yjs's pending structs. */
 export const admissionControl = (options: AdmissionOptions): Required<Pick<MessageHook, 'incoming' | 'afterApply'>> => {
-  const { doc, limits, now = Date.now, onStalePending = () => {} } = options
+  const { doc, limits, now = Date.now, onStalePending = () => {}, claims, onDrop = () => {} } = options
   let pendingSince: number | null = null
   const maxAwareness = limits.maxValueBytes + AWARENESS_EXTRA_BYTES
   const states = new WeakMap<LinkConnection, ConnectionState>()
@@ -130,12 +185,14 @@ export const admissionControl = (options: AdmissionOptions): Required<Pick<Messa
         if (update.length > maxAwareness + 64) throw new Error(`an awareness state over ${maxAwareness} bytes`)
         return message
       }
-      if (type !== MESSAGE_SYNC) return message
-      const syncType = decoding.readVarUint(decoder)
-      if (syncType !== syncProtocol.messageYjsSyncStep2 && syncType !== syncProtocol.messageYjsUpdate) return message
-      const problem = screenUpdate(decoding.readVarUint8Array(decoder), options)
+      if (type !== MESSAGE_UPDATE && type !== MESSAGE_SYNC_STEP2_V2 && type !== MESSAGE_REPAIR_V2) return message
+      const update = decoding.readVarUint8Array(decoder)
+      const v2 = type !== MESSAGE_UPDATE
+      const { problem, strip } = screenUpdateWith(update, options, { v2, ...(claims === undefined ? {} : { claims: claims(connection) }) })
       if (problem !== null) throw new Error(problem)
-      return message
+      if (strip.length === 0) return message
+      onDrop('structs of another connected peer, sent by a third party')
+      return encodeBytesMessage(type, stripClients(update, strip, v2))
     },
     afterApply: () => {
       const bytes = (doc.store.pendingStructs?.update.length ?? 0) + (doc.store.pendingDs?.length ?? 0)

@@ -23,11 +23,15 @@ import { ObservableV2 } from 'lib0/observable'
 import { verifySigned, type Identity } from '../trust/identity.js'
 import type { ConnectionInfo, Link, LinkConnection, LinkEvents, SignalingSource } from './link.js'
 
-/** The message type of the handshake (the data plane's types are below 16). */
+/** The message type of the handshake (the data plane's are others: replication.ts, sync-v2.ts). */
 export const MESSAGE_HELLO = 16
 /** A connection whose remote has not completed the handshake by then is closed. */
 export const HELLO_TIMEOUT = 5000
-export const HANDSHAKE_VERSION = 1
+/**
+ * The handshake's version, which is also the data plane's: 2 syncs in V2, batches updates and
+ * relays by neighbour lists (src/PROTOCOL.md). A peer of another version is refused, with it said.
+ */
+export const HANDSHAKE_VERSION = 2
 /** Yjs client ids are 32-bit unsigned integers. */
 const MAX_CLIENT_ID = 2 ** 32 - 1
 
@@ -115,6 +119,8 @@ export class AuthenticatedLink extends ObservableV2<LinkEvents> implements Link 
   get sources (): readonly SignalingSource[] { return this.#inner.sources }
   get connections (): VerifiedConnection[] { return Array.from(this.#open.values()) }
   probe (): void { this.#inner.probe() }
+  announce (): void { this.#inner.announce() }
+  connect (remoteId: string): void { this.#inner.connect(remoteId) }
   penalize (remoteId: string): void { this.#inner.penalize(remoteId) }
   setToken (token: string): void { this.#inner.setToken(token) }
   diagnostics (): ConnectionInfo[] { return this.#inner.diagnostics() }

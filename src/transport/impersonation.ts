@@ -7,22 +7,24 @@
  *   peer's id, nor for anyone else's), and only with a sane clock (below 2^31: a clock of 2^53
  *   would make `clock + 1` a no-op and win forever). Awareness is not relayed: each peer hears
  *   its neighbours' states from them.
- * - Document updates: structs under this peer's own client id that it did not write close the
- *   connection (Yjs would otherwise quietly change this peer's client id, and the forger's version
- *   would stand). Structs under a client id bound to another open connection are stripped from
- *   what this connection sends: that peer delivers its own writes directly, so a third party
- *   cannot make two honest peers hold different structs under the same id. In a partial mesh, a
- *   relay can still forge the writes of a peer this one is not connected to: protected rooms sign
- *   entries (see src/PROTOCOL.md).
+ * - Document updates (`updateClaims`, applied by admission.ts in its one pass over an update):
+ *   structs under this peer's own client id that it did not write close the connection (Yjs
+ *   would otherwise quietly change this peer's client id, and the forger's version would stand).
+ *   Structs under a client id bound to another open connection are stripped from what this
+ *   connection sends: that peer delivers its own writes directly (sync when the connection opens,
+ *   live updates after), so a third party cannot make two honest peers hold different structs
+ *   under the same id. The relay rule (relay.ts) sends a peer only writes of peers it is not
+ *   connected to, which are accepted from the relay. In a partial mesh, a relay can still forge
+ *   the writes of a peer this one is not connected to: protected rooms sign entries (see
+ *   src/PROTOCOL.md).
  */
 
-import * as Y from 'yjs'
+import type * as Y from 'yjs'
 import * as encoding from 'lib0/encoding'
 import * as decoding from 'lib0/decoding'
-import * as syncProtocol from 'y-protocols/sync'
 import type { VerifiedConnection } from './authenticated-link.js'
 import type { LinkConnection } from './link.js'
-import { MESSAGE_AWARENESS, MESSAGE_SYNC, type MessageHook } from './replication.js'
+import { MESSAGE_AWARENESS, type MessageHook } from './replication.js'
 
 /** Awareness clocks at or above this are refused. */
 export const MAX_AWARENESS_CLOCK = 2 ** 31
@@ -81,48 +83,31 @@ const filterAwareness = (connection: LinkConnection, message: Uint8Array, contex
   return encoding.toUint8Array(encoder)
 }
 
-/** The sync message without structs under client ids bound to other connections; throws on forged own structs. */
-const filterUpdate = (connection: LinkConnection, message: Uint8Array, context: ImpersonationContext): Uint8Array | null => {
-  const decoder = decoding.createDecoder(message)
-  decoding.readVarUint(decoder)
-  const syncType = decoding.readVarUint(decoder)
-  if (syncType !== syncProtocol.messageYjsSyncStep2 && syncType !== syncProtocol.messageYjsUpdate) return message
-  const update = decoding.readVarUint8Array(decoder)
-  let to: Map<number, number>
-  try {
-    to = Y.parseUpdateMeta(update).to
-  } catch (err) {
-    throw new Error(`undecodable Yjs binary (${(err as Error).message})`)
-  }
-  const doc = context.doc
-  const ownClock = Y.getState(doc.store, doc.clientID)
-  if ((to.get(doc.clientID) ?? 0) > ownClock) throw new Error('structs under this peer\'s own client id that it did not write')
+/**
+ * Who may speak for a Yjs client, on one connection: 'own' for this peer's own client (none of
+ * its structs may be new: this peer did not write them), 'other' for a client bound to another
+ * open connection (its new structs are stripped: that peer delivers its own writes), null for
+ * anyone else (the sender itself, or peers this one is not connected to, whose writes a relay
+ * brings). Admission control applies it in the same pass over an update's structs as its bounds.
+ */
+export type ClientClaims = (client: number) => 'own' | 'other' | null
+
+/** The claims rule for what `connection` sends. */
+export const updateClaims = (connection: LinkConnection, context: ImpersonationContext): ClientClaims => {
   const sender = clientOf(connection)
-  const others = new Map<number, number>()
-  for (const [client, clock] of to) {
-    if (client === sender || client === doc.clientID) continue
+  return (client) => {
+    if (client === context.doc.clientID) return 'own'
+    if (client === sender) return null
     const owner = context.connectionOfClient(client)
-    if (owner !== undefined && owner !== connection && clock > Y.getState(doc.store, client)) others.set(client, MAX_CLOCK)
+    return owner !== undefined && owner !== connection ? 'other' : null
   }
-  if (others.size === 0) return message
-  context.onDrop?.('structs of another connected peer, sent by a third party')
-  const stripped = Y.diffUpdate(update, Y.encodeStateVector(others))
-  const encoder = encoding.createEncoder()
-  encoding.writeVarUint(encoder, MESSAGE_SYNC)
-  encoding.writeVarUint(encoder, syncType)
-  encoding.writeVarUint8Array(encoder, stripped)
-  return encoding.toUint8Array(encoder)
 }
 
-/** Above every clock a peer can reach: stripping a client below it removes all its structs. */
-const MAX_CLOCK = 2 ** 53 - 1
-
-/** The hook that holds every connection to speaking for itself. */
+/** The hook that holds every connection to speaking for itself in awareness; updates: `updateClaims`. */
 export const impersonationRules = (context: ImpersonationContext): MessageHook => ({
   incoming: (connection, message) => {
     switch (message[0]) {
       case MESSAGE_AWARENESS: return filterAwareness(connection, message, context)
-      case MESSAGE_SYNC: return filterUpdate(connection, message, context)
       default: return message
     }
   }

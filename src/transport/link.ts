@@ -90,6 +90,13 @@ export interface Link extends ObservableV2<LinkEvents> {
   penalize: (remoteId: string) => void
   /** The WebRTC connections' states (empty for links that are not WebRTC). */
   diagnostics: () => ConnectionInfo[]
+  /** Announces this peer to the room, whatever its number of connections (bridge.ts). */
+  announce: () => void
+  /**
+   * Opens a connection to `remoteId`, even beyond `maxConns` (bridge.ts); does nothing if one
+   * exists or is being set up.
+   */
+  connect: (remoteId: string) => void
   /**
    * Leaves the room: closes every connection and subscription. Resolves once a link to a room of
    * the same name can be made again in this JavaScript realm.

@@ -6,10 +6,13 @@
  * WebRTC: the in-memory half of the behaviour suite that also runs over real WebRTC.
  *
  * `maxConns` is honoured, and a hub's `topology` can choose whom a newcomer connects to, so a
- * hub can also make a partial mesh (a chain, say).
+ * hub can also make a partial mesh (a chain, say). Closing a connection is graceful, as a data
+ * channel's close is: what one end sent before closing still reaches the other, which then
+ * closes too.
  */
 
 import { ObservableV2 } from 'lib0/observable'
+import { FrameDecoder, encodeFrames } from './framing.js'
 import type { ConnectionInfo, Link, LinkConnection, LinkEvents, LinkFactory, LinkOptions, SignalingSource } from './link.js'
 
 const SOURCE = 'memory://hub'
@@ -19,18 +22,26 @@ const randomToken = (): string => Array.from(crypto.getRandomValues(new Uint8Arr
 class MemoryConnection implements LinkConnection {
   peer: MemoryConnection | null = null
   #open = true
+  /** The remote end closed: what it sent before still arrives, then this end closes too. */
+  #closing = false
   #queue: Uint8Array[] = []
   #scheduled = false
+  readonly #decoder = new FrameDecoder()
 
-  constructor (readonly owner: MemoryLink, readonly remoteId: string, readonly binding: { local: string, remote: string }) {}
+  constructor (readonly owner: MemoryLink, readonly remoteId: string, readonly binding: { local: string, remote: string }, readonly hub: MemoryHub) {}
 
   get writable (): boolean {
-    return this.#open
+    return this.#open && !this.#closing
   }
 
   send (message: Uint8Array): boolean {
-    if (!this.#open || this.peer === null) return false
-    this.peer.#deliver(message.slice())
+    if (!this.writable || this.peer === null) return false
+    const frames = this.hub.frameBytes === undefined ? [message.slice()] : encodeFrames(message, this.hub.frameBytes).map((f) => f.slice())
+    for (const frame of frames) {
+      this.hub.wire.messages++
+      this.hub.wire.bytes += frame.length
+      this.peer.#deliver(frame)
+    }
     return true
   }
 
@@ -38,24 +49,47 @@ class MemoryConnection implements LinkConnection {
     if (!this.#open) return
     this.#open = false
     this.#queue = []
-    const peer = this.peer
+    this.hub.delivered(this)
     this.owner.closed(this)
-    peer?.close()
+    if (this.peer !== null) this.peer.#remoteClosed()
+  }
+
+  #remoteClosed (): void {
+    if (!this.#open) return
+    this.#closing = true
+    if (!this.#scheduled && this.#queue.length === 0) this.close()
+  }
+
+  /** Manual delivery (the hub's `deliver`): hands on the next message that arrived; false if none. */
+  deliverNext (): boolean {
+    const frame = this.#queue.shift()
+    if (frame === undefined || !this.#open) return false
+    if (this.#queue.length === 0) this.hub.delivered(this)
+    const m = this.hub.frameBytes === undefined ? frame : this.#decoder.push(frame)
+    if (m !== null) this.owner.emit('message', [{ connection: this, message: m }])
+    if (this.#closing && this.#queue.length === 0) this.close()
+    return true
   }
 
   #deliver (message: Uint8Array): void {
     if (!this.#open) return
     this.#queue.push(message)
+    if (this.hub.manual) {
+      this.hub.waiting.add(this)
+      return
+    }
     if (this.#scheduled) return
     this.#scheduled = true
     setTimeout(() => {
       this.#scheduled = false
       const queue = this.#queue
       this.#queue = []
-      for (const m of queue) {
+      for (const frame of queue) {
         if (!this.#open) return
-        this.owner.emit('message', [{ connection: this, message: m }])
+        const m = this.hub.frameBytes === undefined ? frame : this.#decoder.push(frame)
+        if (m !== null) this.owner.emit('message', [{ connection: this, message: m }])
       }
+      if (this.#closing) this.close()
     }, 0)
   }
 }
@@ -123,6 +157,23 @@ class MemoryLink extends ObservableV2<LinkEvents> implements Link {
     return []
   }
 
+  announce (): void {
+    if (!this.#connected || this.localId === undefined) return
+    const me = this.localId
+    setTimeout(() => {
+      const members = this.#hub.members(this.#room)
+      for (const other of members) {
+        other.emit('count', [{ source: SOURCE, clients: members.length }])
+        if (other !== this) other.emit('heard', [{ peerId: me }])
+      }
+    }, 0)
+  }
+
+  connect (remoteId: string): void {
+    const other = this.#hub.members(this.#room).find((member) => member.localId === remoteId)
+    if (other !== undefined && this.#left === null) this.#connect(other, true)
+  }
+
   leave (): Promise<void> {
     this.#left ??= (async () => {
       this.#hub.leave(this.#room, this)
@@ -139,12 +190,13 @@ class MemoryLink extends ObservableV2<LinkEvents> implements Link {
     this.emit('close', [{ connection }])
   }
 
-  #connect (other: MemoryLink): void {
-    if (this.localId === undefined || other.localId === undefined || !this.hasRoom || !other.hasRoom || this.#connections.has(other.localId)) return
+  #connect (other: MemoryLink, beyondMaxConns = false): void {
+    if (other === this || this.localId === undefined || other.localId === undefined || this.#connections.has(other.localId)) return
+    if (!beyondMaxConns && (!this.hasRoom || !other.hasRoom)) return
     // Stand-ins for the two ends' DTLS fingerprints: fresh per connection, known to both ends.
     const ends = [randomToken(), randomToken()] as const
-    const mine = new MemoryConnection(this, other.localId, { local: ends[0], remote: ends[1] })
-    const theirs = new MemoryConnection(other, this.localId, { local: ends[1], remote: ends[0] })
+    const mine = new MemoryConnection(this, other.localId, { local: ends[0], remote: ends[1] }, this.#hub)
+    const theirs = new MemoryConnection(other, this.localId, { local: ends[1], remote: ends[0] }, this.#hub)
     mine.peer = theirs
     theirs.peer = mine
     this.#connections.set(other.localId, mine)
@@ -157,15 +209,43 @@ class MemoryLink extends ObservableV2<LinkEvents> implements Link {
 export interface MemoryHubOptions {
   /** Which of a room's members (in joining order) a newcomer connects to. Default all of them. */
   topology?: <T>(members: readonly T[]) => readonly T[]
+  /**
+   * Frame messages as a data channel does (framing.ts), with this many payload bytes per frame.
+   * Default: messages cross whole.
+   */
+  frameBytes?: number
+  /**
+   * Messages wait until the test hands them on (`deliver`), in order per connection: seeded
+   * random delivery across connections. Default false: each arrives on a 0 ms timer.
+   */
+  manual?: boolean
 }
 
 /** A signaling server and network in memory. */
 export class MemoryHub {
   readonly #rooms = new Map<string, MemoryLink[]>()
   readonly topology: <T>(members: readonly T[]) => readonly T[]
+  readonly frameBytes: number | undefined
+  readonly manual: boolean
+  /** What crossed the hub's connections: data-channel messages (frames, when framing) and bytes. */
+  readonly wire = { messages: 0, bytes: 0 }
+  /** With manual delivery: the connections that have messages waiting. */
+  readonly waiting = new Set<LinkConnection & { deliverNext: () => boolean }>()
 
-  constructor ({ topology = (members) => members }: MemoryHubOptions = {}) {
+  constructor ({ topology = (members) => members, frameBytes, manual = false }: MemoryHubOptions = {}) {
     this.topology = topology
+    this.frameBytes = frameBytes
+    this.manual = manual
+  }
+
+  /** With manual delivery: hands on the next message waiting on `connection`. */
+  deliver (connection: LinkConnection): boolean {
+    return this.waiting.has(connection as LinkConnection & { deliverNext: () => boolean }) && (connection as MemoryConnection).deliverNext()
+  }
+
+  /** Called by a connection with nothing left waiting. */
+  delivered (connection: LinkConnection): void {
+    this.waiting.delete(connection as LinkConnection & { deliverNext: () => boolean })
   }
 
   /** The LinkFactory to pass as `runtime.link`. */

@@ -1,9 +1,10 @@
 /**
  * The transport stack of one room, assembled in one place: the link (y-webrtc by default, or the
  * runtime's), the connection handshake over it, and the replication of the document with its
- * message hooks, in the order they must run: who speaks for whom first (a relay's early copy of
- * a connected peer's writes is stripped before admission judges what is left), then admission
- * control, then the reply budgets.
+ * message hooks, in the order they must run: who speaks for whom in awareness, then admission
+ * control (which judges who speaks for whom in an update in the same pass over its structs as
+ * its bounds: a relay's early copy of a connected peer's writes is left out of them, and
+ * stripped), then the reply budgets.
  */
 
 import type * as Y from 'yjs'
@@ -15,7 +16,7 @@ import { admissionControl, maxMessageBytes } from './admission.js'
 import { AuthenticatedLink } from './authenticated-link.js'
 import { replyBudgets } from './budgets.js'
 import type { WrtcImplementation } from './framed-wrtc.js'
-import { impersonationRules } from './impersonation.js'
+import { impersonationRules, updateClaims } from './impersonation.js'
 import type { LinkFactory, LinkOptions } from './link.js'
 import { Replication } from './replication.js'
 import { browserWrtc, yWebrtcLink } from './y-webrtc-adapter.js'
@@ -50,12 +51,14 @@ export const createStack = ({ room, identity, doc, awareness, root, limits, link
     factory = yWebrtcLink(implementation)
   }
   const authenticated = new AuthenticatedLink(factory(room, { ...linkOptions, identity, maxMessageBytes: maxMessageBytes(limits) }), { room, identity, clientId: () => doc.clientID })
+  const speakers = { doc, connectionOfClient: (client: number) => authenticated.connectionOfClient(client), onDrop }
   const replication: Replication = new Replication(doc, awareness, authenticated, {
     hooks: [
-      impersonationRules({ doc, connectionOfClient: (client) => authenticated.connectionOfClient(client), onDrop }),
-      admissionControl({ doc, root, limits, onStalePending: () => replication.resync() }),
+      impersonationRules(speakers),
+      admissionControl({ doc, root, limits, onStalePending: () => replication.resync(), claims: (connection) => updateClaims(connection, speakers), onDrop }),
       replyBudgets(onDrop)
-    ]
+    ],
+    maxBatchUnits: 2 * limits.maxKeys
   })
   return { link: authenticated, replication }
 }

@@ -67,6 +67,8 @@ export const MAX_PENDING = 6
  * of attributable peers, and a flood of them is confined here.
  */
 export const MAX_UNATTRIBUTED_PENDING = 2
+/** A peer the bridge connects to is admitted past `maxConns` for this long. */
+export const INVITE_TIMEOUT = 30_000
 /** After a peer id failed to connect, it is not tried again for this long, doubling up to MAX_BACKOFF. */
 export const FIRST_BACKOFF = 3000
 /** After a peer misbehaved (it was refused), it is not reconnected for this long, doubling too. */
@@ -97,9 +99,14 @@ interface WebrtcConn {
 }
 
 interface Room {
+  name: string
   peerId: string
   key: CryptoKey | null
   webrtcConns: Map<string, WebrtcConn>
+  /** y-webrtc's mutex around every BroadcastChannel publish and receipt. */
+  mux: (f: () => void, g?: () => void) => void
+  bcconnected: boolean
+  _bcSubscriber: (data: ArrayBuffer) => unknown
 }
 
 interface Provider {
@@ -139,7 +146,24 @@ const checkRoom = (room: unknown): string | null => {
   if (!isRecord(room)) return 'provider.room is not an object'
   if (typeof room.peerId !== 'string') return 'room.peerId is not a string'
   if (!(room.webrtcConns instanceof Map)) return 'room.webrtcConns is not a Map'
+  if (typeof room.mux !== 'function' || typeof room.bcconnected !== 'boolean' || typeof room._bcSubscriber !== 'function' || typeof room.name !== 'string') {
+    return 'room.mux, bcconnected, _bcSubscriber or name is missing'
+  }
   return null
+}
+
+/**
+ * y-webrtc's room also syncs its document over a BroadcastChannel: on connect it posts six
+ * messages (measured), on every awareness renewal (each 15 s) one more, and three on leaving. Here
+ * that document is the shadow nobody reads, so the traffic never carries anything; in Node no
+ * other process can even receive it. Its publishes all go through the room's mutex, after a
+ * promise (encryption), so replacing the mutex right after connect() drops those already queued
+ * and every later one; the channel is released and the room marked unconnected to it.
+ */
+const silenceBroadcastChannel = (room: Room): void => {
+  room.mux = () => {}
+  room.bcconnected = false
+  bc.unsubscribe(room.name, room._bcSubscriber)
 }
 
 const incompatible = (problem: string): SessionStoreError =>
@@ -234,6 +258,8 @@ class YWebrtcLink extends ObservableV2<LinkEvents> implements Link {
   readonly #watchdog: ReturnType<typeof setInterval>
   #signaling: string[] = []
   readonly #attached = new WeakSet<SignalingConn>()
+  /** Peers the bridge connects to past `maxConns` (`connect`): until when they are admitted. */
+  readonly #invited = new Map<string, number>()
 
   constructor (room: string, options: LinkOptions, wrtc: WrtcImplementation) {
     super()
@@ -299,6 +325,10 @@ class YWebrtcLink extends ObservableV2<LinkEvents> implements Link {
       }, () => {})
     }
     this.#watchdog = setInterval(this.#expirePending, 1000)
+    // Runs right after y-webrtc's own callback on `key`, which made the room and connected it.
+    void Promise.resolve(this.#provider.key).then(() => {
+      if (checkRoom(this.#provider.room) === null) silenceBroadcastChannel(this.#provider.room as Room)
+    }, () => {})
     this.ready = Promise.all([this.#provider.key, identity]).then(([, { id }]) => {
       const problem = checkRoom(this.#provider.room)
       if (problem !== null) throw incompatible(problem)
@@ -419,6 +449,30 @@ class YWebrtcLink extends ObservableV2<LinkEvents> implements Link {
     this.#announce()
   }
 
+  /** Announces this peer to the room, whatever its number of connections (bridge.ts). */
+  announce (): void {
+    if (!this.leaving) this.#announce()
+  }
+
+  /**
+   * Connects to `remoteId` past `maxConns` (bridge.ts): its connection is admitted for
+   * INVITE_TIMEOUT whatever the live count, and, by the initiator rule, this peer offers when its
+   * id is the smaller and announces itself otherwise.
+   */
+  connect (remoteId: string): void {
+    const room = this.#provider.room
+    const conn = this.#provider.signalingConns.find((c) => c.connected)
+    if (room === null || this.leaving || this.#localId === undefined || remoteId === this.#localId || room.webrtcConns.has(remoteId)) return
+    this.#invited.set(remoteId, Date.now() + INVITE_TIMEOUT)
+    if (this.#localId > remoteId) {
+      this.#announce()
+      return
+    }
+    if (conn === undefined || this.#pending.size >= MAX_PENDING) return
+    this.#pending.set(remoteId, Date.now())
+    room.webrtcConns.set(remoteId, new yWebrtc.WebrtcConn(conn as never, true, remoteId, room as never) as unknown as WebrtcConn)
+  }
+
   /** Publishes this peer's announce on every connected signaling server (signed, budgeted). */
   #announce (): void {
     for (const conn of this.#provider.signalingConns) if (conn.connected) this.publish(conn, { type: 'announce' })
@@ -490,7 +544,8 @@ class YWebrtcLink extends ObservableV2<LinkEvents> implements Link {
     }
     if (this.#pending.size >= MAX_PENDING) return 'pending connections at their cap'
     if (!attributable && this.#unattributed.size >= MAX_UNATTRIBUTED_PENDING) return 'pending connections of unattributable peers at their cap'
-    if (this.#connections.size >= this.#maxLive) return 'every connection slot is taken'
+    const invited = (this.#invited.get(payload.from) ?? 0) > now
+    if (this.#connections.size >= this.#maxLive && !invited) return 'every connection slot is taken'
     this.#pending.set(payload.from, now)
     if (!attributable) this.#unattributed.add(payload.from)
     return null
@@ -510,6 +565,7 @@ class YWebrtcLink extends ObservableV2<LinkEvents> implements Link {
       const conn = room?.webrtcConns.get(peerId)
       if (conn !== undefined && !Array.from(this.#connections.values()).some((c) => c.remoteId === peerId)) conn.peer.destroy()
     }
+    for (const [peerId, until] of this.#invited) if (until <= now) this.#invited.delete(peerId)
     let retry = false
     for (const [peerId, backoff] of this.#backoff) {
       if (backoff.until > now) continue

@@ -26,6 +26,8 @@ export interface SuitePeer {
   changes: () => Promise<Array<{ key: string, value: unknown }>>
   /** A set that is expected to be refused: resolves its error code. */
   refusedSet: (key: string, value: unknown) => Promise<string>
+  /** Writes `writes` in one go, each without waiting, and leaves in the same turn. */
+  writeAndLeave: (writes: Array<{ key: string, value: unknown }>) => Promise<void>
   leave: () => Promise<void>
 }
 
@@ -117,6 +119,20 @@ export const runStoreBehaviourTests = (name: string, transport: () => Transport)
       await b.set('k0', 'overwrites still work at the limit')
       await eventually(a, { k0: 'overwrites still work at the limit', k1: 1, k2: 2, k3: 3, k4: 4 }, 'a to see the overwrite')
       expect(await a.usage()).toEqual(await b.usage())
+    })
+
+    it('delivers the writes a peer made in the turn it left in', async () => {
+      const t = transport()
+      const room = await t.room()
+      const a = await t.join('a', room)
+      const b = await t.join('b', room)
+      await a.set('before', 1)
+      await eventually(b, { before: 1 }, 'b to see a\'s first write')
+      const writes = Array.from({ length: 30 }, (_, i) => ({ key: `k${i % 10}`, value: { i } }))
+      await a.writeAndLeave(writes)
+      const expected: Record<string, unknown> = { before: 1 }
+      for (const { key, value } of writes) expected[key] = value
+      await eventually(b, expected, 'b to hold every write a made before leaving')
     })
 
     it('keeps the room for those who stay when one peer leaves', async () => {
