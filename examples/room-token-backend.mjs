@@ -6,6 +6,7 @@ import { createRoomToken, generateIssuerKeys } from 'y-session-store/auth'
 // Make the key pair once and keep the private JWK in your secrets (here: a new pair per start).
 const { publicKey, privateKey } = await generateIssuerKeys()
 
+/** @param {import('node:http').IncomingMessage} req */
 const readJson = async (req) => {
   let body = ''
   for await (const chunk of req) if ((body += chunk).length > 4096) throw new Error('too large')
@@ -24,7 +25,7 @@ const backend = createServer(async (req, res) => {
     const token = await createRoomToken({ privateKey, room, user, write, peerKey, expiresIn: '15m' })
     res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ token }))
   } catch (err) {
-    res.writeHead(400).end(String(err.message))
+    res.writeHead(400).end(err instanceof Error ? err.message : String(err))
   }
 })
 const port = Number(process.env.PORT ?? 3000)

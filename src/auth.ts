@@ -27,9 +27,12 @@ export const generateIssuerKeys = async ({ alg = 'EdDSA' }: { alg?: 'EdDSA' | 'E
   return { publicKey: await exportJWK(publicKey), privateKey: await exportJWK(privateKey) }
 }
 
+/** A key jose signs with: a JWK, a WebCrypto CryptoKey or a Node KeyObject. */
+export type SigningKey = JWK | Parameters<SignJWT['sign']>[0]
+
 export interface RoomTokenOptions {
-  /** The issuer's private key: a JWK (from generateIssuerKeys) or a CryptoKey. */
-  privateKey: JWK | CryptoKey
+  /** The issuer's private key: a JWK (from generateIssuerKeys), a CryptoKey or a KeyObject. */
+  privateKey: SigningKey
   /** A room name, or a prefix ending in `*`. */
   room: string
   /** The user id (`sub`): what `store.entry(key).updatedBy.user` shows. */
@@ -55,8 +58,9 @@ export const createRoomToken = async ({ privateKey, room, user, write, peerKey, 
   if (typeof expiresIn === 'number' && !(Number.isFinite(expiresIn) && expiresIn > 0)) throw invalid('expiresIn must be a positive number of seconds or a time span string')
   const jwk = privateKey as JWK
   const isJwk = typeof (privateKey as { kty?: unknown }).kty === 'string'
-  const alg = isJwk ? (jwk.kty === 'OKP' ? 'EdDSA' : 'ES256') : ((privateKey as CryptoKey).algorithm.name === 'Ed25519' ? 'EdDSA' : 'ES256')
-  const key = isJwk ? await importJWK(jwk, alg) : privateKey as CryptoKey
+  const name = (privateKey as { algorithm?: { name?: string }, asymmetricKeyType?: string }).algorithm?.name ?? (privateKey as { asymmetricKeyType?: string }).asymmetricKeyType
+  const alg = isJwk ? (jwk.kty === 'OKP' ? 'EdDSA' : 'ES256') : (name === 'Ed25519' || name === 'ed25519' ? 'EdDSA' : 'ES256')
+  const key = isJwk ? await importJWK(jwk, alg) : privateKey as Parameters<SignJWT['sign']>[0]
   const { kty, crv, x, y } = peerKey
   const cnfJwk = kty === 'EC' ? { kty, crv, x, y } : { kty, crv, x }
   return await new SignJWT({ room, write: [...write], cnf: { jwk: cnfJwk } })
