@@ -16,6 +16,8 @@ type Kind =
   | 'list'
   /** A hop count, or comma-separated addresses and CIDR ranges. */
   | 'trust'
+  /** A public JWK as JSON, or the http(s) URL of a JWKS. */
+  | 'issuer'
 
 interface Flag {
   option: keyof SignalingServerOptions
@@ -48,6 +50,7 @@ const FLAGS = {
   'heartbeat-interval': { option: 'heartbeatInterval', kind: 'number', value: 'MS', help: `ping interval (default ${DEFAULT_OPTIONS.heartbeatInterval})` },
   'close-timeout': { option: 'closeTimeout', kind: 'number', value: 'MS', help: `wait for close handshakes (default ${DEFAULT_OPTIONS.closeTimeout})` },
   'auth-secret': { option: 'authSecret', kind: 'string', value: 'SECRET', help: 'require HS256 tokens signed with SECRET (prefer the variable)' },
+  'issuer-key': { option: 'issuerKey', kind: 'issuer', value: 'JWK|URL', help: 'require tokens, and accept room tokens of this issuer: its public JWK as JSON, or a JWKS URL' },
   static: { option: 'staticDir', kind: 'string', value: 'DIR', help: 'serve files from DIR on the same port' },
   'redis-url': { option: 'redisUrl', kind: 'string', value: 'URL', help: 'share rooms with every instance on this Redis, redis://[:password@]host:port' },
   'redis-prefix': { option: 'redisPrefix', kind: 'string', value: 'PREFIX', help: `prefix of the Redis channels and keys (default ${DEFAULT_OPTIONS.redisPrefix})` },
@@ -102,19 +105,34 @@ const toNumber = (flag: string, text: string): number => {
 
 const toList = (text: string): string[] => text.split(',').map((item) => item.trim()).filter((item) => item !== '')
 
+const toBoolean = (name: string, text: string): boolean => {
+  if (['1', 'true', 'yes', 'on'].includes(text.toLowerCase())) return true
+  if (['0', 'false', 'no', 'off'].includes(text.toLowerCase())) return false
+  throw new UsageError(`${name} must be 1 or 0, got '${text}'`)
+}
+
+/** `{"kty":"OKP",...}` is a JWK; `https://...` a JWKS to fetch. The server checks the key itself. */
+const toIssuerKey = (flag: string, text: string): unknown => {
+  const trimmed = text.trim()
+  if (trimmed.startsWith('{')) {
+    try {
+      return JSON.parse(trimmed) as unknown
+    } catch {
+      throw new UsageError(`--${flag} is not valid JSON: give the issuer's public JWK, or a JWKS URL`)
+    }
+  }
+  if (/^https?:\/\//i.test(trimmed) && URL.canParse(trimmed)) return { jwksUrl: trimmed }
+  throw new UsageError(`--${flag} needs the issuer's public JWK (JSON) or an http(s) JWKS URL`)
+}
+
 const toValue = (flag: string, kind: Kind, text: string): unknown => {
   switch (kind) {
     case 'number': return toNumber(flag, text)
     case 'string': return text
     case 'list': return toList(text)
     case 'trust': return /^\d+$/.test(text.trim()) ? Number(text) : toList(text)
+    case 'issuer': return toIssuerKey(flag, text)
   }
-}
-
-const toBoolean = (name: string, text: string): boolean => {
-  if (['1', 'true', 'yes', 'on'].includes(text.toLowerCase())) return true
-  if (['0', 'false', 'no', 'off'].includes(text.toLowerCase())) return false
-  throw new UsageError(`${name} must be 1 or 0, got '${text}'`)
 }
 
 /**

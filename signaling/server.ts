@@ -15,7 +15,7 @@ import { resolve as resolvePath } from 'node:path'
 import type { Duplex } from 'node:stream'
 import { WebSocketServer, type ServerOptions } from 'ws'
 import { AddressTable, RefusalLog, type AddressEntry } from './address-limits.js'
-import { tokenFromUrl, verifyToken, type Grant } from './auth.js'
+import { createAccessCheck, tokenFromUrl, type Grant } from './auth.js'
 import { addressGroup, clientAddress, forwardedChain, parseAddress } from './client-address.js'
 import { Connection, type ConnectionContext } from './connection.js'
 import { createHttpHandler, createMetricsHandler } from './http.js'
@@ -83,6 +83,7 @@ const listen = async (server: Server, port: number, host: string): Promise<numbe
 export const createSignalingServer = async (options: SignalingServerOptions = {}): Promise<SignalingServer> => {
   const opts = resolveOptions(options)
   const { logger } = opts
+  const checkAccess = createAccessCheck({ secret: opts.authKey, issuers: opts.issuerKey === null ? [] : [opts.issuerKey] })
   const counters = createCounters()
   const redis = opts.redis === null
     ? null
@@ -184,9 +185,9 @@ export const createSignalingServer = async (options: SignalingServerOptions = {}
 
   /** The token's grant; null when there is no valid token (`undefined` when none is needed). */
   const grantOf = async (req: IncomingMessage): Promise<Grant | null | undefined> => {
-    if (opts.authKey === null) return undefined
+    if (checkAccess === null) return undefined
     const token = tokenFromUrl(req.url)
-    return token === null ? null : await verifyToken(token, opts.authKey)
+    return token === null ? null : await checkAccess(token)
   }
 
   const upgrade = async (req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> => {

@@ -34,6 +34,15 @@ describe('command line', () => {
     expect(parseCommandLine([], { TRUST_PROXY: '1' }).options.trustProxy).toBe(1)
   })
 
+  it('reads --issuer-key as a JWK in JSON or a JWKS URL', () => {
+    const jwk = { kty: 'OKP', crv: 'Ed25519', x: 'abc' }
+    expect(parseCommandLine(['--issuer-key', JSON.stringify(jwk)], {}).options.issuerKey).toEqual(jwk)
+    expect(parseCommandLine([], { ISSUER_KEY: ` ${JSON.stringify(jwk)}\n` }).options.issuerKey).toEqual(jwk)
+    expect(parseCommandLine([], { ISSUER_KEY: 'https://app.example.com/jwks.json' }).options.issuerKey).toEqual({ jwksUrl: 'https://app.example.com/jwks.json' })
+    expect(() => parseCommandLine(['--issuer-key', '{not json'], {})).toThrow(UsageError)
+    expect(() => parseCommandLine(['--issuer-key', 'issuer.jwk'], {})).toThrow(UsageError)
+  })
+
   it.each([
     [[], {}, false],
     [[], { npm_command: 'exec' }, true],
