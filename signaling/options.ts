@@ -82,6 +82,12 @@ export interface SignalingServerOptions {
    * next to a valid `authSecret` token. Default none.
    */
   issuerKey?: IssuerKey | undefined
+  /**
+   * Development only, never in production: generate an issuer key pair at start, accept its room
+   * tokens, and hand them to whoever asks on `POST /dev/token` (the first in a room is its host),
+   * with the public key on `GET /dev/issuer` (dev-tokens.ts). Default false.
+   */
+  devTokens?: boolean | undefined
   /** Directory served over HTTP on the same port (for a demo page). Default none. */
   staticDir?: string | undefined
   /**
@@ -135,6 +141,7 @@ export interface ResolvedOptions {
   metrics: MetricsSettings
   authKey: Uint8Array | null
   issuerKey: IssuerKey | null
+  devTokens: boolean
   staticDir: string | null
   redis: RedisSettings | null
   logger: Logger
@@ -289,6 +296,12 @@ const readRedis = (options: SignalingServerOptions): RedisSettings | null => {
   return { url, prefix, ttl }
 }
 
+const readDevTokens = (options: SignalingServerOptions): boolean => {
+  const on = options.devTokens ?? false
+  if (typeof on !== 'boolean') throw new SignalingError('INVALID_OPTION', 'devTokens must be a boolean')
+  return on
+}
+
 export const resolveOptions = (options: SignalingServerOptions = {}): ResolvedOptions => {
   const port = readNumber(options, 'port', 0)
   if (port > 65535) throw new SignalingError('INVALID_OPTION', `port must be at most 65535, got ${port}`)
@@ -316,6 +329,7 @@ export const resolveOptions = (options: SignalingServerOptions = {}): ResolvedOp
     metrics: readMetrics(options),
     authKey: options.authSecret === undefined ? null : secretKey(options.authSecret),
     issuerKey: readIssuerKey(options),
+    devTokens: readDevTokens(options),
     staticDir: options.staticDir ?? null,
     redis: readRedis(options),
     logger: options.logger ?? silentLogger,

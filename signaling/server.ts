@@ -18,6 +18,7 @@ import { AddressTable, RefusalLog, type AddressEntry } from './address-limits.js
 import { createAccessCheck, tokenFromUrl, type Grant } from './auth.js'
 import { addressGroup, clientAddress, forwardedChain, parseAddress } from './client-address.js'
 import { Connection, type ConnectionContext } from './connection.js'
+import { createDevTokens } from './dev-tokens.js'
 import { createHttpHandler, createMetricsHandler } from './http.js'
 import { createMetricsRegistry } from './metrics.js'
 import { MAX_IDLE_ADDRESSES, MAX_LOGGED_ADDRESSES, REFUSAL_LOG_INTERVAL, resolveOptions, type SignalingServerOptions } from './options.js'
@@ -83,7 +84,11 @@ const listen = async (server: Server, port: number, host: string): Promise<numbe
 export const createSignalingServer = async (options: SignalingServerOptions = {}): Promise<SignalingServer> => {
   const opts = resolveOptions(options)
   const { logger } = opts
-  const checkAccess = createAccessCheck({ secret: opts.authKey, issuers: opts.issuerKey === null ? [] : [opts.issuerKey] })
+  const devTokens = opts.devTokens ? await createDevTokens({ logger, exposed: !isLoopback(opts.host), limits: { maxRoomLength: opts.maxTopicLength } }) : null
+  const checkAccess = createAccessCheck({
+    secret: opts.authKey,
+    issuers: [...(opts.issuerKey === null ? [] : [opts.issuerKey]), ...(devTokens === null ? [] : [devTokens.publicKey])]
+  })
   const counters = createCounters()
   const redis = opts.redis === null
     ? null
@@ -150,6 +155,7 @@ export const createSignalingServer = async (options: SignalingServerOptions = {}
     health: () => ({ status: closing ? 'closing' : 'ok' }),
     metrics: opts.metrics.port === null ? metrics : null,
     staticDir: opts.staticDir === null ? null : resolvePath(opts.staticDir),
+    devTokens,
     logger
   }))
   const metricsHttp = opts.metrics.port === null ? null : createServer(createMetricsHandler(metrics, logger))

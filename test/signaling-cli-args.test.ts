@@ -44,6 +44,15 @@ describe('command line', () => {
   })
 
   it.each([
+    [['--dev-tokens'], {}, true],
+    [[], { DEV_TOKENS: '1' }, true],
+    [[], { DEV_TOKENS: '0' }, false],
+    [[], {}, undefined]
+  ])('reads --dev-tokens %j with %j as %s', (argv, env, expected) => {
+    expect(parseCommandLine(argv, env).options.devTokens).toBe(expected)
+  })
+
+  it.each([
     [[], {}, false],
     [[], { npm_command: 'exec' }, true],
     [['--no-exit-with-parent'], { npm_command: 'exec' }, false],
@@ -60,6 +69,7 @@ describe('command line', () => {
     [['--exit-with-parent', '--no-exit-with-parent'], {}],
     [[], { EXIT_WITH_PARENT: 'maybe' }],
     [[], { MAX_PAYLOAD: 'big' }],
+    [[], { DEV_TOKENS: 'maybe' }],
     [['--log-level', 'loud'], {}]
   ])('refuses %j with %j as a usage error', (argv, env) => {
     expect(() => parseCommandLine(argv, env)).toThrow(UsageError)
