@@ -1,12 +1,21 @@
 /**
- * The demo page: the product page's three features over one room, in plain TypeScript.
+ * The demo page: the product page's features over one room, in plain TypeScript.
  *
  * - Pinned message: the `pinned` key holds `{ text, by }`; every peer observes it.
  * - Spotlight: the `spotlight` key holds a peer id; the stage shows that peer's name (metadata).
+ * - Raised hands: each person's own key `hand/<id>`; everyone sees the list.
  * - Live inspector: every key and value, a form to set and delete any key, usage against limits.
  *
+ * Roles: when the server that served the page hands out dev tokens (`npm start` runs it with
+ * `--dev-tokens`; signaling/dev-tokens.ts), the page joins a protected room (`auth`) with a token
+ * from `POST /dev/token`: the first in a room is its host (every key), the others guests (their
+ * own `hand/<user>`). The page shows the role, disables what it cannot write, and shows who wrote
+ * the pinned message and the spotlight (`updatedBy.user`, verified by every peer). Without dev
+ * tokens (`GET /dev/issuer` is a 404) the room is open: everyone may write every key.
+ *
  * `/?room=NAME` joins room NAME; without it the page picks a name and puts it in the address bar
- * so the link can be shared. The signaling server is the one that served the page.
+ * so the link can be shared. `&name=NAME` joins with that name. The signaling server is the one
+ * that served the page.
  *
  * For tests and the console the page exposes `window.demo = { session, store }`: the Session that
  * `joinRoom` returned, and its SessionStore once available (undefined until then).
@@ -14,7 +23,7 @@
  * Everything another peer wrote is shown with textContent, never parsed as HTML.
  */
 
-import { joinRoom, SessionStoreError, type Json, type Peer, type Session, type SessionStatus, type SessionStore, type SyncState } from 'y-session-store'
+import { joinRoom, SessionStoreError, type AuthOptions, type IssuerKey, type Json, type Peer, type Session, type SessionStatus, type SessionStore, type StoreEntry, type SyncState } from 'y-session-store'
 
 declare global {
   interface Window {
@@ -24,6 +33,7 @@ declare global {
 
 const PINNED = 'pinned'
 const SPOTLIGHT = 'spotlight'
+const HAND_PREFIX = 'hand/'
 
 const ADJECTIVES = ['Amber', 'Brave', 'Calm', 'Clever', 'Gentle', 'Happy', 'Lucky', 'Merry', 'Quiet', 'Sunny', 'Swift', 'Witty']
 const ANIMALS = ['Badger', 'Crane', 'Dolphin', 'Fox', 'Heron', 'Koala', 'Lynx', 'Otter', 'Panda', 'Robin', 'Seal', 'Wren']
@@ -59,13 +69,61 @@ const roomFromAddress = (): string => {
 
 const signalingUrl = (): string => `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}`
 
-const nameOf = (peer: Peer | undefined): string => {
-  const metadata = peer?.metadata
-  if (metadata !== null && typeof metadata === 'object' && !Array.isArray(metadata) && typeof metadata.name === 'string' && metadata.name.trim() !== '') {
-    return metadata.name.trim()
-  }
-  return 'Anonymous'
+/** `&name=` of the address, else a friendly random name. */
+const nameFromAddress = (): string => {
+  const given = new URL(location.href).searchParams.get('name')?.trim().slice(0, 40)
+  return given !== undefined && given !== '' ? given : friendlyName()
 }
+
+/** The dev issuer's public key, or null when the server hands out no dev tokens (an open room). */
+const devIssuer = async (): Promise<IssuerKey | null> => {
+  try {
+    const answer = await fetch('/dev/issuer', { cache: 'no-store' })
+    if (!answer.ok) return null
+    const { keys } = await answer.json() as { keys?: IssuerKey[] }
+    return keys?.[0] ?? null
+  } catch {
+    return null
+  }
+}
+
+/**
+ * Who this tab is to the dev token endpoint across reloads (a reload makes a new session key):
+ * random, kept in sessionStorage, so another tab or window is another person.
+ */
+const devClient = (): string => {
+  const fresh = (): string => btoa(String.fromCharCode(...crypto.getRandomValues(new Uint8Array(18)))).replaceAll('+', '-').replaceAll('/', '_')
+  try {
+    const kept = sessionStorage.getItem('y-session-store-demo:client')
+    if (kept !== null && /^[A-Za-z0-9_-]{24}$/.test(kept)) return kept
+    const client = fresh()
+    sessionStorage.setItem('y-session-store-demo:client', client)
+    return client
+  } catch {
+    return fresh()
+  }
+}
+
+/** A room token from the dev endpoint, for this session's key. */
+const devToken = (room: string, name: () => string): AuthOptions['token'] => {
+  const client = devClient()
+  return async (peerKey) => {
+    const answer = await fetch('/dev/token', {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ room, peerKey, name: name(), client })
+    })
+    const body = await answer.json() as { token?: string, error?: string }
+    if (!answer.ok || typeof body.token !== 'string') throw new Error(`the dev token endpoint answered ${answer.status}: ${body.error ?? 'no token'}`)
+    return body.token
+  }
+}
+
+/** The name in a peer's or writer's metadata, if it has one. */
+const nameInMetadata = (metadata: Json | undefined): string | undefined =>
+  metadata !== null && typeof metadata === 'object' && !Array.isArray(metadata) && typeof metadata.name === 'string' && metadata.name.trim() !== '' ? metadata.name.trim() : undefined
+
+const nameOf = (peer: Peer | undefined): string => nameInMetadata(peer?.metadata) ?? 'Anonymous'
 
 const initials = (name: string): string =>
   name.split(/\s+/).filter(Boolean).slice(0, 2).map((word) => word[0]?.toUpperCase() ?? '').join('')
@@ -75,6 +133,32 @@ const hueOf = (id: string): number => {
   let hash = 0
   for (const char of id) hash = (hash * 31 + char.charCodeAt(0)) >>> 0
   return hash % 360
+}
+
+/** Who wrote an entry: the verified user in a protected room, else the name the writer gave. */
+const writerOf = (entry: StoreEntry | undefined): { name: string, verified: boolean } | undefined => {
+  if (entry === undefined) return undefined
+  const { user, metadata } = entry.updatedBy
+  if (user !== undefined) return { name: user, verified: true }
+  const name = nameInMetadata(metadata)
+  return name === undefined ? undefined : { name, verified: false }
+}
+
+/** `prefix` and the writer's name, with a "verified" badge when the room checked it. */
+const paintWriter = (el: HTMLElement, prefix: string, writer: { name: string, verified: boolean } | undefined): void => {
+  if (writer === undefined) {
+    el.replaceChildren()
+    return
+  }
+  const parts: Array<string | Node> = [`${prefix} ${writer.name}`]
+  if (writer.verified) {
+    const badge = document.createElement('span')
+    badge.className = 'badge'
+    badge.title = 'The token of the peer who wrote it names this user; every peer checked its signature.'
+    badge.textContent = 'verified'
+    parts.push(' ', badge)
+  }
+  el.replaceChildren(...parts)
 }
 
 const paintAvatar = (avatar: HTMLElement, peer: Peer | undefined, name: string): void => {
@@ -98,22 +182,100 @@ const parseValue = (text: string): unknown => {
 }
 
 const room = roomFromAddress()
-let myName = friendlyName()
-const session = joinRoom(room, { signaling: [signalingUrl()], metadata: { name: myName } })
+let myName = nameFromAddress()
+const issuer = await devIssuer()
+const session = joinRoom(room, {
+  signaling: [signalingUrl()],
+  metadata: { name: myName },
+  ...(issuer === null ? {} : { auth: { issuer, token: devToken(room, () => myName) } })
+})
 window.demo = { session, store: undefined }
 
 let store: SessionStore | undefined
 let spotlightId: string | undefined
+/** An UNAUTHORIZED error arrived before any permissions: this peer is read-only. */
+let tokenRefused = false
 
-const forms = [element<HTMLFormElement>('pin-form'), element<HTMLFormElement>('entry-form')]
-const storeButtons = [element<HTMLButtonElement>('unpin'), element<HTMLButtonElement>('clear-spotlight'), element<HTMLButtonElement>('entry-delete')]
-
-const setStoreControlsEnabled = (enabled: boolean): void => {
-  for (const form of forms) {
-    for (const control of Array.from(form.elements)) (control as HTMLInputElement).disabled = !enabled
+/** Whether this peer may write `key` now (false until the store is available). */
+const writable = (key: string): boolean => {
+  if (store === undefined || store.closed) return false
+  try {
+    return store.canWrite(key)
+  } catch {
+    // Not a valid key: let the write say why.
+    return true
   }
-  for (const button of storeButtons) button.disabled = !enabled
-  for (const button of Array.from(document.querySelectorAll<HTMLButtonElement>('#people button'))) button.disabled = !enabled
+}
+
+/** This peer's raised-hand key: `hand/<user>` in a protected room, `hand/<peer id>` in an open one. */
+const myHandKey = (): string | undefined => {
+  if (issuer !== null) return session.permissions === null ? undefined : `${HAND_PREFIX}${session.permissions.user}`
+  const me = session.peers.find((peer) => peer.local)
+  return me === undefined ? undefined : `${HAND_PREFIX}${me.id}`
+}
+
+/** Enables what this peer may write, and says why the rest is off. */
+const renderControls = (): void => {
+  const available = store !== undefined && !store.closed
+  const mayPin = writable(PINNED)
+  for (const control of Array.from(element<HTMLFormElement>('pin-form').elements)) (control as HTMLInputElement).disabled = !mayPin
+  element<HTMLButtonElement>('unpin').disabled = !mayPin
+  element('pin-hint').textContent = available && !mayPin ? 'Only the host can pin a message.' : ''
+  const maySpotlight = writable(SPOTLIGHT)
+  element<HTMLButtonElement>('clear-spotlight').disabled = !maySpotlight
+  for (const button of Array.from(document.querySelectorAll<HTMLButtonElement>('#people button'))) {
+    button.disabled = !maySpotlight
+    button.title = available && !maySpotlight ? 'Only the host can change the spotlight.' : ''
+  }
+  element('stage-hint-role').textContent = available && !maySpotlight ? 'Only the host can bring someone to the stage.' : ''
+
+  for (const control of Array.from(element<HTMLFormElement>('entry-form').elements)) (control as HTMLInputElement).disabled = !available
+  const key = element<HTMLInputElement>('entry-key').value
+  const mayWriteEntry = available && (key === '' || writable(key))
+  for (const id of ['entry-set', 'entry-delete']) element<HTMLButtonElement>(id).disabled = !mayWriteEntry
+  element('entry-hint').textContent = available && !mayWriteEntry ? `You may not write ${key}.` : ''
+
+  const hand = myHandKey()
+  const raise = element<HTMLButtonElement>('raise-hand')
+  const raised = hand !== undefined && store !== undefined && !store.closed && store.has(hand)
+  raise.disabled = hand === undefined || !writable(hand)
+  raise.textContent = raised ? 'Lower hand' : 'Raise hand'
+  raise.className = raised ? 'quiet' : 'primary'
+  raise.setAttribute('aria-pressed', String(raised))
+}
+
+/** The role, the user and the keys it may write, as the verified token says. */
+const renderRole = (): void => {
+  const box = element('role')
+  const badge = element('role-badge')
+  const user = element('role-user')
+  const write = element('role-write')
+  const permissions = session.permissions
+  if (issuer === null) {
+    box.dataset.role = 'open'
+    badge.textContent = 'Open room'
+    user.textContent = ''
+    write.textContent = 'no dev tokens on this server: everyone may write every key'
+  } else if (permissions === null) {
+    box.dataset.role = tokenRefused ? 'read-only' : 'pending'
+    badge.textContent = tokenRefused ? 'Read-only' : 'Getting a token…'
+    user.textContent = ''
+    write.textContent = tokenRefused ? 'no valid token: nothing you write counts' : ''
+  } else {
+    const host = permissions.write.includes('*')
+    box.dataset.role = host ? 'host' : 'guest'
+    badge.textContent = host ? 'Host' : 'Guest'
+    user.textContent = permissions.user
+    write.replaceChildren(...(host
+      ? ['may write every key']
+      : permissions.write.length === 0
+        ? ['may write nothing (read-only)']
+        : ['may write ', ...permissions.write.flatMap((pattern, i) => {
+            const code = document.createElement('code')
+            code.textContent = pattern
+            return i === 0 ? [code] : [', ', code]
+          })]))
+  }
 }
 
 /** Runs a store write and shows its error (code and message) in `errorEl`; true when it succeeded. */
@@ -164,14 +326,21 @@ const notice = element('notice')
 session.on('error', (err) => {
   notice.textContent = describeError(err)
   notice.hidden = false
+  if (err.code === 'UNAUTHORIZED' && session.permissions === null) {
+    tokenRefused = true
+    renderRole()
+  }
 })
 
 // People and the spotlight
 
 const peopleList = element<HTMLUListElement>('people')
 
+let spotlightEntry: StoreEntry | undefined
+
 const renderStage = (): void => {
   const peer = session.peers.find((p) => p.id === spotlightId)
+  paintWriter(element('stage-by'), 'Set by', spotlightId === undefined ? undefined : writerOf(spotlightEntry))
   const stage = element('stage')
   const name = element('stage-name')
   const hint = element('stage-hint')
@@ -221,7 +390,6 @@ const renderPeers = (): void => {
     button.textContent = 'Spotlight'
     button.setAttribute('aria-label', `Spotlight ${name}`)
     button.setAttribute('aria-pressed', String(peer.id === spotlightId))
-    button.disabled = store === undefined
     button.addEventListener('click', () => {
       void attempt(element('people-error'), async (s) => peer.id === spotlightId ? await s.delete(SPOTLIGHT) : await s.set(SPOTLIGHT, peer.id))
     })
@@ -230,6 +398,7 @@ const renderPeers = (): void => {
   })
   peopleList.replaceChildren(...items)
   renderStage()
+  renderControls()
 }
 renderPeers()
 session.on('peers', renderPeers)
@@ -260,7 +429,7 @@ nameInput.addEventListener('change', saveName)
 
 // Pinned message
 
-const renderPinned = (value: Json | undefined): void => {
+const renderPinned = (value: Json | undefined, entry: StoreEntry | undefined): void => {
   const text = typeof value === 'string'
     ? value
     : value !== null && typeof value === 'object' && !Array.isArray(value) && typeof value.text === 'string' ? value.text : undefined
@@ -268,9 +437,11 @@ const renderPinned = (value: Json | undefined): void => {
   element('pinned').dataset.empty = String(value === undefined)
   element('unpin').hidden = value === undefined
   element('pinned-text').textContent = text ?? (value === undefined ? 'Nothing pinned yet.' : JSON.stringify(value))
-  element('pinned-by').textContent = by === undefined ? '' : `Pinned by ${by}`
+  // In a protected room the verified user, not the `by` the writer typed into the value.
+  const writer = writerOf(entry)
+  paintWriter(element('pinned-by'), 'Pinned by', writer?.verified === true ? writer : by === undefined ? undefined : { name: by, verified: false })
 }
-renderPinned(undefined)
+renderPinned(undefined, undefined)
 
 element('pin-form').addEventListener('submit', (event) => {
   event.preventDefault()
@@ -283,6 +454,59 @@ element('pin-form').addEventListener('submit', (event) => {
 })
 element('unpin').addEventListener('click', () => {
   void attempt(element('pin-error'), async (s) => await s.delete(PINNED))
+})
+
+// Raised hands
+
+const renderHands = (): void => {
+  if (store === undefined || store.closed) return
+  const mine = myHandKey()
+  const hands = store.keys()
+    .filter((key) => key.startsWith(HAND_PREFIX))
+    .map((key) => ({ key, entry: store?.entry(key) }))
+    .sort((a, b) => (a.entry?.updatedAt ?? 0) - (b.entry?.updatedAt ?? 0))
+  const items = hands.map(({ key, entry }) => {
+    const writer = writerOf(entry)
+    const name = writer?.name ?? key.slice(HAND_PREFIX.length)
+    const item = document.createElement('li')
+    const avatar = document.createElement('span')
+    avatar.className = 'avatar'
+    avatar.setAttribute('aria-hidden', 'true')
+    avatar.textContent = initials(name)
+    avatar.style.setProperty('--hue', String(hueOf(entry?.updatedBy.id ?? name)))
+    const label = document.createElement('span')
+    label.className = 'person'
+    label.textContent = name
+    if (key === mine) {
+      const you = document.createElement('span')
+      you.className = 'muted small'
+      you.textContent = ' (you)'
+      label.append(you)
+    }
+    item.append(avatar, label)
+    if (key !== mine && writable(key)) {
+      const lower = document.createElement('button')
+      lower.type = 'button'
+      lower.className = 'quiet small'
+      lower.textContent = 'Lower'
+      lower.setAttribute('aria-label', `Lower the hand of ${name}`)
+      lower.addEventListener('click', () => {
+        void attempt(element('hands-error'), async (s) => await s.delete(key))
+      })
+      item.append(lower)
+    }
+    return item
+  })
+  element('hands').replaceChildren(...items)
+  element('hands-empty').hidden = items.length > 0
+  element('hands-count').textContent = String(items.length)
+  renderControls()
+}
+
+element('raise-hand').addEventListener('click', () => {
+  const key = myHandKey()
+  if (key === undefined) return
+  void attempt(element('hands-error'), async (s) => s.has(key) ? await s.delete(key) : await s.set(key, true))
 })
 
 // Live inspector
@@ -310,6 +534,7 @@ const renderEntries = (): void => {
       element<HTMLInputElement>('entry-key').value = key
       element<HTMLTextAreaElement>('entry-value').value = JSON.stringify(json[key], null, 2)
       element<HTMLTextAreaElement>('entry-value').focus()
+      renderControls()
     })
     actions.append(edit)
     row.append(keyCell, valueCell, actions)
@@ -343,6 +568,7 @@ const queueRender = (): void => {
   queueMicrotask(() => {
     renderQueued = false
     renderEntries()
+    renderHands()
   })
 }
 
@@ -359,6 +585,8 @@ element('entry-form').addEventListener('submit', (event) => {
   })
 })
 
+element('entry-key').addEventListener('input', renderControls)
+
 element('entry-delete').addEventListener('click', () => {
   const key = element<HTMLInputElement>('entry-key').value
   entryResult.textContent = ''
@@ -367,21 +595,33 @@ element('entry-delete').addEventListener('click', () => {
   })
 })
 
+// Roles
+
+renderRole()
+session.on('permissions', () => {
+  tokenRefused = false
+  renderRole()
+  renderControls()
+  renderHands()
+})
+
 // The store
 
-setStoreControlsEnabled(false)
+renderControls()
 session.on('sessionStoreAvailable', (available) => {
   store = available
   window.demo.store = available
-  setStoreControlsEnabled(true)
-  available.observeChanges([PINNED, SPOTLIGHT], (key, value) => {
-    if (key === PINNED) renderPinned(value)
+  available.observeChanges([PINNED, SPOTLIGHT], (key, value, entry) => {
+    if (key === PINNED) renderPinned(value, entry)
     else {
       spotlightId = typeof value === 'string' ? value : undefined
+      spotlightEntry = entry
       renderPeers()
     }
   })
-  // The inspector shows every key: one render per burst of changes.
+  // The inspector and the hands show every key: one render per burst of changes.
   available.observeAllChanges(queueRender)
   renderEntries()
+  renderHands()
+  renderControls()
 })

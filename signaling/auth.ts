@@ -1,13 +1,22 @@
 /**
- * Access tokens: an HS256 JWT whose `rooms` claim lists the topics a connection may use and whose
- * `exp` says until when. `createToken` mints one (for apps and tests), `verifyToken` turns a token
- * into a `Grant` or `null`, and `isTopicAllowed` checks a topic against a grant.
+ * Access tokens. Two kinds open a connection, each turned into the same `Grant` (the topics it may
+ * use, and until when):
  *
- * A room pattern ending in `*` is a prefix: `team-42/*` allows every topic that starts with
- * `team-42/`, and `*` alone allows every topic. A `*` anywhere else is an ordinary character.
+ * - the server's own: an HS256 JWT signed with `authSecret`, whose `rooms` claim lists the topics.
+ *   `createToken` mints one (for apps and tests), `verifyToken` checks it.
+ * - an app's room token (src/trust/room-token.ts), signed by the issuer key of `issuerKey`: the
+ *   token a protected room's peers already hold, so they need no second one. Its `room` claim is
+ *   the one topic pattern it covers; its `write` and `cnf` claims are the peers' business, not the
+ *   server's (the server cannot tell whether the connection holds the `cnf` key, so a copied room
+ *   token opens signaling, and still lets its copier write nothing).
+ *
+ * `createAccessCheck` accepts either, by the token's `alg`. A room pattern ending in `*` is a
+ * prefix: `team-42/*` allows every topic that starts with `team-42/`, and `*` alone allows every
+ * topic. A `*` anywhere else is an ordinary character.
  */
 
-import { SignJWT, jwtVerify } from 'jose'
+import { SignJWT, decodeProtectedHeader, jwtVerify } from 'jose'
+import { CLOCK_SKEW, RoomTokenVerifier, type IssuerKey, type RoomClaims } from '../src/trust/room-token.js'
 import { SignalingError } from './errors.js'
 
 /** RFC 7518 §3.2: an HS256 key must be at least as long as the hash, 256 bits. */
@@ -74,6 +83,54 @@ export const verifyToken = async (token: string, key: Uint8Array): Promise<Grant
     }
     return { exact, prefixes, expiresAt: exp * 1000 }
   } catch {
+    return null
+  }
+}
+
+/**
+ * A verified room token's grant at time `now` (ms): its `room` claim as the one pattern, until its
+ * `exp`; null when it cannot be used now (expired, or issued more than CLOCK_SKEW in the future).
+ */
+export const roomTokenGrant = (claims: RoomClaims, now: number): Grant | null => {
+  if (now >= claims.expiresAt || now < claims.issuedAt - CLOCK_SKEW) return null
+  const { room, expiresAt } = claims
+  return room.endsWith('*')
+    ? { exact: new Set(), prefixes: [room.slice(0, -1)], expiresAt }
+    : { exact: new Set([room]), prefixes: [], expiresAt }
+}
+
+/** A token's grant, or null when it opens nothing. */
+export type AccessCheck = (token: string) => Promise<Grant | null>
+
+export interface AccessOptions {
+  /** The HS256 key (`authSecret`), or null. */
+  secret: Uint8Array | null
+  /** The issuers whose room tokens count (`issuerKey`, the dev tokens' key). */
+  issuers: readonly IssuerKey[]
+  /** The clock room tokens are judged by, in ms. Default `Date.now`. */
+  now?: () => number
+}
+
+/**
+ * The server's token check: an HS256 token against the secret, an EdDSA or ES256 one against each
+ * issuer in turn (each verifier checks a token's signature once and caches the claims). Null when
+ * neither is configured: no token is needed.
+ */
+export const createAccessCheck = ({ secret, issuers, now = Date.now }: AccessOptions): AccessCheck | null => {
+  if (secret === null && issuers.length === 0) return null
+  const verifiers = issuers.map((issuer) => new RoomTokenVerifier(issuer))
+  return async (token) => {
+    let alg: unknown
+    try {
+      alg = decodeProtectedHeader(token).alg
+    } catch {
+      return null
+    }
+    if (alg === 'HS256') return secret === null ? null : await verifyToken(token, secret)
+    for (const verifier of verifiers) {
+      const claims = await verifier.verify(token)
+      if (typeof claims !== 'string') return roomTokenGrant(claims, now())
+    }
     return null
   }
 }

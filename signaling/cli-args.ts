@@ -16,6 +16,10 @@ type Kind =
   | 'list'
   /** A hop count, or comma-separated addresses and CIDR ranges. */
   | 'trust'
+  /** A public JWK as JSON, or the http(s) URL of a JWKS. */
+  | 'issuer'
+  /** On or off: `--flag` alone, or the variable as 1/0. */
+  | 'boolean'
 
 interface Flag {
   option: keyof SignalingServerOptions
@@ -48,6 +52,8 @@ const FLAGS = {
   'heartbeat-interval': { option: 'heartbeatInterval', kind: 'number', value: 'MS', help: `ping interval (default ${DEFAULT_OPTIONS.heartbeatInterval})` },
   'close-timeout': { option: 'closeTimeout', kind: 'number', value: 'MS', help: `wait for close handshakes (default ${DEFAULT_OPTIONS.closeTimeout})` },
   'auth-secret': { option: 'authSecret', kind: 'string', value: 'SECRET', help: 'require HS256 tokens signed with SECRET (prefer the variable)' },
+  'issuer-key': { option: 'issuerKey', kind: 'issuer', value: 'JWK|URL', help: 'require tokens, and accept room tokens of this issuer: its public JWK as JSON, or a JWKS URL' },
+  'dev-tokens': { option: 'devTokens', kind: 'boolean', value: '', help: 'DEVELOPMENT ONLY: hand out room tokens on POST /dev/token (the demo\'s), and accept them' },
   static: { option: 'staticDir', kind: 'string', value: 'DIR', help: 'serve files from DIR on the same port' },
   'redis-url': { option: 'redisUrl', kind: 'string', value: 'URL', help: 'share rooms with every instance on this Redis, redis://[:password@]host:port' },
   'redis-prefix': { option: 'redisPrefix', kind: 'string', value: 'PREFIX', help: `prefix of the Redis channels and keys (default ${DEFAULT_OPTIONS.redisPrefix})` },
@@ -70,7 +76,7 @@ const TURN_FLAGS = {
 export const ENV_NAMES = [...Object.keys(FLAGS), ...Object.keys(TURN_FLAGS), 'log-level', 'exit-with-parent'].map(envName)
 
 const usageLine = (flag: string, value: string, help: string): string =>
-  `  ${`--${flag} ${value}`.padEnd(42)} ${help} [${envName(flag)}]`
+  `  ${`--${flag} ${value}`.trimEnd().padEnd(42)} ${help} [${envName(flag)}${value === '' ? '=1|0' : ''}]`
 
 export const USAGE = `Usage: y-session-store-signaling [options]
 
@@ -102,19 +108,35 @@ const toNumber = (flag: string, text: string): number => {
 
 const toList = (text: string): string[] => text.split(',').map((item) => item.trim()).filter((item) => item !== '')
 
+const toBoolean = (name: string, text: string): boolean => {
+  if (['1', 'true', 'yes', 'on'].includes(text.toLowerCase())) return true
+  if (['0', 'false', 'no', 'off'].includes(text.toLowerCase())) return false
+  throw new UsageError(`${name} must be 1 or 0, got '${text}'`)
+}
+
+/** `{"kty":"OKP",...}` is a JWK; `https://...` a JWKS to fetch. The server checks the key itself. */
+const toIssuerKey = (flag: string, text: string): unknown => {
+  const trimmed = text.trim()
+  if (trimmed.startsWith('{')) {
+    try {
+      return JSON.parse(trimmed) as unknown
+    } catch {
+      throw new UsageError(`--${flag} is not valid JSON: give the issuer's public JWK, or a JWKS URL`)
+    }
+  }
+  if (/^https?:\/\//i.test(trimmed) && URL.canParse(trimmed)) return { jwksUrl: trimmed }
+  throw new UsageError(`--${flag} needs the issuer's public JWK (JSON) or an http(s) JWKS URL`)
+}
+
 const toValue = (flag: string, kind: Kind, text: string): unknown => {
   switch (kind) {
     case 'number': return toNumber(flag, text)
     case 'string': return text
     case 'list': return toList(text)
     case 'trust': return /^\d+$/.test(text.trim()) ? Number(text) : toList(text)
+    case 'issuer': return toIssuerKey(flag, text)
+    case 'boolean': return toBoolean(envName(flag), text)
   }
-}
-
-const toBoolean = (name: string, text: string): boolean => {
-  if (['1', 'true', 'yes', 'on'].includes(text.toLowerCase())) return true
-  if (['0', 'false', 'no', 'off'].includes(text.toLowerCase())) return false
-  throw new UsageError(`${name} must be 1 or 0, got '${text}'`)
 }
 
 /**
@@ -134,7 +156,7 @@ export const parseCommandLine = (argv: string[], environment: NodeJS.ProcessEnv)
       'turn-secret': { type: 'string' },
       'turn-urls': { type: 'string', multiple: true },
       'turn-ttl': { type: 'string' },
-      ...Object.fromEntries(Object.keys(FLAGS).map((flag) => [flag, { type: 'string' as const }]))
+      ...Object.fromEntries((Object.entries(FLAGS) as Array<[string, Flag]>).map(([flag, { kind }]) => [flag, { type: kind === 'boolean' ? 'boolean' as const : 'string' as const }]))
     }
   })
   const flags = values as Record<string, string | boolean | undefined>
@@ -142,7 +164,8 @@ export const parseCommandLine = (argv: string[], environment: NodeJS.ProcessEnv)
   const env = (flag: string): string | undefined => environment[envName(flag)] === '' ? undefined : environment[envName(flag)]
   const text = (flag: string): string | undefined => {
     const value = flags[flag]
-    return typeof value === 'string' ? value : env(flag)
+    // A boolean flag given on the command line reads as its variable would: '1'.
+    return typeof value === 'string' ? value : value === true ? '1' : env(flag)
   }
 
   const options: Record<string, unknown> = {}

@@ -1,7 +1,8 @@
 /**
  * The plain HTTP side of the signaling port: `/healthz` for load balancers, `/metrics` for
- * Prometheus (unless it has a port of its own), and optionally static files; and the handler of
- * that metrics port. WebSocket upgrades never reach these handlers.
+ * Prometheus (unless it has a port of its own), optionally static files and (development only)
+ * the dev token endpoint under `/dev/`; and the handler of that metrics port. WebSocket upgrades
+ * never reach these handlers.
  *
  * `/healthz` is public and says up or down, nothing more. `/metrics` holds counts that tell an
  * attacker how well an attack works: it can ask for a bearer token, compared in constant time.
@@ -10,6 +11,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto'
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http'
 import type { Registry } from 'prom-client'
+import type { DevTokenService } from './dev-tokens.js'
 import type { Logger } from './logger.js'
 import { serveStatic } from './static.js'
 
@@ -30,6 +32,8 @@ export interface HttpContext {
   metrics: MetricsEndpoint | null
   /** Absolute directory to serve, or null for none. */
   staticDir: string | null
+  /** The dev token endpoint (`devTokens`), which answers everything under `/dev/`; null for none. */
+  devTokens: DevTokenService | null
   logger: Logger
 }
 
@@ -73,9 +77,13 @@ const readOnlyMethod = (req: IncomingMessage, res: ServerResponse): string | nul
 }
 
 const route = async (ctx: HttpContext, req: IncomingMessage, res: ServerResponse): Promise<void> => {
+  const pathname = pathnameOf(req)
+  if (ctx.devTokens !== null && pathname?.startsWith('/dev/') === true) {
+    await ctx.devTokens.serve(req, res, pathname)
+    return
+  }
   const method = readOnlyMethod(req, res)
   if (method === null) return
-  const pathname = pathnameOf(req)
   if (pathname === '/healthz') {
     const health = ctx.health()
     send(res, health.status === 'ok' ? 200 : 503, 'application/json; charset=utf-8', JSON.stringify(health), method)

@@ -4,6 +4,7 @@
  */
 
 import { createHash } from 'node:crypto'
+import { issuerProblem, type IssuerKey } from '../src/trust/room-token.js'
 import type { AddressLimits } from './address-limits.js'
 import { secretKey } from './auth.js'
 import { toProxyTrust, type ProxyHeader, type ProxyTrust } from './client-address.js'
@@ -74,6 +75,19 @@ export interface SignalingServerOptions {
   closeTimeout?: number | undefined
   /** HS256 secret (at least 32 bytes). When set, every connection needs a `?token=`. Default none. */
   authSecret?: string | Uint8Array | undefined
+  /**
+   * The public key of an app's room-token issuer (the `auth.issuer` its peers use): an Ed25519 or
+   * P-256 public JWK, or `{ jwksUrl }`. When set, every connection needs a `?token=`, and a valid
+   * room token of this issuer counts (unexpired; its `room` claim is the topic pattern it opens),
+   * next to a valid `authSecret` token. Default none.
+   */
+  issuerKey?: IssuerKey | undefined
+  /**
+   * Development only, never in production: generate an issuer key pair at start, accept its room
+   * tokens, and hand them to whoever asks on `POST /dev/token` (the first in a room is its host),
+   * with the public key on `GET /dev/issuer` (dev-tokens.ts). Default false.
+   */
+  devTokens?: boolean | undefined
   /** Directory served over HTTP on the same port (for a demo page). Default none. */
   staticDir?: string | undefined
   /**
@@ -126,6 +140,8 @@ export interface ResolvedOptions {
   allowedOrigins: ReadonlySet<string> | null
   metrics: MetricsSettings
   authKey: Uint8Array | null
+  issuerKey: IssuerKey | null
+  devTokens: boolean
   staticDir: string | null
   redis: RedisSettings | null
   logger: Logger
@@ -253,6 +269,15 @@ const readMetrics = (options: SignalingServerOptions): MetricsSettings => {
   }
 }
 
+const readIssuerKey = (options: SignalingServerOptions): IssuerKey | null => {
+  const key = options.issuerKey
+  if (key === undefined) return null
+  if (issuerProblem(key) !== null) throw new SignalingError('INVALID_OPTION', 'issuerKey must be an Ed25519 (OKP) or P-256 (EC) public JWK, or { jwksUrl }')
+  if ('jwksUrl' in key && !/^https?:$/.test(new URL(key.jwksUrl).protocol)) throw new SignalingError('INVALID_OPTION', 'issuerKey.jwksUrl must be an http:// or https:// URL')
+  if ('d' in key) throw new SignalingError('INVALID_OPTION', 'issuerKey is a private key: give the server the public JWK (without d)')
+  return key
+}
+
 const readRedis = (options: SignalingServerOptions): RedisSettings | null => {
   const ttl = readNumber(options, 'redisTtl', 300)
   const prefix = options.redisPrefix ?? DEFAULT_OPTIONS.redisPrefix
@@ -269,6 +294,12 @@ const readRedis = (options: SignalingServerOptions): RedisSettings | null => {
     throw new SignalingError('INVALID_OPTION', 'redisUrl must be a redis:// or rediss:// URL')
   }
   return { url, prefix, ttl }
+}
+
+const readDevTokens = (options: SignalingServerOptions): boolean => {
+  const on = options.devTokens ?? false
+  if (typeof on !== 'boolean') throw new SignalingError('INVALID_OPTION', 'devTokens must be a boolean')
+  return on
 }
 
 export const resolveOptions = (options: SignalingServerOptions = {}): ResolvedOptions => {
@@ -297,6 +328,8 @@ export const resolveOptions = (options: SignalingServerOptions = {}): ResolvedOp
     allowedOrigins: readAllowedOrigins(options),
     metrics: readMetrics(options),
     authKey: options.authSecret === undefined ? null : secretKey(options.authSecret),
+    issuerKey: readIssuerKey(options),
+    devTokens: readDevTokens(options),
     staticDir: options.staticDir ?? null,
     redis: readRedis(options),
     logger: options.logger ?? silentLogger,

@@ -15,9 +15,10 @@ import { resolve as resolvePath } from 'node:path'
 import type { Duplex } from 'node:stream'
 import { WebSocketServer, type ServerOptions } from 'ws'
 import { AddressTable, RefusalLog, type AddressEntry } from './address-limits.js'
-import { tokenFromUrl, verifyToken, type Grant } from './auth.js'
+import { createAccessCheck, tokenFromUrl, type Grant } from './auth.js'
 import { addressGroup, clientAddress, forwardedChain, parseAddress } from './client-address.js'
 import { Connection, type ConnectionContext } from './connection.js'
+import { createDevTokens } from './dev-tokens.js'
 import { createHttpHandler, createMetricsHandler } from './http.js'
 import { createMetricsRegistry } from './metrics.js'
 import { MAX_IDLE_ADDRESSES, MAX_LOGGED_ADDRESSES, REFUSAL_LOG_INTERVAL, resolveOptions, type SignalingServerOptions } from './options.js'
@@ -83,6 +84,11 @@ const listen = async (server: Server, port: number, host: string): Promise<numbe
 export const createSignalingServer = async (options: SignalingServerOptions = {}): Promise<SignalingServer> => {
   const opts = resolveOptions(options)
   const { logger } = opts
+  const devTokens = opts.devTokens ? await createDevTokens({ logger, exposed: !isLoopback(opts.host), limits: { maxRoomLength: opts.maxTopicLength } }) : null
+  const checkAccess = createAccessCheck({
+    secret: opts.authKey,
+    issuers: [...(opts.issuerKey === null ? [] : [opts.issuerKey]), ...(devTokens === null ? [] : [devTokens.publicKey])]
+  })
   const counters = createCounters()
   const redis = opts.redis === null
     ? null
@@ -149,6 +155,7 @@ export const createSignalingServer = async (options: SignalingServerOptions = {}
     health: () => ({ status: closing ? 'closing' : 'ok' }),
     metrics: opts.metrics.port === null ? metrics : null,
     staticDir: opts.staticDir === null ? null : resolvePath(opts.staticDir),
+    devTokens,
     logger
   }))
   const metricsHttp = opts.metrics.port === null ? null : createServer(createMetricsHandler(metrics, logger))
@@ -184,9 +191,9 @@ export const createSignalingServer = async (options: SignalingServerOptions = {}
 
   /** The token's grant; null when there is no valid token (`undefined` when none is needed). */
   const grantOf = async (req: IncomingMessage): Promise<Grant | null | undefined> => {
-    if (opts.authKey === null) return undefined
+    if (checkAccess === null) return undefined
     const token = tokenFromUrl(req.url)
-    return token === null ? null : await verifyToken(token, opts.authKey)
+    return token === null ? null : await checkAccess(token)
   }
 
   const upgrade = async (req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> => {

@@ -57,6 +57,8 @@ describe('the demo page in Chromium', () => {
     await rename(a, 'Ada')
     await rename(b, 'Bob')
     await rename(c, 'Cyd')
+    // A server without dev tokens: an open room, where everyone may write every key.
+    expect(await a.getByLabel('Your role').innerText()).toMatch(/Open room\s+no dev tokens on this server/)
     for (const page of pages) {
       await waitForText(people(page), (text) => ['Ada', 'Bob', 'Cyd'].every((name) => text.includes(name)))
       await waitForWebrtc(page, 2)

@@ -1,4 +1,6 @@
-import { describe, expect, it } from 'vitest'
+import { createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { describe, expect, it, onTestFinished } from 'vitest'
 import * as Y from 'yjs'
 import { SignJWT, importJWK, type JWK } from 'jose'
 import { createRoomToken, generateIssuerKeys } from '../src/auth.js'
@@ -148,6 +150,29 @@ describe('room token verification', () => {
     const p256 = await generateIssuerKeys({ alg: 'ES256' })
     const es = await createRoomToken({ privateKey: p256.privateKey, room: ROOM, user: 'ada', write: [], peerKey: identity.publicJwk })
     expect(await new RoomTokenVerifier(p256.publicKey).verify(es)).toMatchObject({ user: 'ada', write: [] })
+  })
+
+  it('from a JWKS URL: a token refused because the key set could not be fetched is verified again at its next use', async () => {
+    let up = false
+    let fetches = 0
+    const http = createServer((_req, res) => {
+      fetches++
+      if (up) res.writeHead(200, { 'Content-Type': 'application/json' }).end(JSON.stringify({ keys: [issuer.publicKey] }))
+      else res.writeHead(503).end()
+    })
+    await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve))
+    onTestFinished(async () => { await new Promise((resolve) => http.close(resolve)) })
+    const remote = new RoomTokenVerifier({ jwksUrl: `http://127.0.0.1:${(http.address() as AddressInfo).port}/jwks.json` })
+    const identity = await createIdentity()
+    const token = await tokenFor(identity, 'ada', ['*'])
+    expect(await remote.verify(token)).toMatch(/JSON Web Key Set/)
+    up = true
+    expect(await remote.verify(token)).toMatchObject({ user: 'ada', write: ['*'] })
+    const forged = await createRoomToken({ privateKey: (await generateIssuerKeys()).privateKey, room: ROOM, user: 'eve', write: ['*'], peerKey: identity.publicJwk })
+    const [h, p] = forged.split('.') as [string, string, string]
+    const wrongSignature = `${h}.${p}.${token.split('.')[2] ?? ''}`
+    expect(await remote.verify(wrongSignature)).toMatch(/signature verification failed/)
+    expect(fetches).toBe(2)
   })
 
   it('adopt() refuses this peer\'s own token when it is for another room or another key', async () => {

@@ -34,6 +34,24 @@ describe('command line', () => {
     expect(parseCommandLine([], { TRUST_PROXY: '1' }).options.trustProxy).toBe(1)
   })
 
+  it('reads --issuer-key as a JWK in JSON or a JWKS URL', () => {
+    const jwk = { kty: 'OKP', crv: 'Ed25519', x: 'abc' }
+    expect(parseCommandLine(['--issuer-key', JSON.stringify(jwk)], {}).options.issuerKey).toEqual(jwk)
+    expect(parseCommandLine([], { ISSUER_KEY: ` ${JSON.stringify(jwk)}\n` }).options.issuerKey).toEqual(jwk)
+    expect(parseCommandLine([], { ISSUER_KEY: 'https://app.example.com/jwks.json' }).options.issuerKey).toEqual({ jwksUrl: 'https://app.example.com/jwks.json' })
+    expect(() => parseCommandLine(['--issuer-key', '{not json'], {})).toThrow(UsageError)
+    expect(() => parseCommandLine(['--issuer-key', 'issuer.jwk'], {})).toThrow(UsageError)
+  })
+
+  it.each([
+    [['--dev-tokens'], {}, true],
+    [[], { DEV_TOKENS: '1' }, true],
+    [[], { DEV_TOKENS: '0' }, false],
+    [[], {}, undefined]
+  ])('reads --dev-tokens %j with %j as %s', (argv, env, expected) => {
+    expect(parseCommandLine(argv, env).options.devTokens).toBe(expected)
+  })
+
   it.each([
     [[], {}, false],
     [[], { npm_command: 'exec' }, true],
@@ -51,6 +69,7 @@ describe('command line', () => {
     [['--exit-with-parent', '--no-exit-with-parent'], {}],
     [[], { EXIT_WITH_PARENT: 'maybe' }],
     [[], { MAX_PAYLOAD: 'big' }],
+    [[], { DEV_TOKENS: 'maybe' }],
     [['--log-level', 'loud'], {}]
   ])('refuses %j with %j as a usage error', (argv, env) => {
     expect(() => parseCommandLine(argv, env)).toThrow(UsageError)

@@ -134,6 +134,24 @@ describe('CLI', () => {
     expect((await withTimeout(cli.exited, 10_000)).code).toBe(0)
   })
 
+  it('with --dev-tokens (as npm start runs it), hands out tokens that it requires, and warns that it is for development', async () => {
+    const cli = await start(['--port', '0', '--dev-tokens'])
+    const http = cli.url.replace('ws://', 'http://')
+    const { keys } = await (await fetch(`${http}/dev/issuer`)).json() as { keys: unknown[] }
+    expect(keys).toHaveLength(1)
+    const peerKey = { kty: 'OKP', crv: 'Ed25519', x: 'B'.repeat(43) }
+    const answer = await fetch(`${http}/dev/token`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ room: 'demo', peerKey, name: 'Ada' }) })
+    const { token, role } = await answer.json() as { token: string, role: string }
+    expect(role).toBe('host')
+    const client = await connect(`${cli.url}/?token=${token}`)
+    await client.subscribe('demo')
+    expect((await refusedClose(cli.url)).code).toBe(CloseCode.Unauthorized)
+    expect(cli.stderr()).toMatch(/dev tokens are on.*never in production/)
+    expect(cli.stderr()).not.toContain(token)
+    cli.child.kill('SIGTERM')
+    expect((await withTimeout(cli.exited, 10_000)).code).toBe(0)
+  })
+
   it.each([
     ['with --exit-with-parent', ['--exit-with-parent'], {}],
     ['by default under npm and npx', [], { npm_command: 'exec' }]

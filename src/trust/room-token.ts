@@ -109,34 +109,57 @@ export const issuerProblem = (issuer: unknown): string | null => {
 /** Most tokens whose verification is cached: one per peer that wrote, in practice. */
 const MAX_CACHED = 512
 
+/**
+ * jose's codes for a token that is wrong whatever the key set holds. Any other failure with a
+ * remote key set (fetch failed, timed out, no key with the token's kid yet) may pass later.
+ */
+const FINAL_FAILURES: ReadonlySet<string> = new Set(['ERR_JWS_SIGNATURE_VERIFICATION_FAILED', 'ERR_JWS_INVALID', 'ERR_JOSE_ALG_NOT_ALLOWED', 'ERR_JOSE_NOT_SUPPORTED'])
+
 /** Verifies room tokens against one issuer; each token's signature is checked once. */
 export class RoomTokenVerifier {
   readonly #key: KeyResolver
+  readonly #remote: boolean
   readonly #cache = new Map<string, Promise<RoomClaims | string>>()
 
   constructor (issuer: IssuerKey) {
     this.#key = resolverOf(issuer)
+    this.#remote = 'jwksUrl' in issuer
   }
 
   /** The token's claims, or why it is not a valid token of this issuer (no time check: see checkUse). */
   verify (token: string): Promise<RoomClaims | string> {
     let result = this.#cache.get(token)
     if (result === undefined) {
-      result = this.#verify(token)
+      const pending: Promise<RoomClaims | string> = this.#verify(token).then(({ verdict, final }) => {
+        // A key set that could not be had says nothing about the token: the next use asks again.
+        if (!final && this.#cache.get(token) === pending) this.#cache.delete(token)
+        return verdict
+      })
+      result = pending
       if (this.#cache.size >= MAX_CACHED) this.#cache.delete(this.#cache.keys().next().value as string)
       this.#cache.set(token, result)
     }
     return result
   }
 
-  async #verify (token: string): Promise<RoomClaims | string> {
-    if (typeof token !== 'string' || token.length > 8192) return 'the token is not a compact JWT'
+  async #verify (token: string): Promise<{ verdict: RoomClaims | string, final: boolean }> {
+    if (typeof token !== 'string' || token.length > 8192) return { verdict: 'the token is not a compact JWT', final: true }
+    let verified: Awaited<ReturnType<typeof compactVerify>>
     try {
-      const { payload, protectedHeader } = await compactVerify(token, this.#key, { algorithms: ALGORITHMS })
-      if (protectedHeader.typ !== undefined && protectedHeader.typ !== 'JWT') return `the token's typ is ${String(protectedHeader.typ)}, not JWT`
-      return readClaims(JSON.parse(decoder.decode(payload)))
+      verified = await compactVerify(token, this.#key, { algorithms: ALGORITHMS })
     } catch (err) {
-      return `the token does not verify with the room's issuer key (${(err as Error).message})`
+      const code = (err as { code?: unknown }).code
+      return {
+        verdict: `the token does not verify with the room's issuer key (${(err as Error).message})`,
+        final: !this.#remote || (typeof code === 'string' && FINAL_FAILURES.has(code))
+      }
+    }
+    const { payload, protectedHeader } = verified
+    if (protectedHeader.typ !== undefined && protectedHeader.typ !== 'JWT') return { verdict: `the token's typ is ${String(protectedHeader.typ)}, not JWT`, final: true }
+    try {
+      return { verdict: readClaims(JSON.parse(decoder.decode(payload))), final: true }
+    } catch {
+      return { verdict: 'the token\'s payload is not JSON', final: true }
     }
   }
 }
