@@ -64,4 +64,19 @@ describe('auth failures', () => {
     session.setToken(await createToken({ secret: SECRET, rooms: [room], expiresIn: 600 }))
     await waitFor(() => session.status.signaling, { timeout: 10_000, what: 'the session to reconnect with the fresh token' })
   })
+
+  it('a token renewed before it expires: the server closes the old socket at the old expiry, the session reconnects with the new one and reports nothing', async () => {
+    const server = await startSignaling({ authSecret: SECRET })
+    const room = uniqueRoom()
+    const session = join(room, { signaling: [server.url], token: await createToken({ secret: SECRET, rooms: [room], expiresIn: 2 }) })
+    await session.sessionStore
+    const errors: SessionStoreError[] = []
+    session.on('error', (e) => errors.push(e))
+    session.setToken(await createToken({ secret: SECRET, rooms: [room], expiresIn: 600 }))
+    const statuses: boolean[] = []
+    session.on('status', ({ signaling }) => statuses.push(signaling))
+    await waitFor(() => statuses.includes(false), { timeout: 10_000, what: 'the old socket to be closed at its expiry' })
+    await waitFor(() => session.status.signaling, { timeout: 10_000, what: 'the reconnect with the fresh token' })
+    expect(errors.filter((e) => e.code === 'UNAUTHORIZED')).toEqual([])
+  })
 })

@@ -696,13 +696,24 @@ const linksOn = (conn: SignalingConn): YWebrtcLink[] => Array.from(rooms.values(
  * lib0's WebsocketClient drops a socket's close code; a signaling server says with 4401 that it
  * refused the token. Each socket (lib0 makes one per connection attempt) is watched once.
  */
+const tokenOf = (url: string): string | null => {
+  try {
+    return new URL(url).searchParams.get('token')
+  } catch {
+    return null
+  }
+}
+
 const watchCloseCodes = (conn: SignalingConn): void => {
   const watch = (): void => {
     const ws = conn.ws
     if (ws === null || watchedSockets.has(ws)) return
     watchedSockets.add(ws)
+    // The token this socket was opened with: a renewal since (setToken) reconnects with the new one.
+    const openedWith = tokenOf((ws as { url?: string }).url ?? conn.url)
     ws.addEventListener('close', ({ code, reason }) => {
-      if (code === 4401) for (const link of linksOn(conn)) link.denied(conn, 'UNAUTHORIZED', `the signaling server refused the access token (${String(reason).slice(0, 64) || 'unauthorized'})`)
+      if (code !== 4401 || openedWith !== tokenOf(conn.url)) return
+      for (const link of linksOn(conn)) link.denied(conn, 'UNAUTHORIZED', `the signaling server refused the access token (${String(reason).slice(0, 64) || 'unauthorized'})`)
     })
   }
   if (closeWatched.has(conn)) return
