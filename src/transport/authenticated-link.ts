@@ -115,6 +115,7 @@ export class AuthenticatedLink extends ObservableV2<LinkEvents> implements Link 
   /** Connections being set up below, or open and in their handshake. */
   get pending (): number { return this.#inner.pending + this.#pending.size }
   get localId (): string | undefined { return this.#inner.localId }
+  get arbiter (): Link['arbiter'] { return this.#inner.arbiter }
   get ready (): Promise<string> { return this.#inner.ready }
   get sources (): readonly SignalingSource[] { return this.#inner.sources }
   get connections (): VerifiedConnection[] { return Array.from(this.#open.values()) }

@@ -70,7 +70,20 @@ export interface LinkEvents {
   refused: (event: { reason: string, connection?: LinkConnection }) => void
 }
 
+/**
+ * A channel to the lock arbiter (the first signaling server): JSON frames both ways and its
+ * connection status. The shape locks/arbiter-client.ts expects of its transport.
+ */
+export interface ArbiterChannel {
+  send: (frame: object) => void
+  onFrame: (listener: (frame: unknown) => void) => () => void
+  onStatus: (listener: (connected: boolean) => void) => () => void
+  readonly connected: boolean
+}
+
 export interface Link extends ObservableV2<LinkEvents> {
+  /** The lock arbiter's channel, for links whose signaling server can arbitrate locks; else undefined. */
+  readonly arbiter?: ArbiterChannel | undefined
   /** This peer's id in the room's signaling, once known (see `ready`). */
   readonly localId: string | undefined
   /** Resolves this peer's id in signaling. */

@@ -35,7 +35,7 @@ import * as bc from 'lib0/broadcastchannel'
 import { ErrorCodes, SessionStoreError } from '../errors.js'
 import { isRecord } from '../guards.js'
 import { createFramedWrtc, type FramedChannel, type FramedWrtc, type WrtcImplementation } from './framed-wrtc.js'
-import type { ConnectionInfo, Link, LinkConnection, LinkEvents, LinkFactory, LinkOptions, SignalingSource } from './link.js'
+import type { ArbiterChannel, ConnectionInfo, Link, LinkConnection, LinkEvents, LinkFactory, LinkOptions, SignalingSource } from './link.js'
 import type { Identity } from '../trust/identity.js'
 import { openSignal, routeOf, signSignal, type SignalPayload } from '../trust/signed-signal.js'
 import { ANNOUNCE_BUDGET, createTokenBucket, type TokenBucket } from './budgets.js'
@@ -258,6 +258,25 @@ class YWebrtcLink extends ObservableV2<LinkEvents> implements Link {
   readonly #watchdog: ReturnType<typeof setInterval>
   #signaling: string[] = []
   readonly #attached = new WeakSet<SignalingConn>()
+  readonly #arbiterFrames = new Set<(frame: unknown) => void>()
+  readonly #arbiterStatus = new Set<(connected: boolean) => void>()
+  /** The lock arbiter: the first signaling server (one arbiter, or one Redis-backed cluster, per room). */
+  readonly arbiter: ArbiterChannel = {
+    send: (frame) => {
+      const conn = this.#provider.signalingConns[0]
+      if (conn === undefined || !conn.connected) throw new Error('the lock arbiter is not connected')
+      conn.send(frame)
+    },
+    onFrame: (listener) => {
+      this.#arbiterFrames.add(listener)
+      return () => this.#arbiterFrames.delete(listener)
+    },
+    onStatus: (listener) => {
+      this.#arbiterStatus.add(listener)
+      return () => this.#arbiterStatus.delete(listener)
+    },
+    get connected () { return false }
+  }
   /** Peers the bridge connects to past `maxConns` (`connect`): until when they are admitted. */
   readonly #invited = new Map<string, number>()
 
@@ -340,6 +359,14 @@ class YWebrtcLink extends ObservableV2<LinkEvents> implements Link {
 
   /** Watches the signaling connections not watched yet. */
   #attachSignaling (): void {
+    const first = this.#provider.signalingConns[0]
+    if (first !== undefined && !this.#attached.has(first)) {
+      Object.defineProperty(this.arbiter, 'connected', { get: () => first.connected })
+      first.on('message', this.#onArbiterFrame)
+      first.on('connect', this.#onArbiterConnect)
+      first.on('disconnect', this.#onArbiterDisconnect)
+      if (first.connected) this.#onArbiterConnect()
+    }
     for (const conn of this.#provider.signalingConns) {
       if (this.#attached.has(conn)) continue
       this.#attached.add(conn)
@@ -640,12 +667,26 @@ class YWebrtcLink extends ObservableV2<LinkEvents> implements Link {
     this.emit('count', [{ source: stripQuery(conn.url), clients: message.clients }])
   }
 
+  #onArbiterFrame = (message: unknown): void => {
+    if (!isRecord(message) || (message.type !== 'lock-result' && message.type !== 'lock-event')) return
+    for (const listener of Array.from(this.#arbiterFrames)) listener(message)
+  }
+
+  #onArbiterConnect = (): void => { for (const listener of Array.from(this.#arbiterStatus)) listener(true) }
+  #onArbiterDisconnect = (): void => { for (const listener of Array.from(this.#arbiterStatus)) listener(false) }
+
   #onSignalingStatus = (): void => {
     this.emit('signaling', [{ sources: this.sources }])
   }
 
   async #teardown (): Promise<void> {
     clearInterval(this.#watchdog)
+    const first = this.#provider.signalingConns[0]
+    if (first !== undefined) {
+      first.off('message', this.#onArbiterFrame)
+      first.off('connect', this.#onArbiterConnect)
+      first.off('disconnect', this.#onArbiterDisconnect)
+    }
     for (const conn of this.#provider.signalingConns) {
       conn.off('message', this.#onSignalingMessage)
       conn.off('connect', this.#onSignalingStatus)
