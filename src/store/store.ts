@@ -399,8 +399,11 @@ export class SessionStore {
     this.#reserved.set(key, ver)
     const seal = { ver, deleted, signer: signer.id, token: signer.token }
     const unsigned = encodeUnsignedEnvelope(id, at, since, seal, metadataText, valueText, lock)
+    // Signing starts now (WebCrypto runs signatures in parallel); the writes land in call order.
+    const signing = authority.sign(key, unsigned)
+    signing.catch(() => {})
     const land = async (): Promise<Json | undefined> => {
-      const signature = await authority.sign(key, unsigned)
+      const signature = await signing
       this.#assertOpen()
       const text = insertSignature(unsigned, signature)
       const entry: Verified = {
