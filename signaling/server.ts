@@ -20,6 +20,7 @@ import { addressGroup, clientAddress, forwardedChain, parseAddress } from './cli
 import { Connection, type ConnectionContext } from './connection.js'
 import { createDevTokens } from './dev-tokens.js'
 import { createHttpHandler, createMetricsHandler } from './http.js'
+import { createLocks } from './lock-setup.js'
 import { createMetricsRegistry } from './metrics.js'
 import { MAX_IDLE_ADDRESSES, MAX_LOGGED_ADDRESSES, REFUSAL_LOG_INTERVAL, resolveOptions, type SignalingServerOptions } from './options.js'
 import { isOriginAllowed } from './origins.js'
@@ -90,6 +91,8 @@ export const createSignalingServer = async (options: SignalingServerOptions = {}
     issuers: [...(opts.issuerKey === null ? [] : [opts.issuerKey]), ...(devTokens === null ? [] : [devTokens.publicKey])]
   })
   const counters = createCounters()
+  // First: it may refuse the lockKey, before anything else holds a resource.
+  const locks = await createLocks(opts.locks, opts.redis, counters, logger)
   const redis = opts.redis === null
     ? null
     : createRedisRelay({ ...opts.redis, maxPayload: opts.maxPayload, maxDataDepth: MAX_DATA_DEPTH, logger })
@@ -109,6 +112,7 @@ export const createSignalingServer = async (options: SignalingServerOptions = {}
 
   const context: ConnectionContext = {
     relay,
+    locks,
     counters,
     logger,
     addresses,
@@ -119,8 +123,9 @@ export const createSignalingServer = async (options: SignalingServerOptions = {}
       maxTopicsPerConnection: opts.maxTopicsPerConnection,
       maxBufferedBytes: opts.maxBufferedBytes
     },
-    onRelease: (connection) => {
+    onRelease: (connection, clean) => {
       live--
+      locks.released(connection, clean)
       logger.debug({ conn: connection.id }, 'connection released')
     },
     onClose: (connection) => {
@@ -281,7 +286,7 @@ export const createSignalingServer = async (options: SignalingServerOptions = {}
     clearInterval(heartbeat)
     clearInterval(sweep)
     if (http.listening) await new Promise((resolve) => http.close(resolve))
-    await relay.close()
+    await Promise.all([relay.close(), locks.close()])
     throw err
   }
   http.on('error', (err) => logger.error({ err }, 'http server error'))
@@ -315,7 +320,7 @@ export const createSignalingServer = async (options: SignalingServerOptions = {}
     }
     wss.close()
     // After every connection let go of its topics, so the relay can tell the others it has none.
-    await relay.close()
+    await Promise.all([relay.close(), locks.close()])
     registry.clear()
     logger.info({ url }, 'signaling server closed')
   }
@@ -333,7 +338,8 @@ export const createSignalingServer = async (options: SignalingServerOptions = {}
       messagesIn: counters.messagesIn,
       messagesOut: counters.messagesOut,
       rejections: { ...counters.rejections },
-      ...(redis === null ? {} : { redis: redis.stats() })
+      ...(redis === null ? {} : { redis: redis.stats() }),
+      locks: locks.stats()
     })
   }
 }
