@@ -141,7 +141,7 @@ export const createSignalingServer = async (options: SignalingServerOptions = {}
     subscriptions: relay.subscriptionCount,
     addresses: addresses.size
   })
-  const registry = createMetricsRegistry(counters, levels, redis === null ? null : () => redis.stats())
+  const registry = createMetricsRegistry(counters, levels, redis === null ? null : () => redis.stats(), () => locks.stats())
   const metrics = { registry, tokenDigest: opts.metrics.tokenDigest }
 
   const wss = new WebSocketServer<typeof Connection>({

@@ -9,11 +9,12 @@ import { describe, expect, it } from 'vitest'
 import type { JWK } from 'jose'
 import { verifyGrant } from '../src/locks/wire.js'
 import { createIdentity } from '../src/trust/identity.js'
+import { parseCommandLine } from '../signaling/cli-args.js'
 import { SignalingError } from '../signaling/index.js'
 import { generateLockKey } from '../signaling/lock-key.js'
 import type { RoomTokenClaims } from '../signaling/lock-service.js'
 import { lockEvent, lockPeer, resultOf, signedFrame, type LockEventFrame, type LockResult } from './helpers/locks.js'
-import { connect, connectMany, startServer, uniqueTopic } from './helpers/signaling.js'
+import { connect, connectMany, httpGet, startServer, uniqueTopic } from './helpers/signaling.js'
 import { waitFor } from './helpers/wait.js'
 
 /** A server whose arbiter grants at once (no wait after start). */
@@ -272,6 +273,29 @@ describe('lock arbiter: start', () => {
     expect(alice.serverKey).toEqual({ kty: 'OKP', crv: 'Ed25519', x: key.x })
     for (const lockKey of ['{', { ...key, d: undefined }, { ...key, crv: 'X25519' }, { ...key, x: (await generateLockKey()).x }]) {
       await expect(startServer({ lockKey: lockKey as JWK })).rejects.toSatisfy((err: unknown) => err instanceof SignalingError && err.code === 'INVALID_OPTION')
+    }
+  })
+})
+
+describe('lock arbiter: configuration', () => {
+  it('takes --lock-key and --lock-grace (or LOCK_KEY and LOCK_GRACE)', async () => {
+    const key = JSON.stringify(await generateLockKey())
+    expect(parseCommandLine(['--lock-grace', '0', '--lock-key', key], {}).options).toMatchObject({ lockGrace: 0, lockKey: key })
+    expect(parseCommandLine([], { LOCK_KEY: key, LOCK_GRACE: '60000' }).options).toMatchObject({ lockGrace: 60_000, lockKey: key })
+    await expect(startServer({ lockGrace: -1 })).rejects.toSatisfy((err: unknown) => err instanceof SignalingError && err.code === 'INVALID_OPTION')
+  })
+
+  it('counts in /metrics what the arbiter did', async () => {
+    const server = await startArbiter()
+    const room = uniqueTopic('room')
+    const [a, b] = await connectMany(server.url, 2)
+    const alice = await lockPeer(a!, room)
+    const bob = await lockPeer(b!, room)
+    await alice.request('acquire', 'k', { ttl: 10_000 })
+    await bob.request('acquire', 'k', { ttl: 10_000 })
+    const metrics = (await httpGet(server, '/metrics')).body
+    for (const line of ['signaling_lock_watchers 2', 'signaling_locks_held 1', 'signaling_lock_grants_total 1', 'signaling_lock_refusals_total 1']) {
+      expect(metrics.split('\n')).toContain(line)
     }
   })
 })
