@@ -11,10 +11,10 @@
  */
 
 import { randomBytes } from 'node:crypto'
-import type { JWK } from 'jose'
-import { peerIdOfJwk, verifySigned } from '../src/trust/identity.js'
 import { isRecord } from '../src/guards.js'
 import { isPositiveSafeInteger } from '../src/locks/wire.js'
+import { verifySigned } from '../src/trust/identity.js'
+import { RoomTokenVerifier, checkUse, grantsKey, type IssuerKey, type RoomClaims } from '../src/trust/room-token.js'
 import type { ArbiterLease, LockArbiter, LockEvent } from './lock-arbiter.js'
 import type { LockSigner } from './lock-key.js'
 import {
@@ -24,23 +24,22 @@ import {
 import type { Logger } from './logger.js'
 import type { Counters } from './stats.js'
 
-/** What a verified room token says (issue 12's claims); `exp` in seconds since the epoch. */
-export interface RoomTokenClaims {
-  sub: string
-  /** A room name, or a prefix ending in `*`. */
-  room: string
-  /** Key patterns the holder may write: exact keys, prefixes ending in `*`, `"*"` for all. */
-  write: readonly string[]
-  cnf: { jwk: JWK }
-  exp: number
-}
-
 /**
- * Checks a room token's signature (and whatever else the app wants) and returns its claims, or
- * null. The service then checks that the token is for this room, unexpired, bound to the
- * requesting peer's key (`cnf.jwk`) and that `write` grants the key.
+ * Checks a room token's signature (and whatever else the app wants) and returns its claims
+ * (src/trust/room-token.ts), or null. The service then checks that the token is for this room,
+ * unexpired and bound to the requesting peer's key (`checkUse`), and that its `write` patterns
+ * grant the key (`grantsKey`). `roomTokenVerifier(issuer)` makes one for an issuer key.
  */
-export type VerifyRoomToken = (token: string, room: string) => Promise<RoomTokenClaims | null> | RoomTokenClaims | null
+export type VerifyRoomToken = (token: string, room: string) => Promise<RoomClaims | null> | RoomClaims | null
+
+/** The room tokens of one issuer (its public JWK, or `{ jwksUrl }`), as the peers verify them. */
+export const roomTokenVerifier = (issuer: IssuerKey): VerifyRoomToken => {
+  const verifier = new RoomTokenVerifier(issuer)
+  return async (token) => {
+    const claims = await verifier.verify(token)
+    return typeof claims === 'string' ? null : claims
+  }
+}
 
 /** The connection, as the service needs it. */
 export interface LockConnection {
@@ -118,12 +117,10 @@ interface Session {
 
 const slot = (a: string, b: string): string => `${a}\n${b}`
 
-/** A key pattern of a token's `write`: exact, a prefix ending in `*`, or `*` for every key. */
-export const keyPatternAllows = (patterns: readonly string[], key: string): boolean =>
-  patterns.some((pattern) => typeof pattern === 'string' && (pattern.endsWith('*') ? key.startsWith(pattern.slice(0, -1)) : key === pattern))
-
-const roomAllows = (pattern: string, room: string): boolean =>
-  pattern.endsWith('*') ? room.startsWith(pattern.slice(0, -1)) : room === pattern
+/** Claims as the callback returned them: an app's own verifier may return anything. */
+const isClaims = (value: unknown): value is RoomClaims =>
+  isRecord(value) && typeof value.room === 'string' && typeof value.peerId === 'string' && Array.isArray(value.write) &&
+  value.write.every((pattern) => typeof pattern === 'string') && typeof value.expiresAt === 'number' && typeof value.issuedAt === 'number'
 
 export class LockService {
   private readonly sessions = new WeakMap<LockConnection, Session>()
@@ -323,19 +320,16 @@ export class LockService {
     const verify = this.opts.verifyRoomToken
     if (verify === null) return true
     if (request.token === undefined) return false
-    let claims: RoomTokenClaims | null
+    let claims: unknown
     try {
       claims = await verify(request.token, request.room)
     } catch (err) {
       this.opts.logger.warn({ err }, 'verifyRoomToken threw')
       return 'unavailable'
     }
-    if (!isRecord(claims) || typeof claims.room !== 'string' || !Array.isArray(claims.write) || !isRecord(claims.cnf)) return false
-    if (typeof claims.exp !== 'number' || claims.exp * 1000 <= this.clock()) return false
-    if (!roomAllows(claims.room, request.room)) return false
-    const jwk = claims.cnf.jwk
-    if (!isRecord(jwk) || peerIdOfJwk(jwk as JWK) !== request.peer) return false
-    return keyPatternAllows(claims.write, request.key)
+    if (!isClaims(claims)) return false
+    if (checkUse(claims, { room: request.room, peerId: request.peer, at: this.clock() }) !== null) return false
+    return grantsKey(claims.write, request.key)
   }
 
   private async acquire (connection: LockConnection, session: Session, request: SignedLockRequest): Promise<void> {

@@ -123,10 +123,11 @@ export interface SignalingServerOptions {
    */
   lockGrace?: number | undefined
   /**
-   * Checks the room token of a lock request and returns its claims (`sub`, `room`, `write`,
-   * `cnf.jwk`, `exp`), or null. When set, every lock request needs a token that is valid, for its
-   * room, bound to the requesting peer's key, and whose `write` grants the key. Default none: open
-   * rooms, where any subscriber may lock any key and only the holder ends a lock.
+   * Checks the room token of a lock request and returns its claims, or null:
+   * `roomTokenVerifier(issuerPublicJwk)` checks the issuer's signature as the peers do. When set,
+   * every lock request needs a token that is valid, for its room, bound to the requesting peer's
+   * key, and whose `write` grants the key. Default none: open rooms, where any subscriber may lock
+   * any key and only the holder ends a lock.
    */
   verifyRoomToken?: VerifyRoomToken | undefined
 }

@@ -11,7 +11,8 @@ import { ArbiterClient, type HeldLock, type LockChange } from '../src/locks/arbi
 import { createIdentity } from '../src/trust/identity.js'
 import { MemoryArbiter } from '../signaling/lock-arbiter.js'
 import { createLockSigner, generateLockKey } from '../signaling/lock-key.js'
-import { LockService, type RoomTokenClaims } from '../signaling/lock-service.js'
+import { LockService, roomTokenVerifier } from '../signaling/lock-service.js'
+import { createRoomToken, generateIssuerKeys } from '../src/auth.js'
 import { createCounters } from '../signaling/stats.js'
 import { silentLogger } from '../signaling/logger.js'
 import { directTransport, ready, startLockClient } from './helpers/locks.js'
@@ -149,22 +150,23 @@ describe('ArbiterClient against a signaling server', () => {
     expect(await rejection(alice.client.acquire('k'))).toMatchObject({ code: ErrorCodes.LOCK_UNAVAILABLE })
   })
 
-  it('revokes with a token that grants the key; FORBIDDEN without one', async () => {
-    const verifyRoomToken = (token: string): RoomTokenClaims => JSON.parse(token) as RoomTokenClaims
-    const server = await startServer({ lockGrace: 0, verifyRoomToken })
+  it('revokes with a token that grants the key; PERMISSION_DENIED without one', async () => {
+    const issuer = await generateIssuerKeys()
+    const server = await startServer({ lockGrace: 0, verifyRoomToken: roomTokenVerifier(issuer.publicKey) })
     const room = uniqueTopic('room')
     const hostIdentity = await createIdentity()
     const guestIdentity = await createIdentity()
-    const exp = Math.floor(Date.now() / 1000) + 3600
-    const token = (identity: typeof hostIdentity, write: string[]): string => JSON.stringify({ sub: 'u', room, write, cnf: { jwk: identity.publicJwk }, exp })
-    const host = await startLockClient(server.url, room, { identity: hostIdentity, token: () => token(hostIdentity, ['*']) })
-    const guest = await startLockClient(server.url, room, { identity: guestIdentity, token: () => token(guestIdentity, ['poll']) })
+    const token = async (identity: typeof hostIdentity, write: string[]): Promise<string> =>
+      await createRoomToken({ privateKey: issuer.privateKey, room, user: 'u', write, peerKey: identity.publicJwk })
+    const [hostToken, guestToken] = [await token(hostIdentity, ['*']), await token(guestIdentity, ['poll'])]
+    const host = await startLockClient(server.url, room, { identity: hostIdentity, token: () => hostToken })
+    const guest = await startLockClient(server.url, room, { identity: guestIdentity, token: () => guestToken })
     await Promise.all([ready(host.client), ready(guest.client)])
 
-    expect(await rejection(guest.client.acquire('spotlight'))).toMatchObject({ code: ErrorCodes.FORBIDDEN })
+    expect(await rejection(guest.client.acquire('spotlight'))).toMatchObject({ code: ErrorCodes.PERMISSION_DENIED })
     const lock = await guest.client.acquire('poll')
     await waitFor(() => host.client.holder('poll') !== null, { what: 'the host to see the guest lock' })
-    expect(await rejection(guest.client.revoke('spotlight'))).toMatchObject({ code: ErrorCodes.FORBIDDEN })
+    expect(await rejection(guest.client.revoke('spotlight'))).toMatchObject({ code: ErrorCodes.PERMISSION_DENIED })
     const lost = once<{ key: string, reason: string }>(guest.client, 'lost')
     await host.client.revoke('poll')
     expect(await lost).toMatchObject({ key: 'poll', reason: 'revoked', fencingToken: lock.fencingToken })

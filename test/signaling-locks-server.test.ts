@@ -6,13 +6,14 @@
  */
 
 import { describe, expect, it } from 'vitest'
-import type { JWK } from 'jose'
+import { SignJWT, importJWK, type JWK } from 'jose'
+import { createRoomToken, generateIssuerKeys } from '../src/auth.js'
 import { verifyGrant } from '../src/locks/wire.js'
 import { createIdentity } from '../src/trust/identity.js'
 import { parseCommandLine } from '../signaling/cli-args.js'
 import { SignalingError } from '../signaling/index.js'
 import { generateLockKey } from '../signaling/lock-key.js'
-import type { RoomTokenClaims } from '../signaling/lock-service.js'
+import { roomTokenVerifier } from '../signaling/lock-service.js'
 import { lockEvent, lockPeer, resultOf, signedFrame, type LockEventFrame, type LockResult } from './helpers/locks.js'
 import { connect, connectMany, httpGet, startServer, uniqueTopic } from './helpers/signaling.js'
 import { waitFor } from './helpers/wait.js'
@@ -301,38 +302,41 @@ describe('lock arbiter: configuration', () => {
 })
 
 describe('lock arbiter: rights', () => {
-  const tokenOf = async (identity: { publicJwk: JWK }, claims: Partial<RoomTokenClaims> = {}): Promise<string> =>
-    JSON.stringify({ sub: 'user', room: '*', write: ['*'], cnf: { jwk: identity.publicJwk }, exp: Math.floor(Date.now() / 1000) + 3600, ...claims })
-  // A stand-in for the issuer's signature check (issue 12 plugs in the real one): the token is its claims.
-  const verifyRoomToken = (token: string): RoomTokenClaims | null => JSON.parse(token) as RoomTokenClaims
-
-  it('in protected rooms: needs a token for the room, bound to the peer, granting the key; a writer of the key may revoke', async () => {
-    const server = await startArbiter({ verifyRoomToken })
+  it('in protected rooms: needs an issuer-signed token for the room, bound to the peer, granting the key; a writer of the key may revoke', async () => {
+    const issuer = await generateIssuerKeys()
+    const server = await startArbiter({ verifyRoomToken: roomTokenVerifier(issuer.publicKey) })
     const room = uniqueTopic('team')
     const [a, b, c] = await connectMany(server.url, 3)
     const host = await lockPeer(a!, room)
     const guest = await lockPeer(b!, room)
     const viewer = await lockPeer(c!, room)
-    const hostToken = await tokenOf(host.identity, { room: 'team-*', write: ['*'] })
-    const guestToken = await tokenOf(guest.identity, { write: [`hand/${guest.identity.id}`, 'poll/*'] })
+    const token = async (peer: typeof host, write: string[], claims: { room?: string } = {}): Promise<string> =>
+      await createRoomToken({ privateKey: issuer.privateKey, room: claims.room ?? room, user: 'u', write, peerKey: peer.identity.publicJwk })
+    const hostToken = await token(host, ['*'], { room: 'team-*' })
+    const guestToken = await token(guest, [`hand/${guest.identity.id}`, 'poll/*'])
+    const now = Math.floor(Date.now() / 1000)
+    const expired = await new SignJWT({ sub: 'u', room, write: ['*'], cnf: { jwk: viewer.identity.publicJwk } })
+      .setProtectedHeader({ alg: 'EdDSA', typ: 'JWT' }).setIssuedAt(now - 7200).setExpirationTime(now - 60)
+      .sign(await importJWK(issuer.privateKey, 'EdDSA'))
+    const otherIssuer = await generateIssuerKeys()
+    const foreign = await createRoomToken({ privateKey: otherIssuer.privateKey, room, user: 'u', write: ['*'], peerKey: viewer.identity.publicJwk })
 
     expect(await guest.request('acquire', 'spotlight', { ttl: 10_000 })).toMatchObject({ ok: false, code: 'forbidden' })
     expect(await guest.request('acquire', 'spotlight', { ttl: 10_000, token: guestToken })).toMatchObject({ ok: false, code: 'forbidden' })
     expect(await guest.request('acquire', 'poll/votes', { ttl: 10_000, token: guestToken })).toMatchObject({ ok: true })
     expect(await guest.request('acquire', `hand/${guest.identity.id}`, { ttl: 10_000, token: guestToken })).toMatchObject({ ok: true })
-    // Another peer's token, an expired one, one for another room, a read-only one.
-    expect(await viewer.request('acquire', 'poll/a', { ttl: 10_000, token: guestToken })).toMatchObject({ ok: false, code: 'forbidden' })
-    expect(await viewer.request('acquire', 'poll/a', { ttl: 10_000, token: await tokenOf(viewer.identity, { exp: Math.floor(Date.now() / 1000) - 1 }) })).toMatchObject({ ok: false, code: 'forbidden' })
-    expect(await viewer.request('acquire', 'poll/a', { ttl: 10_000, token: await tokenOf(viewer.identity, { room: 'elsewhere' }) })).toMatchObject({ ok: false, code: 'forbidden' })
-    expect(await viewer.request('acquire', 'poll/a', { ttl: 10_000, token: await tokenOf(viewer.identity, { write: [] }) })).toMatchObject({ ok: false, code: 'forbidden' })
-    expect(await viewer.request('revoke', 'poll/votes', { token: await tokenOf(viewer.identity, { write: ['spotlight'] }) })).toMatchObject({ ok: false, code: 'forbidden' })
+    // Another peer's token, an expired one, another issuer's, one for another room, a read-only one.
+    for (const wrong of [guestToken, expired, foreign, await token(viewer, ['*'], { room: 'elsewhere' }), await token(viewer, [])]) {
+      expect(await viewer.request('acquire', 'poll/a', { ttl: 10_000, token: wrong })).toMatchObject({ ok: false, code: 'forbidden' })
+    }
+    expect(await viewer.request('revoke', 'poll/votes', { token: await token(viewer, ['spotlight']) })).toMatchObject({ ok: false, code: 'forbidden' })
 
     expect(await host.request('revoke', 'poll/votes', { token: hostToken })).toMatchObject({ ok: true, op: 'revoke' })
     expect(await guest.client.next(lockEvent('revoke', 'poll/votes'))).toMatchObject({ holder: guest.identity.id })
     expect(await host.request('acquire', 'poll/votes', { ttl: 10_000, token: hostToken })).toMatchObject({ ok: true })
     // A holder gives its lock back without a token.
     expect(await guest.request('release', `hand/${guest.identity.id}`)).toMatchObject({ ok: true })
-    expect(server.stats().rejections.lock_forbidden).toBe(7)
+    expect(server.stats().rejections.lock_forbidden).toBe(8)
   })
 
   it('a verifyRoomToken that throws makes the answer unavailable, not a grant', async () => {

@@ -264,7 +264,7 @@ export class ArbiterClient extends IsolatedObservable<ArbiterClientEvents> {
   /**
    * Takes the lock of `key` for `ttl` ms and keeps renewing it while held. Rejects LOCKED when
    * another peer holds it (after waiting up to `wait` ms for it to be released), LOCK_UNAVAILABLE
-   * when no arbiter answers (within `wait`), FORBIDDEN when the room token does not grant the key,
+   * when no arbiter answers (within `wait`), PERMISSION_DENIED when the room token does not grant the key,
    * INVALID_KEY / INVALID_OPTION for bad arguments. A lock this peer holds already is returned as is.
    */
   async acquire (key: string, { ttl = MIN_LOCK_TTL, wait = 0 }: AcquireOptions = {}): Promise<HeldLock> {
@@ -302,7 +302,7 @@ export class ArbiterClient extends IsolatedObservable<ArbiterClientEvents> {
         continue
       }
       if (result !== null && !result.ok && result.code === 'forbidden') {
-        throw new SessionStoreError(ErrorCodes.FORBIDDEN, 'the room token does not grant this key', { key })
+        throw new SessionStoreError(ErrorCodes.PERMISSION_DENIED, 'the room token does not grant this key (or the room has none)', { key })
       }
       if (result === null && this.#session !== null) {
         // No answer: the grant may have been made. Give back whatever this peer holds of the key.
@@ -329,7 +329,7 @@ export class ArbiterClient extends IsolatedObservable<ArbiterClientEvents> {
 
   /**
    * Ends the lock of `key` whoever holds it. Allowed to a peer whose room token grants the key; in
-   * rooms without tokens only to the holder. Rejects FORBIDDEN or LOCK_UNAVAILABLE; resolves when
+   * rooms without tokens only to the holder. Rejects PERMISSION_DENIED or LOCK_UNAVAILABLE; resolves when
    * the lock has ended (or there was none).
    */
   async revoke (key: string): Promise<void> {
@@ -342,7 +342,7 @@ export class ArbiterClient extends IsolatedObservable<ArbiterClientEvents> {
       return
     }
     if (result.code === 'not_holder') return
-    if (result.code === 'forbidden') throw new SessionStoreError(ErrorCodes.FORBIDDEN, 'this peer may not revoke the lock', { key })
+    if (result.code === 'forbidden') throw new SessionStoreError(ErrorCodes.PERMISSION_DENIED, 'this peer may not revoke the lock', { key })
     throw new SessionStoreError(ErrorCodes.LOCK_UNAVAILABLE, `the lock arbiter did not revoke the lock (${result.code})`, { key })
   }
 
