@@ -32,12 +32,15 @@ import type { Counters } from './stats.js'
  */
 export type VerifyRoomToken = (token: string, room: string) => Promise<RoomClaims | null> | RoomClaims | null
 
-/** The room tokens of one issuer (its public JWK, or `{ jwksUrl }`), as the peers verify them. */
-export const roomTokenVerifier = (issuer: IssuerKey): VerifyRoomToken => {
-  const verifier = new RoomTokenVerifier(issuer)
+/** The room tokens of an issuer (its public JWK, or `{ jwksUrl }`), or of any of several, as the peers verify them. */
+export const roomTokenVerifier = (issuers: IssuerKey | readonly IssuerKey[]): VerifyRoomToken => {
+  const verifiers = (Array.isArray(issuers) ? issuers as readonly IssuerKey[] : [issuers as IssuerKey]).map((issuer) => new RoomTokenVerifier(issuer))
   return async (token) => {
-    const claims = await verifier.verify(token)
-    return typeof claims === 'string' ? null : claims
+    for (const verifier of verifiers) {
+      const claims = await verifier.verify(token)
+      if (typeof claims !== 'string') return claims
+    }
+    return null
   }
 }
 

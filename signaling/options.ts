@@ -126,8 +126,9 @@ export interface SignalingServerOptions {
    * Checks the room token of a lock request and returns its claims, or null:
    * `roomTokenVerifier(issuerPublicJwk)` checks the issuer's signature as the peers do. When set,
    * every lock request needs a token that is valid, for its room, bound to the requesting peer's
-   * key, and whose `write` grants the key. Default none: open rooms, where any subscriber may lock
-   * any key and only the holder ends a lock.
+   * key, and whose `write` grants the key. Default: the room tokens of `issuerKey` (and of the dev
+   * tokens) when the server has either; else none: open rooms, where any subscriber may lock any
+   * key and only the holder ends a lock.
    */
   verifyRoomToken?: VerifyRoomToken | undefined
 }

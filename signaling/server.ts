@@ -20,6 +20,7 @@ import { addressGroup, clientAddress, forwardedChain, parseAddress } from './cli
 import { Connection, type ConnectionContext } from './connection.js'
 import { createDevTokens } from './dev-tokens.js'
 import { createHttpHandler, createMetricsHandler } from './http.js'
+import { roomTokenVerifier } from './lock-service.js'
 import { createLocks } from './lock-setup.js'
 import { createMetricsRegistry } from './metrics.js'
 import { MAX_IDLE_ADDRESSES, MAX_LOGGED_ADDRESSES, REFUSAL_LOG_INTERVAL, resolveOptions, type SignalingServerOptions } from './options.js'
@@ -86,13 +87,13 @@ export const createSignalingServer = async (options: SignalingServerOptions = {}
   const opts = resolveOptions(options)
   const { logger } = opts
   const devTokens = opts.devTokens ? await createDevTokens({ logger, exposed: !isLoopback(opts.host), limits: { maxRoomLength: opts.maxTopicLength } }) : null
-  const checkAccess = createAccessCheck({
-    secret: opts.authKey,
-    issuers: [...(opts.issuerKey === null ? [] : [opts.issuerKey]), ...(devTokens === null ? [] : [devTokens.publicKey])]
-  })
+  const issuers = [...(opts.issuerKey === null ? [] : [opts.issuerKey]), ...(devTokens === null ? [] : [devTokens.publicKey])]
+  const checkAccess = createAccessCheck({ secret: opts.authKey, issuers })
   const counters = createCounters()
-  // First: it may refuse the lockKey, before anything else holds a resource.
-  const locks = await createLocks(opts.locks, opts.redis, counters, logger)
+  // It may refuse the lockKey: before anything else holds a resource. A server that knows the
+  // rooms' issuers checks lock requests against their room tokens too.
+  const verifyRoomToken = opts.locks.verifyRoomToken ?? (issuers.length === 0 ? null : roomTokenVerifier(issuers))
+  const locks = await createLocks({ ...opts.locks, verifyRoomToken }, opts.redis, counters, logger)
   const redis = opts.redis === null
     ? null
     : createRedisRelay({ ...opts.redis, maxPayload: opts.maxPayload, maxDataDepth: MAX_DATA_DEPTH, logger })

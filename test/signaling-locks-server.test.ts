@@ -339,6 +339,22 @@ describe('lock arbiter: rights', () => {
     expect(server.stats().rejections.lock_forbidden).toBe(8)
   })
 
+  it('a server with issuerKey checks lock requests against that issuer\'s room tokens by default', async () => {
+    const issuer = await generateIssuerKeys()
+    const server = await startArbiter({ issuerKey: issuer.publicKey })
+    const room = uniqueTopic('room')
+    const [hostId, viewerId] = [await createIdentity(), await createIdentity()]
+    const mint = async (identity: typeof hostId, write: string[]): Promise<string> =>
+      await createRoomToken({ privateKey: issuer.privateKey, room, user: 'u', write, peerKey: identity.publicJwk })
+    const [hostToken, viewerToken] = [await mint(hostId, ['spotlight']), await mint(viewerId, [])]
+    // The room tokens open signaling too.
+    const host = await lockPeer(await connect(`${server.url}/?token=${hostToken}`), room, hostId)
+    const viewer = await lockPeer(await connect(`${server.url}/?token=${viewerToken}`), room, viewerId)
+    expect(await viewer.request('acquire', 'spotlight', { ttl: 10_000, token: viewerToken })).toMatchObject({ ok: false, code: 'forbidden' })
+    expect(await host.request('acquire', 'spotlight', { ttl: 10_000 })).toMatchObject({ ok: false, code: 'forbidden' })
+    expect(await host.request('acquire', 'spotlight', { ttl: 10_000, token: hostToken })).toMatchObject({ ok: true })
+  })
+
   it('a verifyRoomToken that throws makes the answer unavailable, not a grant', async () => {
     const server = await startArbiter({ verifyRoomToken: () => { throw new Error('JWKS unreachable') } })
     const room = uniqueTopic('room')
