@@ -57,7 +57,9 @@ const FLAGS = {
   static: { option: 'staticDir', kind: 'string', value: 'DIR', help: 'serve files from DIR on the same port' },
   'redis-url': { option: 'redisUrl', kind: 'string', value: 'URL', help: 'share rooms with every instance on this Redis, redis://[:password@]host:port' },
   'redis-prefix': { option: 'redisPrefix', kind: 'string', value: 'PREFIX', help: `prefix of the Redis channels and keys (default ${DEFAULT_OPTIONS.redisPrefix})` },
-  'redis-ttl': { option: 'redisTtl', kind: 'number', value: 'MS', help: `a crashed instance's clients stop counting this long after its last heartbeat (default ${DEFAULT_OPTIONS.redisTtl})` }
+  'redis-ttl': { option: 'redisTtl', kind: 'number', value: 'MS', help: `a crashed instance's clients stop counting this long after its last heartbeat (default ${DEFAULT_OPTIONS.redisTtl})` },
+  'lock-key': { option: 'lockKey', kind: 'string', value: 'JWK', help: 'private Ed25519 JWK (JSON) that signs lock grants, the same for every instance (prefer the variable)' },
+  'lock-grace': { option: 'lockGrace', kind: 'number', value: 'MS', help: `no lock is granted this long after start, so leases of before a restart have run out (default ${DEFAULT_OPTIONS.lockGrace})` }
 } as const satisfies Record<string, Flag>
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']

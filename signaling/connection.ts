@@ -15,6 +15,7 @@
 import { WebSocket, type RawData } from 'ws'
 import type { AddressEntry, AddressTable, RefusalLog } from './address-limits.js'
 import { isTopicAllowed, type Grant } from './auth.js'
+import type { LockService } from './lock-service.js'
 import type { Logger } from './logger.js'
 import { CloseCode, PONG, decodeJson, encodeError, toClientMessage, type ClientMessage, type ParseLimits } from './protocol.js'
 import { take, type RateLimit, type TokenBucket } from './rate-limit.js'
@@ -30,14 +31,19 @@ export interface ConnectionLimits {
 
 export interface ConnectionContext {
   relay: TopicRelay
+  /** The lock arbiter's protocol: lock frames go there. */
+  locks: LockService
   counters: Counters
   limits: ConnectionLimits
   /** Per-address limits: the message bucket a connection shares with its address's others. */
   addresses: AddressTable
   refusals: RefusalLog
   logger: Logger
-  /** Called exactly once, when the connection stops counting. */
-  onRelease: (connection: Connection) => void
+  /**
+   * Called exactly once, when the connection stops counting; `clean` when the client closed it
+   * with a close frame (not cut, not closed by the server).
+   */
+  onRelease: (connection: Connection, clean: boolean) => void
   /** Called exactly once, when the socket is gone (after `onRelease`). */
   onClose: (connection: Connection) => void
 }
@@ -98,7 +104,8 @@ export class Connection extends WebSocket implements Subscriber, TokenBucket {
         this.onProtocolError(args[0] as Error & { code?: string })
         return true
       case 'close':
-        this.release()
+        // 1006: the socket went without a close frame.
+        this.release(args[0] !== 1006)
         this.ctx.onClose(this)
         break
     }
@@ -121,6 +128,11 @@ export class Connection extends WebSocket implements Subscriber, TokenBucket {
     }
     this.ctx.counters.messagesOut++
     return true
+  }
+
+  /** Whether the connection is subscribed to `topic`. */
+  subscribes (topic: string): boolean {
+    return this.topics?.includes(topic) === true
   }
 
   /** Called every heartbeat interval: drop the connection if the previous ping went unanswered. */
@@ -236,6 +248,9 @@ export class Connection extends WebSocket implements Subscriber, TokenBucket {
       case 'ping':
         this.deliver(PONG_FRAME)
         break
+      case 'lock':
+        ctx.locks.handle(this, message)
+        break
     }
   }
 
@@ -318,12 +333,12 @@ export class Connection extends WebSocket implements Subscriber, TokenBucket {
     this.close(code, text)
   }
 
-  private release (): void {
+  private release (clean = false): void {
     if (this.released || this.ctx === null) return
     this.released = true
     clearTimeout(this.expiryTimer)
     for (const topic of this.topics ?? []) this.ctx.relay.unsubscribe(topic, this)
     this.topics = null
-    this.ctx.onRelease(this)
+    this.ctx.onRelease(this, clean)
   }
 }

@@ -5,6 +5,7 @@
  */
 
 import { Counter, Gauge, Registry } from 'prom-client'
+import type { LockStats } from './lock-service.js'
 import { REJECTION_REASONS, type Counters, type RedisStats } from './stats.js'
 
 export interface Levels {
@@ -14,8 +15,8 @@ export interface Levels {
   addresses: number
 }
 
-/** `redis` reads the Redis link's stats; null registers no Redis metrics. */
-export const createMetricsRegistry = (counters: Counters, levels: () => Levels, redis: (() => RedisStats) | null = null): Registry => {
+/** `redis` reads the Redis link's stats; null registers no Redis metrics. `locks` reads the arbiter's. */
+export const createMetricsRegistry = (counters: Counters, levels: () => Levels, redis: (() => RedisStats) | null = null, locks: (() => LockStats) | null = null): Registry => {
   const registry = new Registry()
   const registers = [registry]
 
@@ -58,6 +59,17 @@ export const createMetricsRegistry = (counters: Counters, levels: () => Levels, 
       }
     }
   })
+
+  if (locks !== null) {
+    new Gauge({ name: 'signaling_lock_watchers', help: 'Connections following the locks of a room, over all rooms.', registers, collect () { this.set(locks().watchers) } })
+    new Gauge({ name: 'signaling_locks_held', help: 'Leases held (memory arbiter only: with Redis the state is there).', registers, collect () { this.set(locks().held ?? 0) } })
+    counter('signaling_lock_grants_total', 'Locks granted (acquire).', () => locks().granted)
+    counter('signaling_lock_renewals_total', 'Leases renewed.', () => locks().renewed)
+    counter('signaling_lock_releases_total', 'Locks released by their holder (or its clean close).', () => locks().released)
+    counter('signaling_lock_revocations_total', 'Locks revoked by a peer with the right.', () => locks().revoked)
+    counter('signaling_lock_refusals_total', 'Acquires refused because another peer held the lock.', () => locks().locked)
+    counter('signaling_lock_unavailable_total', 'Lock requests answered unavailable (Redis unreachable, grace after start).', () => locks().unavailable)
+  }
 
   if (redis !== null) {
     new Gauge({

@@ -4,11 +4,14 @@
  */
 
 import { createHash } from 'node:crypto'
+import type { JWK } from 'jose'
 import { issuerProblem, type IssuerKey } from '../src/trust/room-token.js'
 import type { AddressLimits } from './address-limits.js'
 import { secretKey } from './auth.js'
 import { toProxyTrust, type ProxyHeader, type ProxyTrust } from './client-address.js'
 import { SignalingError } from './errors.js'
+import { toLockKey } from './lock-key.js'
+import type { VerifyRoomToken } from './lock-service.js'
 import { silentLogger, type Logger } from './logger.js'
 import { resolveTurnOptions, type TurnOptions, type TurnSettings } from './turn.js'
 import { normalizeOrigin } from './origins.js'
@@ -106,6 +109,34 @@ export interface SignalingServerOptions {
   logger?: Logger | undefined
   /** Hand every (authorised) client TURN credentials for coturn's `static-auth-secret` (turn.ts). Default none. */
   turn?: TurnOptions | undefined
+  /**
+   * The Ed25519 private JWK (or its JSON text) that signs lock grants; every instance of a cluster
+   * needs the same one (`generateLockKey()` makes one). Default: generated at start, or with
+   * `redisUrl` the one the first instance stored in Redis.
+   */
+  lockKey?: JWK | string | undefined
+  /**
+   * ms during which the arbiter grants no lock after it starts (with `redisUrl`: after it finds
+   * Redis without lock state), so that leases granted before a restart have run out (PROTOCOL.md,
+   * "Restarts"). 0 turns the wait off, at the price of two holders after a restart. Default 300000,
+   * the longest lease.
+   */
+  lockGrace?: number | undefined
+  /**
+   * Checks the room token of a lock request and returns its claims, or null:
+   * `roomTokenVerifier(issuerPublicJwk)` checks the issuer's signature as the peers do. When set,
+   * every lock request needs a token that is valid, for its room, bound to the requesting peer's
+   * key, and whose `write` grants the key. Default: the room tokens of `issuerKey` (and of the dev
+   * tokens) when the server has either; else none: open rooms, where any subscriber may lock any
+   * key and only the holder ends a lock.
+   */
+  verifyRoomToken?: VerifyRoomToken | undefined
+}
+
+export interface LockSettings {
+  key: JWK | null
+  grace: number
+  verifyRoomToken: VerifyRoomToken | null
 }
 
 export interface RedisSettings {
@@ -146,6 +177,7 @@ export interface ResolvedOptions {
   redis: RedisSettings | null
   logger: Logger
   turn: TurnSettings | null
+  locks: LockSettings
 }
 
 export const DEFAULT_OPTIONS = Object.freeze({
@@ -175,7 +207,9 @@ export const DEFAULT_OPTIONS = Object.freeze({
   // a crashed instance sees them leave before it gives up waiting.
   redisTtl: 6_000,
   proxyHeader: 'x-forwarded-for',
-  metricsHost: '127.0.0.1'
+  metricsHost: '127.0.0.1',
+  // The longest lease (MAX_LOCK_TTL): every lease granted before a restart has run out after it.
+  lockGrace: 300_000
 })
 
 /** Error frames sent to one address: enough to name a few refused topics, never an amplifier. */
@@ -302,6 +336,16 @@ const readDevTokens = (options: SignalingServerOptions): boolean => {
   return on
 }
 
+const readLocks = (options: SignalingServerOptions): LockSettings => {
+  const key = options.lockKey === undefined ? null : toLockKey(options.lockKey)
+  if (options.lockKey !== undefined && key === null) {
+    throw new SignalingError('INVALID_OPTION', 'lockKey must be a private Ed25519 JWK ({ kty: "OKP", crv: "Ed25519", x, d }) or its JSON text')
+  }
+  const verifyRoomToken = options.verifyRoomToken ?? null
+  if (verifyRoomToken !== null && typeof verifyRoomToken !== 'function') throw new SignalingError('INVALID_OPTION', 'verifyRoomToken must be a function')
+  return { key, grace: readNumber(options, 'lockGrace', 0), verifyRoomToken }
+}
+
 export const resolveOptions = (options: SignalingServerOptions = {}): ResolvedOptions => {
   const port = readNumber(options, 'port', 0)
   if (port > 65535) throw new SignalingError('INVALID_OPTION', `port must be at most 65535, got ${port}`)
@@ -333,6 +377,7 @@ export const resolveOptions = (options: SignalingServerOptions = {}): ResolvedOp
     staticDir: options.staticDir ?? null,
     redis: readRedis(options),
     logger: options.logger ?? silentLogger,
-    turn: resolveTurnOptions(options.turn)
+    turn: resolveTurnOptions(options.turn),
+    locks: readLocks(options)
   }
 }

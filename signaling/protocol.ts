@@ -4,6 +4,7 @@
  * what the server sends. Nothing here touches a socket, so every rule is testable on its own.
  */
 
+import { toLockRequest, type LockRequest, type LockServerMessage } from './lock-protocol.js'
 import type { TurnMessage } from './turn.js'
 
 export type ClientMessage =
@@ -11,12 +12,14 @@ export type ClientMessage =
   | { type: 'unsubscribe', topics: string[] }
   | { type: 'publish', topic: string, data: unknown }
   | { type: 'ping' }
+  | LockRequest
 
 export type ServerMessage =
   | { type: 'publish', topic: string, data: unknown, clients: number }
   | { type: 'pong' }
   | TurnMessage
   | { type: 'error', code: ErrorFrameCode, topic: string }
+  | LockServerMessage
 
 /** Why the server refused part of a message, in an error frame (see PROTOCOL.md). */
 export type ErrorFrameCode =
@@ -121,6 +124,8 @@ export const toClientMessage = (value: unknown, limits: ParseLimits = DEFAULT_PA
     }
     case 'ping':
       return { type: 'ping' }
+    case 'lock':
+      return toLockRequest(value, limits.maxTopicLength)
     default:
       return null
   }

@@ -20,6 +20,8 @@ import { addressGroup, clientAddress, forwardedChain, parseAddress } from './cli
 import { Connection, type ConnectionContext } from './connection.js'
 import { createDevTokens } from './dev-tokens.js'
 import { createHttpHandler, createMetricsHandler } from './http.js'
+import { roomTokenVerifier } from './lock-service.js'
+import { createLocks } from './lock-setup.js'
 import { createMetricsRegistry } from './metrics.js'
 import { MAX_IDLE_ADDRESSES, MAX_LOGGED_ADDRESSES, REFUSAL_LOG_INTERVAL, resolveOptions, type SignalingServerOptions } from './options.js'
 import { isOriginAllowed } from './origins.js'
@@ -85,11 +87,13 @@ export const createSignalingServer = async (options: SignalingServerOptions = {}
   const opts = resolveOptions(options)
   const { logger } = opts
   const devTokens = opts.devTokens ? await createDevTokens({ logger, exposed: !isLoopback(opts.host), limits: { maxRoomLength: opts.maxTopicLength } }) : null
-  const checkAccess = createAccessCheck({
-    secret: opts.authKey,
-    issuers: [...(opts.issuerKey === null ? [] : [opts.issuerKey]), ...(devTokens === null ? [] : [devTokens.publicKey])]
-  })
+  const issuers = [...(opts.issuerKey === null ? [] : [opts.issuerKey]), ...(devTokens === null ? [] : [devTokens.publicKey])]
+  const checkAccess = createAccessCheck({ secret: opts.authKey, issuers })
   const counters = createCounters()
+  // It may refuse the lockKey: before anything else holds a resource. A server that knows the
+  // rooms' issuers checks lock requests against their room tokens too.
+  const verifyRoomToken = opts.locks.verifyRoomToken ?? (issuers.length === 0 ? null : roomTokenVerifier(issuers))
+  const locks = await createLocks({ ...opts.locks, verifyRoomToken }, opts.redis, counters, logger)
   const redis = opts.redis === null
     ? null
     : createRedisRelay({ ...opts.redis, maxPayload: opts.maxPayload, maxDataDepth: MAX_DATA_DEPTH, logger })
@@ -109,6 +113,7 @@ export const createSignalingServer = async (options: SignalingServerOptions = {}
 
   const context: ConnectionContext = {
     relay,
+    locks,
     counters,
     logger,
     addresses,
@@ -119,8 +124,9 @@ export const createSignalingServer = async (options: SignalingServerOptions = {}
       maxTopicsPerConnection: opts.maxTopicsPerConnection,
       maxBufferedBytes: opts.maxBufferedBytes
     },
-    onRelease: (connection) => {
+    onRelease: (connection, clean) => {
       live--
+      locks.released(connection, clean)
       logger.debug({ conn: connection.id }, 'connection released')
     },
     onClose: (connection) => {
@@ -136,7 +142,7 @@ export const createSignalingServer = async (options: SignalingServerOptions = {}
     subscriptions: relay.subscriptionCount,
     addresses: addresses.size
   })
-  const registry = createMetricsRegistry(counters, levels, redis === null ? null : () => redis.stats())
+  const registry = createMetricsRegistry(counters, levels, redis === null ? null : () => redis.stats(), () => locks.stats())
   const metrics = { registry, tokenDigest: opts.metrics.tokenDigest }
 
   const wss = new WebSocketServer<typeof Connection>({
@@ -281,7 +287,7 @@ export const createSignalingServer = async (options: SignalingServerOptions = {}
     clearInterval(heartbeat)
     clearInterval(sweep)
     if (http.listening) await new Promise((resolve) => http.close(resolve))
-    await relay.close()
+    await Promise.all([relay.close(), locks.close()])
     throw err
   }
   http.on('error', (err) => logger.error({ err }, 'http server error'))
@@ -315,7 +321,7 @@ export const createSignalingServer = async (options: SignalingServerOptions = {}
     }
     wss.close()
     // After every connection let go of its topics, so the relay can tell the others it has none.
-    await relay.close()
+    await Promise.all([relay.close(), locks.close()])
     registry.clear()
     logger.info({ url }, 'signaling server closed')
   }
@@ -333,7 +339,8 @@ export const createSignalingServer = async (options: SignalingServerOptions = {}
       messagesIn: counters.messagesIn,
       messagesOut: counters.messagesOut,
       rejections: { ...counters.rejections },
-      ...(redis === null ? {} : { redis: redis.stats() })
+      ...(redis === null ? {} : { redis: redis.stats() }),
+      locks: locks.stats()
     })
   }
 }

@@ -4,6 +4,8 @@
  * field increment and nothing more.
  */
 
+import type { LockStats } from './lock-service.js'
+
 export const REJECTION_REASONS = [
   /** A binary frame; the protocol is JSON text. The frame is ignored. */
   'binary',
@@ -44,6 +46,10 @@ export const REJECTION_REASONS = [
   'address_connection_rate',
   /** An upgrade from a web page whose origin is not in `allowedOrigins`, refused with HTTP 403. */
   'forbidden_origin',
+  /** A lock request whose signature does not verify, or that replays a nonce or seq. Answered, not performed. */
+  'lock_invalid',
+  /** A lock request its room token does not allow (protected rooms). Answered, not performed. */
+  'lock_forbidden',
   /** A bug: an exception while handling a message. The message is dropped, the server goes on. */
   'internal_error'
 ] as const
@@ -102,4 +108,6 @@ export interface SignalingStats extends Counters {
   subscriptions: number
   /** The Redis link; only present when the server was started with `redisUrl`. */
   redis?: RedisStats
+  /** The lock arbiter (lock-service.ts). */
+  locks: LockStats
 }

@@ -171,7 +171,8 @@ describe('signaling over Redis', () => {
     const signalingClients = async (): Promise<number> =>
       String(await inspector.client('LIST')).split('\n').filter((line) => line.includes('name=signaling-')).length
     const [a] = await startInstances(1, redis.url)
-    expect(await signalingClients()).toBe(2)
+    // The relay's two (commands, pub/sub) and the lock arbiter's two (commands, lock events).
+    await waitFor(async () => await signalingClients() === 4, { what: 'the four signaling connections to Redis' })
     await expect(createSignalingServer({ port: a!.port, redisUrl: redis.url })).rejects.toMatchObject({ code: 'EADDRINUSE' })
     await a!.close()
     await waitFor(async () => await signalingClients() === 0, { what: 'every signaling connection to Redis to close' })
