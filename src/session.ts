@@ -20,11 +20,13 @@ import { SessionStore } from './store/store.js'
 import type { WrtcImplementation } from './transport/framed-wrtc.js'
 import type { Attestation, ConnectionInfo, Link, LinkFactory } from './transport/link.js'
 import type { Replication } from './transport/replication.js'
+import type { AuthenticatedLink } from './transport/authenticated-link.js'
 import { createStack } from './transport/stack.js'
 import { TOKEN_NOTICE, TokenWatch } from './token.js'
 import { createIdentity, type Identity } from './trust/identity.js'
 import { RoomTokenVerifier } from './trust/room-token.js'
 import { RoomAuthority, type Permissions } from './trust/signed-entry.js'
+import { RoomLocks } from './locks/room-locks.js'
 
 export type { Peer, PeersChange } from './peers.js'
 export type { SyncState } from './availability.js'
@@ -54,6 +56,8 @@ export interface SessionEvents {
   tokenExpiring: (event: { expiresAt: number }) => void
   /** A protected room: this peer's room token was verified (at join, and at each renewal). */
   permissions: (permissions: Permissions) => void
+  /** A key's lock changed holder (store.lock): `holder` null when it ended; `released` then. */
+  lock: (event: { key: string, holder: Peer | null, released: boolean }) => void
   peers: (change: PeersChange) => void
   status: (status: SessionStatus) => void
   error: (error: SessionStoreError) => void
@@ -74,7 +78,7 @@ export class Session extends IsolatedObservable<SessionEvents> {
   readonly #store: SessionStore
   readonly #awareness: Awareness
   readonly #peers: PeerDirectory
-  readonly #link: Link
+  readonly #link: AuthenticatedLink
   readonly #replication: Replication
   readonly #availability: AvailabilityTracker
   #resolveStore!: (store: SessionStore) => void
@@ -87,6 +91,7 @@ export class Session extends IsolatedObservable<SessionEvents> {
   #leaving: Promise<void> | null = null
   #available = false
   readonly #authority: RoomAuthority | null = null
+  readonly #locks: RoomLocks
   #renewal: ReturnType<typeof setTimeout> | undefined
 
   constructor (room: string, options: JoinOptions = {}, runtime: Runtime = {}) {
@@ -105,9 +110,23 @@ export class Session extends IsolatedObservable<SessionEvents> {
       const first = this.#renewPermissions(auth.token, identity, token === undefined)
       signalingToken ??= first
     }
+    this.#locks = new RoomLocks({
+      room,
+      identity,
+      channel: () => this.#link.arbiter,
+      connections: () => this.#link.connections,
+      token: () => this.#authority?.token ?? null,
+      catchUpWith: async (remoteId, timeout) => await this.#replication.catchUpWith(remoteId, timeout),
+      onError: (err) => this.#emitError(err)
+    })
+    this.#locks.on('lock', ({ key, holder, released }) => {
+      if (this.#leaving === null) this.#emit('lock', { key, holder: holder === null ? null : this.#peerOf(holder), released })
+    })
     this.#store = new SessionStore(this.doc.getMap(STORE_MAP), {
       limits,
       authority: this.#authority ?? undefined,
+      locks: this.#locks,
+      peerOf: (peerId) => this.#peerOf(peerId),
       onError: (err) => this.#emitError(err),
       // Who writes: read at each write (the awareness exists by then), so a rename shows in new entries.
       writer: () => ({ id: String(this.doc.clientID), metadata: (this.#awareness.getLocalState()?.[METADATA_FIELD] ?? null) as Json })
@@ -262,6 +281,7 @@ export class Session extends IsolatedObservable<SessionEvents> {
     this.#token.stop()
     clearTimeout(this.#renewal)
     this.#store.close()
+    this.#locks.destroy()
     this.#rejectStore(new SessionStoreError(ErrorCodes.NOT_AVAILABLE, 'the session was left before the store became available'))
     this.#replication.destroy()
     this.#peers.destroy()
@@ -295,6 +315,17 @@ export class Session extends IsolatedObservable<SessionEvents> {
       }
       return undefined
     }
+  }
+
+  /** The peer with signaling id `peerId`: this one, a neighbour (its connection's Yjs client), or one known by id only. */
+  #peerOf (peerId: string): Peer {
+    const list = this.#peers.list
+    if (peerId === this.#link.localId) {
+      const own = list.find((peer) => peer.local)
+      if (own !== undefined) return own
+    }
+    const client = this.#link.connections.find((connection) => connection.remoteId === peerId)?.client
+    return list.find((peer) => client !== undefined && peer.id === String(client)) ?? { id: peerId, metadata: null, local: false }
   }
 
   #onDecided = (state: AvailabilityState): void => {

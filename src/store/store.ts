@@ -21,6 +21,7 @@
 
 import type * as Y from 'yjs'
 import { ErrorCodes, SessionStoreError } from '../errors.js'
+import type { Peer } from '../peers.js'
 import type { EntryAuthority, Verdict } from '../trust/signed-entry.js'
 import { decodeEnvelope, encodeEnvelope, encodeUnsignedEnvelope, insertSignature, isClock, WRITER_ID, type Entry, type Writer } from './envelope.js'
 import { cloneJson, encodeValue, type Json } from './json.js'
@@ -86,7 +87,47 @@ export interface StoreOptions {
   /** The longest a protected store waits before putting a displaced best entry back, in ms. Default 200. */
   restoreDelay?: number | undefined
   /** The room's locks (store.lock): who holds which key, so that only the holder's writes count. */
-  locks?: LockRules | undefined
+  locks?: LockRules | LockService | undefined
+  /** The peer a lock holder's peer id names (the session's peers). Default: a peer with that id only. */
+  peerOf?: ((peerId: string) => Peer) | undefined
+}
+
+/** A lock this peer was granted, as the lock service hands it out. */
+export interface LockGrant {
+  readonly key: string
+  readonly holder: string
+  readonly fencingToken: number
+  readonly expiresAt: number
+  readonly held: boolean
+  release: () => Promise<void>
+}
+
+/** The room's locks with the operations behind store.lock, revokeLock and update (locks/room-locks.ts). */
+export interface LockService extends LockRules {
+  acquire: (key: string, options: { ttl?: number, wait?: number }) => Promise<LockGrant>
+  revoke: (key: string) => Promise<void>
+  /** Waits (bounded) until the writes made under the key's previous lock have arrived. */
+  caughtUp: (key: string) => Promise<void>
+  /** When the key's lock ends as this peer knows it, or null. */
+  expiresAt: (key: string) => number | null
+}
+
+/** A lock of a key (store.lock): its holder, until when, its fencing token; `release` gives it back. */
+export interface Lock {
+  readonly key: string
+  readonly holder: Peer
+  /** When the lease ends unless renewed (this peer renews it while connected), ms since the epoch. */
+  readonly expiresAt: number
+  /** Strictly increasing per key: every write under the lock carries it. */
+  readonly fencingToken: number
+  release: () => Promise<void>
+}
+
+export interface LockOptions {
+  /** The lease in ms, 10000 to 300000. Default 10000. */
+  ttl?: number | undefined
+  /** ms to wait while another peer holds the lock (or no arbiter answers). Default 0: reject at once. */
+  wait?: number | undefined
 }
 
 /** What the store needs to know of the room's locks (locks/ and the session provide it). */
@@ -154,11 +195,14 @@ export class SessionStore {
   /** Protected rooms: local writes land in call order (each waits for its signature). */
   #queue: Promise<unknown> = Promise.resolve()
   #sealReports = { second: 0, count: 0 }
-  readonly #locks: LockRules | null
+  readonly #locks: LockRules | LockService | null
+  readonly #peerOf: (peerId: string) => Peer
+  /** update() calls of this peer, per key, one after another. */
+  readonly #updates = new Map<string, Promise<unknown>>()
   /** The highest lock fencing token seen per key: writes under an older one do not count. */
   readonly #fences = new Map<string, number>()
 
-  constructor (map: Y.Map<unknown>, { limits, onError = () => {}, writer, now = Date.now, authority, restoreDelay = 200, locks }: StoreOptions = {}) {
+  constructor (map: Y.Map<unknown>, { limits, onError = () => {}, writer, now = Date.now, authority, restoreDelay = 200, locks, peerOf }: StoreOptions = {}) {
     this.limits = resolveLimits(limits)
     this.#map = map
     this.#origin = Object.freeze({ source: 'local' as const, store: this })
@@ -167,6 +211,7 @@ export class SessionStore {
     this.#now = now
     this.#authority = authority ?? null
     this.#locks = locks ?? null
+    this.#peerOf = peerOf ?? ((peerId) => ({ id: peerId, metadata: null, local: false }))
     this.#restoreDelay = restoreDelay
     this.#visibility = new Visibility(this.limits)
     if (!this.#judges) this.#visibility.update(this.#read(map.keys(), true))
@@ -318,6 +363,78 @@ export class SessionStore {
       }
     }
     return removed
+  }
+
+  /**
+   * Takes the lock of `key`: until it is released (or its lease runs out, or a peer with the right
+   * revokes it), only this peer's writes of `key` count, on every honest peer, and others' `set`
+   * and `delete` reject LOCKED. Rejects LOCKED when another peer holds it (after waiting up to
+   * `wait` ms), LOCK_UNAVAILABLE when no arbiter answers. The lease is renewed while held.
+   */
+  async lock (key: string, { ttl, wait }: LockOptions = {}): Promise<Lock> {
+    this.#assertOpen()
+    this.#assertKey(key)
+    const grant = await this.#lockService(key).acquire(key, { ...(ttl === undefined ? {} : { ttl }), ...(wait === undefined ? {} : { wait }) })
+    const holder = this.#peerOf(grant.holder)
+    return {
+      key,
+      holder,
+      get expiresAt () { return grant.expiresAt },
+      get fencingToken () { return grant.fencingToken },
+      release: async () => await grant.release()
+    }
+  }
+
+  /** The holder of `key`'s lock as this peer knows it (the arbiter tells every peer), or null. */
+  lockHolder (key: string): Peer | null {
+    this.#assertOpen()
+    const lock = this.#locks?.holder(key) ?? null
+    return lock === null ? null : this.#peerOf(lock.holder)
+  }
+
+  /**
+   * Ends `key`'s lock whoever holds it: allowed to a peer whose room token grants the key; in
+   * rooms without tokens, only to the holder (then it is a release). Rejects PERMISSION_DENIED.
+   */
+  async revokeLock (key: string): Promise<void> {
+    this.#assertOpen()
+    this.#assertKey(key)
+    await this.#lockService(key).revoke(key)
+  }
+
+  /**
+   * Read-modify-write under the key's lock: takes it (waiting up to `wait`, default 30 s), waits
+   * for the previous holder's writes, calls `fn` with the current value, writes what it returns
+   * (undefined deletes), releases. Resolves the final value. Concurrent updates, on one peer or
+   * many, run one after another, so none is lost.
+   */
+  async update (key: string, fn: (current: Json | undefined) => unknown, { ttl, wait = 30_000 }: LockOptions = {}): Promise<Json | undefined> {
+    this.#assertOpen()
+    this.#assertKey(key)
+    if (typeof fn !== 'function') throw new TypeError('update takes a function of the current value')
+    const service = this.#lockService(key)
+    const previous = this.#updates.get(key) ?? Promise.resolve()
+    const run = async (): Promise<Json | undefined> => {
+      const lock = await this.lock(key, { ttl, wait })
+      try {
+        await service.caughtUp(key)
+        const next = await fn(this.get(key))
+        return next === undefined ? (await this.delete(key), undefined) : await this.set(key, next)
+      } finally {
+        await lock.release()
+      }
+    }
+    const result = previous.then(run, run)
+    const tail = result.catch(() => {})
+    this.#updates.set(key, tail)
+    void tail.then(() => { if (this.#updates.get(key) === tail) this.#updates.delete(key) })
+    return await result
+  }
+
+  #lockService (key: string): LockService {
+    const locks = this.#locks
+    if (locks === null || !('acquire' in locks)) throw new SessionStoreError(ErrorCodes.LOCK_UNAVAILABLE, 'this store has no lock arbiter', { key })
+    return locks
   }
 
   /** Detaches the facade from the map. Called by the session on leave. */

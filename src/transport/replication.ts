@@ -31,7 +31,8 @@ import { encodeNeighbors, readNeighbors, shouldForward, Topology, type Component
 import {
   MESSAGE_NEIGHBORS, MESSAGE_REPAIR_V2, MESSAGE_STATE_CHECK, MESSAGE_SYNC_STEP1_V2, MESSAGE_SYNC_STEP2_V2, MESSAGE_UPDATE,
   CHECK_REPLY, CHECK_URGENT, addDeletions, digestOf, encodeBytesMessage, encodeDiff, encodeStateCheck, encodeSyncStep1V2,
-  encodeSyncStep2V2, lacking, readBytes, readStateCheck, stillLacking, type DeleteDigest, type DeleteSet
+  encodeSyncStep2V2, lacking, readBytes, readStateCheck, stillLacking, type DeleteDigest, type DeleteSet,
+  MESSAGE_BARRIER, MESSAGE_BARRIER_ACK
 } from './sync-v2.js'
 
 /** The message types on a connection that keep y-webrtc's numbering. */
@@ -107,6 +108,8 @@ export class Replication extends ObservableV2<ReplicationEvents> {
   readonly #link: Link
   readonly #hooks: MessageHook[]
   readonly #remotes = new Map<LinkConnection, Remote>()
+  #barriers = 0
+  readonly #awaitingBarriers = new Map<number, { connection: LinkConnection, done: (ok: boolean) => void }>()
   readonly #coalescer: Coalescer<Remote, Change>
   readonly #digest: DeleteDigest
   readonly #topology = new Topology()
@@ -163,6 +166,31 @@ export class Replication extends ObservableV2<ReplicationEvents> {
   resync (): void {
     const step1 = encodeSyncStep1V2(this.#doc)
     for (const remote of this.#remotes.values()) this.#send(remote.connection, step1)
+  }
+
+  /**
+   * Resolves true once everything peer `remoteId` sent this peer before it read a barrier sent now
+   * has arrived (it flushes its pending writes, then answers; a data channel is ordered). False
+   * when there is no open connection to it or no answer within `timeout` ms. The lock handoff uses
+   * it, so that the previous holder's last write is here before the next holder reads.
+   */
+  async catchUpWith (remoteId: string, timeout: number): Promise<boolean> {
+    const remote = Array.from(this.#remotes.values()).find((r) => r.connection.remoteId === remoteId)
+    if (remote === undefined) return false
+    const nonce = ++this.#barriers
+    return await new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => done(false), timeout)
+      const done = (ok: boolean): void => {
+        clearTimeout(timer)
+        this.#awaitingBarriers.delete(nonce)
+        resolve(ok)
+      }
+      this.#awaitingBarriers.set(nonce, { connection: remote.connection, done })
+      const encoder = encoding.createEncoder()
+      encoding.writeVarUint(encoder, MESSAGE_BARRIER)
+      encoding.writeVarUint(encoder, nonce)
+      this.#send(remote.connection, encoding.toUint8Array(encoder))
+    })
   }
 
   /** Sends every collected update now. */
@@ -295,6 +323,20 @@ export class Replication extends ObservableV2<ReplicationEvents> {
       case MESSAGE_STATE_CHECK:
         this.#receiveStateCheck(remote, decoder)
         return
+      case MESSAGE_BARRIER: {
+        const nonce = decoding.readVarUint(decoder)
+        this.flush() // what this peer wrote before goes out first
+        const encoder = encoding.createEncoder()
+        encoding.writeVarUint(encoder, MESSAGE_BARRIER_ACK)
+        encoding.writeVarUint(encoder, nonce)
+        this.#send(remote.connection, encoding.toUint8Array(encoder))
+        return
+      }
+      case MESSAGE_BARRIER_ACK: {
+        const waiter = this.#awaitingBarriers.get(decoding.readVarUint(decoder))
+        if (waiter?.connection === remote.connection) waiter.done(true)
+        return
+      }
       default:
         throw new Error(`unknown message type ${type}`)
     }

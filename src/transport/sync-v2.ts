@@ -27,6 +27,9 @@ export const MESSAGE_UPDATE = 35
 export const MESSAGE_NEIGHBORS = 36
 export const MESSAGE_STATE_CHECK = 37
 export const MESSAGE_REPAIR_V2 = 38
+/** [39, nonce]: "answer when you have sent me everything you had before this"; [40, nonce] is the answer. */
+export const MESSAGE_BARRIER = 39
+export const MESSAGE_BARRIER_ACK = 40
 
 /** A message of `type` carrying one byte string (a state vector or an update). */
 export const encodeBytesMessage = (type: number, bytes: Uint8Array): Uint8Array => {

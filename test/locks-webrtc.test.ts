@@ -1,0 +1,70 @@
+/**
+ * Locks over real WebRTC, every peer in its own process, the signaling server as the arbiter:
+ * update() loses nothing when many peers call it at once (one instance, and two instances sharing
+ * Redis); a holder that is killed loses its lock within its TTL; a non-holder's set rejects
+ * LOCKED; a modified client writing to a locked key through the document is ignored.
+ */
+import { describe, expect, it, onTestFinished } from 'vitest'
+import { joinPeer, type PeerProcess } from './helpers/peers.js'
+import { requireRedisServer, startInstances, startRedis } from './helpers/redis.js'
+import { startSignaling, uniqueRoom } from './helpers/server.js'
+import { waitFor } from './helpers/wait.js'
+
+const settle = async (peers: PeerProcess[], count: number): Promise<void> => {
+  await Promise.all(peers.map(async (p) => await p.call('waitForPeers', { count, timeout: 20_000 })))
+}
+
+describe('locks over WebRTC', () => {
+  it('5 peers each update("votes", v => v + 1) 50 times at once: every peer ends with exactly 250', { timeout: 120_000 }, async () => {
+    const server = await startSignaling({ lockGrace: 0 })
+    const room = uniqueRoom('votes')
+    const peers = await Promise.all(['a', 'b', 'c', 'd', 'e'].map(async (name) => await joinPeer(name, room, { signaling: [server.url] })))
+    await settle(peers, 5)
+    await Promise.all(peers.map(async (p) => await p.call('incrementMany', { key: 'votes', count: 50 }, 90_000)))
+    await Promise.all(peers.map(async (p) => await p.call('waitForValue', { key: 'votes', value: 250, timeout: 10_000 })))
+  })
+
+  it('the same with the peers split across two signaling instances sharing Redis', { timeout: 120_000 }, async () => {
+    requireRedisServer()
+    const redis = await startRedis()
+    onTestFinished(async () => { await redis.stop() })
+    const [one, two] = await startInstances(2, redis.url, { lockGrace: 0 })
+    const room = uniqueRoom('votes-redis')
+    const peers = await Promise.all(['a', 'b', 'c', 'd', 'e'].map(async (name, i) => await joinPeer(name, room, { signaling: [(i % 2 === 0 ? one : two)?.url as string] })))
+    await settle(peers, 5)
+    await Promise.all(peers.map(async (p) => await p.call('incrementMany', { key: 'votes', count: 50 }, 90_000)))
+    await Promise.all(peers.map(async (p) => await p.call('waitForValue', { key: 'votes', value: 250, timeout: 10_000 })))
+  })
+
+  it('a non-holder\'s set rejects LOCKED, a modified client\'s write is ignored, a killed holder\'s lock is free within its TTL + 1 s', { timeout: 90_000 }, async () => {
+    const server = await startSignaling({ lockGrace: 0 })
+    const room = uniqueRoom('locked')
+    const [holder, other, mallory] = await Promise.all(['holder', 'other', 'mallory'].map(async (name) => await joinPeer(name, room, { signaling: [server.url] })))
+    const peers = [holder, other, mallory] as PeerProcess[]
+    await settle(peers, 3)
+    await holder?.call('set', { key: 'spotlight', value: 'before' })
+    await other?.call('waitForValue', { key: 'spotlight', value: 'before' })
+    const lock = await holder?.call<{ fencingToken: number }>('lock', { key: 'spotlight', ttl: 10_000 })
+    await waitFor(async () => (await other?.call('lockHolder', { key: 'spotlight' })) !== null, { what: 'the others to learn of the lock' })
+    await holder?.call('set', { key: 'spotlight', value: 'held' })
+    await other?.call('waitForValue', { key: 'spotlight', value: 'held' })
+    await expect(other?.call('set', { key: 'spotlight', value: 'other' })).rejects.toMatchObject({ code: 'LOCKED' })
+    const held = await holder?.call<string>('rawGet', { key: 'spotlight' })
+    expect(held).toContain(`"lk":${String(lock?.fencingToken)}`)
+    // A modified client copies the holder's entry with another value, fencing token included.
+    await waitFor(async () => (await mallory?.call('lockHolder', { key: 'spotlight' })) !== null)
+    await mallory?.call('rawSet', { key: 'spotlight', raw: held?.replace('"held"', '"mallory"') })
+    await waitFor(async () => {
+      const raws = await Promise.all([holder, other].map(async (p) => await p?.call<string>('rawGet', { key: 'spotlight' })))
+      return raws.every((raw) => raw === held)
+    }, { timeout: 4000, what: 'the holder\'s entry restored' })
+    expect(await other?.call('get', { key: 'spotlight' })).toBe('held')
+
+    const killedAt = Date.now()
+    await holder?.kill('SIGKILL')
+    await other?.call('lock', { key: 'spotlight', ttl: 10_000, wait: 15_000 }, 20_000)
+    expect(Date.now() - killedAt).toBeLessThan(11_000 + 1_000)
+    await other?.call('set', { key: 'spotlight', value: 'other now' })
+    await mallory?.call('waitForValue', { key: 'spotlight', value: 'other now' })
+  })
+})
