@@ -109,3 +109,29 @@ describe('a locked key in an open room', () => {
     expect(a.store.has('k')).toBe(false)
   })
 })
+
+describe('a lock handoff', () => {
+  it('a write of the previous lease that arrives after the next grant still counts, until a write under the next lease is seen', async () => {
+    const locks = new Locks()
+    const past = new Map<number, string>([[5, 'a'], [6, 'b']])
+    const rules = (self: string): LockRules => ({ ...locks.rulesFor(self), pastHolder: (_key, fencing) => past.get(fencing) })
+    const aDoc = new Y.Doc()
+    const cDoc = new Y.Doc()
+    const aStore = new SessionStore(aDoc.getMap(MAP), { locks: rules('a'), restoreDelay: 20 })
+    const cStore = new SessionStore(cDoc.getMap(MAP), { locks: rules('c'), restoreDelay: 20 })
+    locks.clients.set('a', aDoc.clientID)
+    locks.table.set('votes', { holder: 'a', fencingToken: 5 })
+    await aStore.set('votes', 1)
+    // a's write reaches c only after c heard that b holds lease 6.
+    locks.table.set('votes', { holder: 'b', fencingToken: 6 })
+    Y.applyUpdate(cDoc, Y.encodeStateAsUpdate(aDoc), 'net')
+    expect(cStore.get('votes')).toBe(1)
+    // Once a write under 6 is seen, a write under 5 no longer counts.
+    const now = Date.now()
+    cDoc.getMap(MAP).set('votes', encodeEnvelope('b', now, now, 'null', '2', { lock: 6 }))
+    expect(cStore.get('votes')).toBe(2)
+    aDoc.getMap(MAP).set('votes', encodeEnvelope('a', now, now, 'null', '99', { lock: 5 }))
+    Y.applyUpdate(cDoc, Y.encodeStateAsUpdate(aDoc), 'net')
+    expect(cStore.get('votes')).toBe(2)
+  })
+})

@@ -1,4 +1,4 @@
-// One peer of the permissions bench in its own process (y-webrtc: one provider per room per
+// One peer of the permissions and locks benches in its own process (y-webrtc: one provider per room per
 // realm), driven over IPC by bench/permissions/run.ts. It joins with or without `auth`.
 import { performance } from 'node:perf_hooks'
 import { joinRoom } from 'y-session-store/node'
@@ -26,7 +26,7 @@ const commands = {
     store.observeAllChanges(wake)
     return true
   },
-  waitConnected: () => until(() => session.status.webrtcPeers >= 1, 15000, 'a connection'),
+  waitConnected: ({ count = 1 } = {}) => until(() => session.status.webrtcPeers >= count, 30000, `${count} connections`),
   /** Answers each `ping` with the same value as `pong`. */
   respond () {
     store.observeChanges(['ping'], (_key, value) => { if (typeof value === 'number') void store.set('pong', value) })
@@ -63,6 +63,22 @@ const commands = {
     await until(() => [...last].every(([key, i]) => store.get(key)?.i === i && store.get(key)?.tag === tag), 60000, 'the burst')
     return performance.timeOrigin + performance.now()
   },
+  /** `count` updates of `key` one after another: each update's round trip in ms. */
+  async updateLoop ({ key, count }) {
+    const times = []
+    for (let i = 0; i < count; i++) {
+      const start = performance.now()
+      await store.update(key, (n) => (n ?? 0) + 1)
+      times.push(performance.now() - start)
+    }
+    return times
+  },
+  /** `count` updates of `key` all started at once; resolves when all are done. */
+  async incrementMany ({ key, count }) {
+    await Promise.all(Array.from({ length: count }, () => store.update(key, (n) => (n ?? 0) + 1)))
+    return store.get(key)
+  },
+  waitForValue: ({ key, value, timeout = 30000 }) => until(() => store.get(key) === value, timeout, `${key} = ${value}`),
   async leave () { await session.leave(); return true }
 }
 

@@ -42,6 +42,8 @@ export class RoomLocks extends IsolatedObservable<RoomLocksEvents> implements Lo
   #self: string | null = null
   /** Per key, the holder of the lock that ended last: whose writes the next holder waits for. */
   readonly #previous = new Map<string, string>()
+  /** Holders of recent leases by `key + fencing token`: whose writes a late one of them may be. */
+  readonly #past = new Map<string, string>()
   #destroyed = false
 
   constructor (options: RoomLocksOptions) {
@@ -61,6 +63,10 @@ export class RoomLocks extends IsolatedObservable<RoomLocksEvents> implements Lo
         token: options.token
       })
       client.on('lock', (change) => {
+        if (change.holder !== null) {
+          this.#past.set(`${change.fencingToken} ${change.key}`, change.holder)
+          if (this.#past.size > 4096) this.#past.delete(this.#past.keys().next().value as string)
+        }
         if (change.holder === null && change.previous !== null) {
           this.#previous.set(change.key, change.previous)
           if (this.#previous.size > 4096) this.#previous.delete(this.#previous.keys().next().value as string)
@@ -82,6 +88,10 @@ export class RoomLocks extends IsolatedObservable<RoomLocksEvents> implements Lo
   /** When `key`'s lock ends, as this peer knows it (ms since the epoch), or null. */
   expiresAt (key: string): number | null {
     return this.#client?.holder(key)?.expiresAt ?? null
+  }
+
+  pastHolder (key: string, fencingToken: number): string | undefined {
+    return this.#past.get(`${fencingToken} ${key}`)
   }
 
   self (): string | null {

@@ -138,6 +138,8 @@ export interface LockRules {
   self: () => string | null
   /** The Yjs client id of peer `peerId`, when known: in open rooms, who wrote a map item. */
   clientOf: (peerId: string) => number | undefined
+  /** Who held `key`'s lock with fencing token `fencingToken`, if this peer saw that lease. */
+  pastHolder?: (key: string, fencingToken: number) => string | undefined
 }
 
 /** An entry that counts in a protected room: sealed, verified, with its user. */
@@ -656,21 +658,27 @@ export class SessionStore {
   }
 
   /**
-   * Why a remote entry breaks the key's lock, or null: written under an older fencing token than
-   * this peer has seen for the key, or while the key is locked, by anyone but the holder under
-   * the holder's token. The writer is the signer in protected rooms, and the Yjs client of the
-   * map item in open ones (checked where the holder's client is known: a neighbour).
+   * Why a remote entry breaks the key's lock, or null. Fencing (Kleppmann): an entry written under
+   * an older lock than a counting entry already seen for the key never counts. While the key is
+   * locked, an entry counts when written by the holder under the holder's token, or under an older
+   * lock by that lock's holder (a write of the previous lease that arrives late: the next holder
+   * waited for it before it read, so it belongs to the history); an entry without a token does
+   * not. The writer is the signer in protected rooms, and the Yjs client of the map item in open
+   * ones (checked where the holder's client is known: a neighbour).
    */
   #lockProblem (key: string, entry: Entry): string | null {
-    const lock = this.#locks?.holder(key) ?? null
-    const fence = Math.max(this.#fences.get(key) ?? 0, lock?.fencingToken ?? 0)
+    const fence = this.#fences.get(key) ?? 0
     if (entry.lock !== undefined && entry.lock < fence) return `written under an older lock of '${key}' (fencing token ${entry.lock} < ${fence})`
+    const lock = this.#locks?.holder(key) ?? null
     if (lock === null) return null
-    if (entry.lock !== lock.fencingToken) return `'${key}' is locked by another peer`
-    if (entry.seal !== undefined) return entry.seal.signer === lock.holder ? null : `'${key}' was written by a peer that does not hold its lock`
-    const holderClient = this.#locks?.clientOf(lock.holder)
+    if (entry.lock === undefined) return `'${key}' is locked by another peer`
+    if (entry.lock > lock.fencingToken) return null // a newer grant than this peer has heard of: its holder's
+    const holder = entry.lock === lock.fencingToken ? lock.holder : this.#locks?.pastHolder?.(key, entry.lock)
+    if (holder === undefined) return null
+    if (entry.seal !== undefined) return entry.seal.signer === holder ? null : `'${key}' was written by a peer that did not hold its lock`
+    const holderClient = this.#locks?.clientOf(holder)
     const writer = writerOf(this.#map, key)
-    if (holderClient !== undefined && writer !== undefined && writer !== holderClient) return `'${key}' was written by a peer that does not hold its lock`
+    if (holderClient !== undefined && writer !== undefined && writer !== holderClient) return `'${key}' was written by a peer that did not hold its lock`
     return null
   }
 
@@ -689,6 +697,11 @@ export class SessionStore {
    * neither. Then the document is reconciled with the best entry.
    */
   #judged (key: string, entry: Entry, verdict: Verdict, remote: boolean): void {
+    // The best entry again (another peer put it back): nothing to judge, and its writer may differ.
+    if (this.#best.get(key)?.text === entry.text) {
+      this.#reconcile(key)
+      return
+    }
     const problem = typeof verdict === 'string' ? verdict : remote ? this.#lockProblem(key, entry) : null
     if (problem !== null) {
       this.#reportSeal(key, problem)
