@@ -68,3 +68,28 @@ describe('locks over WebRTC', () => {
     await mallory?.call('waitForValue', { key: 'spotlight', value: 'other now' })
   })
 })
+
+describe('locks in a protected room', () => {
+  it('a peer whose token grants the key may revoke another\'s lock of it; one whose token does not may neither lock nor revoke', { timeout: 90_000 }, async () => {
+    const { generateIssuerKeys } = await import('../src/auth.js')
+    const issuer = await generateIssuerKeys()
+    const server = await startSignaling({ lockGrace: 0, issuerKey: issuer.publicKey })
+    const room = uniqueRoom('revoke')
+    const join = async (user: string, write: string[]): Promise<PeerProcess> =>
+      await joinPeer(user, room, { signaling: [server.url], auth: { issuer: issuer.publicKey, mint: { privateKey: issuer.privateKey, room, user, write } } })
+    const host = await join('host', ['*'])
+    const guest = await join('guest', ['hand/guest'])
+    await settle([host, guest], 2)
+    await expect(guest.call('lock', { key: 'spotlight', ttl: 10_000 })).rejects.toMatchObject({ code: 'PERMISSION_DENIED' })
+    await guest.call('lock', { key: 'hand/guest', ttl: 10_000 })
+    await waitFor(async () => (await host.call('lockHolder', { key: 'hand/guest' })) !== null, { what: 'the host to learn of the guest\'s lock' })
+    await expect(host.call('set', { key: 'hand/guest', value: false })).rejects.toMatchObject({ code: 'LOCKED' })
+    await host.call('lock', { key: 'spotlight', ttl: 10_000 })
+    await waitFor(async () => (await guest.call('lockHolder', { key: 'spotlight' })) !== null)
+    await expect(guest.call('revokeLock', { key: 'spotlight' })).rejects.toMatchObject({ code: 'PERMISSION_DENIED' })
+    await host.call('revokeLock', { key: 'hand/guest' })
+    await waitFor(async () => (await guest.call('lockHolder', { key: 'hand/guest' })) === null, { what: 'the revoke to reach the guest' })
+    await host.call('set', { key: 'hand/guest', value: false })
+    await guest.call('waitForValue', { key: 'hand/guest', value: false })
+  })
+})
