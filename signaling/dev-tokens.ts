@@ -12,7 +12,8 @@
  *   page that reloads (a new key) keeps its user and role; it defaults to the key's peer id.
  *
  * Roles: the host may write every key (`["*"]`); a guest only its own raised hand,
- * `hand/<user>`. A user id (the token's `sub`) is the name given at the client's first request in
+ * `hand/<user>`, and the demo poll's counts, `poll/*` (a vote is `store.update` of one of them;
+ * the poll itself, `poll`, is the host's). A user id (the token's `sub`) is the name given at the client's first request in
  * the room, made unique there (`Ada`, `Ada 2`). The host stays host while its tokens live (it
  * renews them while its page is open); once its last one has expired, the next to ask becomes the
  * host. A room is forgotten when every token issued for it has expired.
@@ -65,8 +66,8 @@ export const MAX_NAME_LENGTH = 40
 /** What the host may write: everything. */
 export const HOST_WRITE: readonly string[] = Object.freeze(['*'])
 
-/** What a guest may write: its own raised hand. */
-export const guestWrite = (user: string): string[] => [`hand/${user}`]
+/** What a guest may write: its own raised hand, and the counts of the demo's poll (it votes). */
+export const guestWrite = (user: string): string[] => [`hand/${user}`, 'poll/*']
 
 export type DevRole = 'host' | 'guest'
 

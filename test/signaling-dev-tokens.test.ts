@@ -100,12 +100,12 @@ describe('the dev token endpoint', () => {
     const host = await (await post(server.url, { room: 'standup', peerKey: hostKey, name: 'Hana' })).json() as TokenAnswer
     const guest = await (await post(server.url, { room: 'standup', peerKey: guestKey, name: 'Gus' })).json() as TokenAnswer
     expect(host).toMatchObject({ user: 'Hana', role: 'host', write: ['*'] })
-    expect(guest).toMatchObject({ user: 'Gus', role: 'guest', write: ['hand/Gus'] })
+    expect(guest).toMatchObject({ user: 'Gus', role: 'guest', write: ['hand/Gus', 'poll/*'] })
     expect(guest.expiresAt).toBeGreaterThan(Date.now() + DEV_TOKEN_LIMITS.tokenLifetime * 1000 - 10_000)
 
     const verifier = new RoomTokenVerifier(keys[0] as JWK)
     const claims = await verifier.verify(guest.token)
-    expect(claims).toMatchObject({ user: 'Gus', room: 'standup', write: ['hand/Gus'] })
+    expect(claims).toMatchObject({ user: 'Gus', room: 'standup', write: ['hand/Gus', 'poll/*'] })
     if (typeof claims === 'string') throw new Error(claims)
     expect(checkUse(claims, { room: 'standup', peerId: peerIdOfJwk(guestKey)!, at: Date.now() })).toBeNull()
     expect(checkUse(claims, { room: 'standup', peerId: peerIdOfJwk(hostKey)!, at: Date.now() })).toMatch(/another peer/)
