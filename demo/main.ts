@@ -4,12 +4,16 @@
  * - Pinned message: the `pinned` key holds `{ text, by }`; every peer observes it.
  * - Spotlight: the `spotlight` key holds a peer id; the stage shows that peer's name (metadata).
  * - Raised hands: each person's own key `hand/<id>`; everyone sees the list.
+ * - Poll: the `poll` key holds `{ question, options }` (the host sets it); each option's count is
+ *   its own key, `poll/<option>`, and each "+1" is `store.update` (read-modify-write under the
+ *   key's lock), so votes from every page at once are all counted. The page shows who holds an
+ *   option's lock while an update runs, and LOCKED / LOCK_UNAVAILABLE when a vote fails.
  * - Live inspector: every key and value, a form to set and delete any key, usage against limits.
  *
  * Roles: when the server that served the page hands out dev tokens (`npm start` runs it with
  * `--dev-tokens`; signaling/dev-tokens.ts), the page joins a protected room (`auth`) with a token
  * from `POST /dev/token`: the first in a room is its host (every key), the others guests (their
- * own `hand/<user>`). The page shows the role, disables what it cannot write, and shows who wrote
+ * own `hand/<user>`, and the poll's counts `poll/*`). The page shows the role, disables what it cannot write, and shows who wrote
  * the pinned message and the spotlight (`updatedBy.user`, verified by every peer). Without dev
  * tokens (`GET /dev/issuer` is a 404) the room is open: everyone may write every key.
  *
@@ -34,6 +38,11 @@ declare global {
 const PINNED = 'pinned'
 const SPOTLIGHT = 'spotlight'
 const HAND_PREFIX = 'hand/'
+const POLL = 'poll'
+const VOTE_PREFIX = 'poll/'
+const MAX_POLL_OPTIONS = 8
+const MAX_OPTION_LENGTH = 60
+const MAX_QUESTION_LENGTH = 200
 
 const ADJECTIVES = ['Amber', 'Brave', 'Calm', 'Clever', 'Gentle', 'Happy', 'Lucky', 'Merry', 'Quiet', 'Sunny', 'Swift', 'Witty']
 const ANIMALS = ['Badger', 'Crane', 'Dolphin', 'Fox', 'Heron', 'Koala', 'Lynx', 'Otter', 'Panda', 'Robin', 'Seal', 'Wren']
@@ -234,6 +243,10 @@ const renderControls = (): void => {
   const mayWriteEntry = available && (key === '' || writable(key))
   for (const id of ['entry-set', 'entry-delete']) element<HTMLButtonElement>(id).disabled = !mayWriteEntry
   element('entry-hint').textContent = available && !mayWriteEntry ? `You may not write ${key}.` : ''
+
+  const mayPoll = writable(POLL)
+  for (const control of Array.from(element<HTMLFormElement>('poll-form').elements)) (control as HTMLInputElement).disabled = !mayPoll
+  element('poll-hint').textContent = available && !mayPoll ? 'Only the host can start a poll.' : ''
 
   const hand = myHandKey()
   const raise = element<HTMLButtonElement>('raise-hand')
@@ -509,6 +522,162 @@ element('raise-hand').addEventListener('click', () => {
   void attempt(element('hands-error'), async (s) => s.has(key) ? await s.delete(key) : await s.set(key, true))
 })
 
+// Poll
+
+interface Poll { question: string, options: string[] }
+
+/** The `poll` key as a poll, or undefined; another peer wrote it, so anything else is ignored. */
+const readPoll = (value: Json | undefined): Poll | undefined => {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) return undefined
+  const { question, options } = value
+  if (typeof question !== 'string' || !Array.isArray(options)) return undefined
+  const clean = cleanOptions(options.filter((option): option is string => typeof option === 'string'))
+  return clean.length === 0 ? undefined : { question: question.slice(0, MAX_QUESTION_LENGTH), options: clean }
+}
+
+/** Trimmed, non-empty, each once, at most MAX_POLL_OPTIONS of at most MAX_OPTION_LENGTH. */
+const cleanOptions = (options: readonly string[]): string[] =>
+  [...new Set(options.map((option) => option.trim().slice(0, MAX_OPTION_LENGTH).trim()).filter((option) => option !== ''))].slice(0, MAX_POLL_OPTIONS)
+
+const voteKey = (option: string): string => `${VOTE_PREFIX}${option}`
+
+/** A count as stored: anything but a non-negative safe integer counts as 0. */
+const countOf = (value: Json | undefined): number =>
+  typeof value === 'number' && Number.isSafeInteger(value) && value >= 0 ? value : 0
+
+/** One more vote: the function `store.update` runs under the option's lock. */
+const plusOne = (current: Json | undefined): number => countOf(current) + 1
+
+const plural = (n: number, word: string): string => `${n} ${word}${n === 1 ? '' : 's'}`
+
+/** Per vote key, this page's +1s that have not finished yet. */
+const pendingVotes = new Map<string, number>()
+
+interface OptionRow { count: HTMLElement, state: HTMLElement, bar: HTMLElement, button: HTMLButtonElement }
+
+/** The rows of the options shown, kept across renders so that a click never lands on a replaced button. */
+const optionRows = new Map<string, OptionRow>()
+let shownOptions = ''
+
+const pollError = element('poll-error')
+
+/** Why a vote failed, with what to do about it. */
+const describeVoteError = (option: string, err: unknown): string => {
+  const why = err instanceof SessionStoreError && err.code === 'LOCK_UNAVAILABLE'
+    ? ' A signaling server grants no locks for a while after it starts (its --lock-grace), or none answered.'
+    : err instanceof SessionStoreError && err.code === 'LOCKED'
+      ? ' Another peer held the lock for longer than the vote waits.'
+      : ''
+  return `Your +1 for ${option} was not counted: ${describeError(err)}${why}`
+}
+
+const vote = (option: string): void => {
+  if (store === undefined || store.closed) return
+  const key = voteKey(option)
+  pollError.textContent = ''
+  pendingVotes.set(key, (pendingVotes.get(key) ?? 0) + 1)
+  renderPoll()
+  store.update(key, plusOne).catch((err: unknown) => {
+    pollError.textContent = describeVoteError(option, err)
+  }).finally(() => {
+    const left = (pendingVotes.get(key) ?? 1) - 1
+    if (left > 0) pendingVotes.set(key, left)
+    else pendingVotes.delete(key)
+    renderPoll()
+  })
+}
+
+const makeOptionRow = (option: string): HTMLLIElement => {
+  const item = document.createElement('li')
+  const label = document.createElement('span')
+  label.className = 'option-label'
+  label.textContent = option
+  const count = document.createElement('strong')
+  count.className = 'option-count'
+  const state = document.createElement('span')
+  state.className = 'muted small option-state'
+  const button = document.createElement('button')
+  button.type = 'button'
+  button.className = 'primary small'
+  button.textContent = '+1'
+  button.setAttribute('aria-label', `+1 for ${option}`)
+  button.addEventListener('click', () => { vote(option) })
+  const bar = document.createElement('div')
+  bar.className = 'bar option-bar'
+  bar.setAttribute('aria-hidden', 'true')
+  bar.append(document.createElement('span'))
+  item.append(label, count, state, button, bar)
+  optionRows.set(option, { count, state, bar, button })
+  return item
+}
+
+/** Who holds `key`'s lock now, as this page says it, or undefined. */
+const lockHolderName = (key: string): string | undefined => {
+  const holder = store === undefined || store.closed ? null : store.lockHolder(key)
+  return holder === null ? undefined : holder.local ? 'you' : nameOf(holder)
+}
+
+const renderPoll = (): void => {
+  if (store === undefined || store.closed) return
+  const poll = readPoll(store.get(POLL))
+  const question = element('poll-question')
+  question.dataset.empty = String(poll === undefined)
+  question.textContent = poll === undefined ? 'No poll yet.' : poll.question === '' ? 'Untitled poll' : poll.question
+  const options = poll?.options ?? []
+  if (JSON.stringify(options) !== shownOptions) {
+    shownOptions = JSON.stringify(options)
+    optionRows.clear()
+    element('poll-options').replaceChildren(...options.map(makeOptionRow))
+  }
+  const counts = options.map((option) => countOf(store?.get(voteKey(option))))
+  const total = counts.reduce((sum, n) => sum + n, 0)
+  element('poll-total').textContent = String(total)
+  options.forEach((option, i) => {
+    const row = optionRows.get(option)
+    if (row === undefined) return
+    const key = voteKey(option)
+    const votes = counts[i] ?? 0
+    row.count.textContent = plural(votes, 'vote')
+    row.bar.style.setProperty('--fill', `${total === 0 ? 0 : (votes / total) * 100}%`)
+    const holder = lockHolderName(key)
+    const pending = pendingVotes.get(key) ?? 0
+    row.state.textContent = [
+      ...(holder === undefined ? [] : [`locked by ${holder}`]),
+      ...(pending === 0 ? [] : [`${plural(pending, 'vote')} of yours pending`])
+    ].join(' · ')
+    const mayVote = writable(key)
+    row.button.disabled = !mayVote
+    row.button.title = mayVote ? '' : 'You may not vote in this room.'
+  })
+}
+
+element('poll-form').addEventListener('submit', (event) => {
+  event.preventDefault()
+  const questionInput = element<HTMLInputElement>('poll-question-input')
+  const optionsInput = element<HTMLInputElement>('poll-options-input')
+  const question = questionInput.value.trim().slice(0, MAX_QUESTION_LENGTH)
+  const options = cleanOptions(optionsInput.value.split(','))
+  if (options.length < 2) {
+    pollError.textContent = `A poll needs 2 to ${MAX_POLL_OPTIONS} different options, separated by commas.`
+    return
+  }
+  void attempt(pollError, async (s) => {
+    // A new poll starts from zero. Each old count is deleted under its lock, as a vote writes
+    // it, so a vote that is under way is never lost into the reset nor half undone by it.
+    await Promise.all(s.keys().filter((key) => key.startsWith(VOTE_PREFIX)).map(async (key) => await s.update(key, () => undefined)))
+    await s.set(POLL, { question, options })
+  }).then((ok) => {
+    if (ok) {
+      questionInput.value = ''
+      optionsInput.value = ''
+    }
+  })
+})
+
+session.on('lock', ({ key }) => {
+  if (key.startsWith(VOTE_PREFIX)) queueRender()
+})
+
 // Live inspector
 
 const renderEntries = (): void => {
@@ -569,6 +738,7 @@ const queueRender = (): void => {
     renderQueued = false
     renderEntries()
     renderHands()
+    renderPoll()
   })
 }
 
@@ -603,6 +773,7 @@ session.on('permissions', () => {
   renderRole()
   renderControls()
   renderHands()
+  renderPoll()
 })
 
 // The store
@@ -623,5 +794,6 @@ session.on('sessionStoreAvailable', (available) => {
   available.observeAllChanges(queueRender)
   renderEntries()
   renderHands()
+  renderPoll()
   renderControls()
 })
