@@ -1,7 +1,7 @@
 /**
  * The demo page's roles end to end in Chromium: a server with dev tokens (as `npm start` runs it),
  * a host page and a guest page, each its own browser context, connected over real WebRTC. The
- * host may write every key, the guest only its own raised hand; the page shows it, disables what
+ * host may write every key, the guest only its own raised hand and the poll counts (`poll/*`); the page shows it, disables what
  * the guest cannot use, and a write forced past the page (through `window.demo.store`, or raw
  * into the Yjs document, as a modified client would) changes nothing anyone reads.
  */
