@@ -62,6 +62,8 @@ describe('ArbiterClient against a signaling server', () => {
     expect(bob.client.holder('spotlight')).toBeNull()
     const next = await bob.client.acquire('spotlight')
     expect(next.fencingToken).toBeGreaterThan(lock.fencingToken)
+    expect(next.previous).toBe(alice.identity.id)
+    expect(lock.previous).toBeNull()
   })
 
   it('rejects LOCKED at once without wait, and with wait gets the lock once it is released', async () => {
