@@ -21,7 +21,8 @@ export interface Unavailable {
 }
 
 export type ArbiterAcquire =
-  | { ok: true, lease: ArbiterLease, extended: boolean }
+  /** `previous`: the holder of the key's grant before this one (null: unknown, or an extension). */
+  | { ok: true, lease: ArbiterLease, extended: boolean, previous: string | null }
   | { ok: false, code: 'locked', lease: ArbiterLease }
   | { ok: false, code: 'too_many' | 'malformed' }
   | Unavailable
@@ -42,6 +43,8 @@ export type LockEventKind = 'grant' | 'renew' | EndReason
 export interface LockEvent {
   readonly event: LockEventKind
   readonly lease: ArbiterLease
+  /** For a grant: the holder of the key's grant before it, or null. */
+  readonly previous?: string | null
 }
 
 export interface LockArbiter {
@@ -115,8 +118,8 @@ export class MemoryArbiter implements LockArbiter {
     const now = this.clock()
     if (!result.ok) return result.code === 'locked' ? { ok: false, code: 'locked', lease: withTtl(result.lease, now) } : result
     const lease = withTtl(result.lease, now)
-    this.emit(result.extended ? 'renew' : 'grant', lease)
-    return { ok: true, lease, extended: result.extended }
+    this.emit(result.extended ? 'renew' : 'grant', lease, result.extended ? undefined : result.previous)
+    return { ok: true, lease, extended: result.extended, previous: result.previous }
   }
 
   async renew (room: string, key: string, holder: string, fencing: number, ttl: number): Promise<ArbiterRenew> {
@@ -155,8 +158,8 @@ export class MemoryArbiter implements LockArbiter {
     return { ok: true, lease: result.lease }
   }
 
-  private emit (event: LockEvent['event'], lease: ArbiterLease): void {
-    this.listener({ event, lease })
+  private emit (event: LockEvent['event'], lease: ArbiterLease, previous?: string | null): void {
+    this.listener(previous === undefined ? { event, lease } : { event, lease, previous })
     this.schedule()
   }
 

@@ -84,12 +84,12 @@ const wireLease = (lease: ArbiterLease): WireLease =>
 
 export type LockServerMessage =
   | { type: 'lock-result', id: RequestId, op: 'watch', ok: true, room: string, nonce: string, serverKey: JWK, locks: WireLease[] }
-  | ({ type: 'lock-result', id: RequestId, op: LockOp, ok: true, room: string, grant: string } & WireLease)
+  | ({ type: 'lock-result', id: RequestId, op: LockOp, ok: true, room: string, grant: string, previous?: string | null } & WireLease)
   | { type: 'lock-result', id: RequestId, op: LockOp | 'unwatch', ok: true, room: string }
   | ({ type: 'lock-result', id: RequestId, op: LockOp, ok: false, code: 'locked', room: string } & WireLease)
   | { type: 'lock-result', id: RequestId, op: string, ok: false, code: 'unavailable', room: string, retryAfter: number }
   | { type: 'lock-result', id: RequestId | null, op: string, ok: false, code: LockRefusal, room?: string }
-  | ({ type: 'lock-event', event: LockEventKind, room: string } & WireLease)
+  | ({ type: 'lock-event', event: LockEventKind, room: string, previous?: string | null } & WireLease)
   | { type: 'lock-event', event: 'snapshot', room: string, locks: WireLease[] }
 
 const encode = (message: LockServerMessage): Buffer => Buffer.from(JSON.stringify(message))
@@ -97,8 +97,11 @@ const encode = (message: LockServerMessage): Buffer => Buffer.from(JSON.stringif
 export const encodeWatched = (id: RequestId, room: string, nonce: string, serverKey: JWK, locks: ArbiterLease[]): Buffer =>
   encode({ type: 'lock-result', id, op: 'watch', ok: true, room, nonce, serverKey, locks: locks.map(wireLease) })
 
-export const encodeGranted = (id: RequestId, op: 'acquire' | 'renew', lease: ArbiterLease, grant: string): Buffer =>
-  encode({ type: 'lock-result', id, op, ok: true, room: lease.room, ...wireLease(lease), grant })
+/** `previous` (acquire only): the holder of the key's grant before this one, or null. */
+export const encodeGranted = (id: RequestId, op: 'acquire' | 'renew', lease: ArbiterLease, grant: string, previous?: string | null): Buffer =>
+  encode(previous === undefined
+    ? { type: 'lock-result', id, op, ok: true, room: lease.room, ...wireLease(lease), grant }
+    : { type: 'lock-result', id, op, ok: true, room: lease.room, ...wireLease(lease), grant, previous })
 
 export const encodeDone = (id: RequestId, op: LockOp | 'unwatch', room: string): Buffer =>
   encode({ type: 'lock-result', id, op, ok: true, room })
@@ -112,8 +115,10 @@ export const encodeUnavailable = (id: RequestId, op: string, room: string, retry
 export const encodeRefused = (id: RequestId | null, op: string, code: LockRefusal, room?: string): Buffer =>
   encode(room === undefined ? { type: 'lock-result', id, op, ok: false, code } : { type: 'lock-result', id, op, ok: false, code, room })
 
-export const encodeEvent = (event: LockEventKind, lease: ArbiterLease): Buffer =>
-  encode({ type: 'lock-event', event, room: lease.room, ...wireLease(lease) })
+export const encodeEvent = (event: LockEventKind, lease: ArbiterLease, previous?: string | null): Buffer =>
+  encode(previous === undefined
+    ? { type: 'lock-event', event, room: lease.room, ...wireLease(lease) }
+    : { type: 'lock-event', event, room: lease.room, ...wireLease(lease), previous })
 
 export const encodeSnapshot = (room: string, locks: ArbiterLease[]): Buffer =>
   encode({ type: 'lock-event', event: 'snapshot', room, locks: locks.map(wireLease) })

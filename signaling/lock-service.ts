@@ -349,7 +349,7 @@ export class LockService {
     const result = await this.opts.arbiter.acquire(request.room, request.key, request.peer, request.ttl as number)
     if (result.ok) {
       this.counts.granted++
-      await this.grant(connection, session, request, 'acquire', result.lease, signer)
+      await this.grant(connection, session, request, 'acquire', result.lease, signer, result.extended ? undefined : result.previous)
     } else if (result.code === 'locked') {
       this.counts.locked++
       connection.deliver(encodeLocked(request.id, 'acquire', result.lease))
@@ -378,7 +378,7 @@ export class LockService {
     }
   }
 
-  private async grant (connection: LockConnection, session: Session, request: SignedLockRequest, op: 'acquire' | 'renew', lease: ArbiterLease, signer: LockSigner): Promise<void> {
+  private async grant (connection: LockConnection, session: Session, request: SignedLockRequest, op: 'acquire' | 'renew', lease: ArbiterLease, signer: LockSigner, previous?: string | null): Promise<void> {
     const held: Held = { room: lease.room, key: lease.key, holder: lease.holder, fencing: lease.fencing }
     if (session.closed) {
       // The connection went while this was being decided: nobody hears the answer.
@@ -387,7 +387,7 @@ export class LockService {
     }
     session.held.set(slot(lease.room, lease.key), held)
     const grant = await signer.sign({ room: lease.room, key: lease.key, holder: lease.holder, fencing: lease.fencing, expiresAt: lease.expiresAt })
-    connection.deliver(encodeGranted(request.id, op, lease, grant))
+    connection.deliver(encodeGranted(request.id, op, lease, grant, previous))
   }
 
   /**
@@ -421,10 +421,10 @@ export class LockService {
     }, (err: unknown) => this.opts.logger.debug({ err }, 'releasing a lock of a closed connection failed'))
   }
 
-  private onEvent ({ event, lease }: LockEvent): void {
+  private onEvent ({ event, lease, previous }: LockEvent): void {
     const watchers = this.watchers.get(lease.room)
     if (watchers === undefined) return
-    const frame = encodeEvent(event, lease)
+    const frame = encodeEvent(event, lease, previous)
     for (const connection of watchers) {
       if (connection.subscribes(lease.room)) connection.deliver(frame)
     }

@@ -33,8 +33,12 @@ export interface Lease {
 export type EndReason = 'release' | 'revoke' | 'expire'
 
 export type AcquireResult =
-  /** `extended`: the holder asked again and its lease was extended. */
-  | { ok: true, lease: Lease, extended: boolean }
+  /**
+   * `extended`: the holder asked again and its lease was extended. `previous`: the holder of the
+   * key's grant before this one (whose writes the new holder waits for), null when unknown or
+   * for an extension.
+   */
+  | { ok: true, lease: Lease, extended: boolean, previous: string | null }
   | { ok: false, code: 'locked', lease: Lease }
   | { ok: false, code: 'unavailable', retryAfter: number }
   | { ok: false, code: 'too_many' }
@@ -60,6 +64,9 @@ export interface LockTableOptions {
 }
 
 export const DEFAULT_MAX_LOCKS_PER_ROOM = 1024
+
+/** Keys whose last holder is remembered (for `previous`), the least recently granted forgotten first. */
+const MAX_LAST_HOLDERS = 16_384
 
 interface Deadline {
   expiresAt: number
@@ -120,6 +127,8 @@ export class LockTable {
   private readonly maxLocksPerRoom: number
   /** The last fencing token issued, for every key: one counter keeps them all increasing. */
   private lastFencing = 0
+  /** The holder of each key's last grant, by `room \n key`: grants of a key follow one another, so it is the next one's previous holder. */
+  private readonly lastHolders = new Map<string, string>()
   private leases = 0
   /** Grants are refused before this instant. */
   readonly availableAt: number
@@ -153,12 +162,17 @@ export class LockTable {
     const now = this.clock()
     const current = this.get(room, key)
     if (current !== null && current.holder !== holder) return { ok: false, code: 'locked', lease: current }
-    if (current !== null) return { ok: true, lease: this.put({ ...current, expiresAt: now + ttl }), extended: true }
+    if (current !== null) return { ok: true, lease: this.put({ ...current, expiresAt: now + ttl }), extended: true, previous: null }
     if (now < this.availableAt) return { ok: false, code: 'unavailable', retryAfter: this.availableAt - now }
     const leases = this.rooms.get(room)
     if (leases !== undefined && leases.size >= this.maxLocksPerRoom) return { ok: false, code: 'too_many' }
     this.lastFencing = Math.max(this.lastFencing + 1, Math.floor(now * 1000))
-    return { ok: true, lease: this.put({ room, key, holder, fencing: this.lastFencing, expiresAt: now + ttl }), extended: false }
+    const slot = `${room}\n${key}`
+    const previous = this.lastHolders.get(slot) ?? null
+    this.lastHolders.delete(slot)
+    this.lastHolders.set(slot, holder)
+    if (this.lastHolders.size > MAX_LAST_HOLDERS) this.lastHolders.delete(this.lastHolders.keys().next().value as string)
+    return { ok: true, lease: this.put({ room, key, holder, fencing: this.lastFencing, expiresAt: now + ttl }), extended: false, previous }
   }
 
   renew (room: string, key: string, holder: string, fencing: number, ttl: number): RenewResult {

@@ -76,15 +76,16 @@ local function parse (value)
   local sp = string.find(value, ' ', 1, true)
   return string.sub(value, 1, sp - 1), string.sub(value, sp + 1)
 end
-local function event (channel, kind, room, key, holder, fencing, ttl)
-  redis.call('PUBLISH', channel, cjson.encode({ e = kind, r = room, k = key, h = holder, f = fencing, x = fmt(now + ttl), t = ttl }))
+local function event (channel, kind, room, key, holder, fencing, ttl, previous)
+  redis.call('PUBLISH', channel, cjson.encode({ e = kind, r = room, k = key, h = holder, f = fencing, x = fmt(now + ttl), t = ttl, p = previous }))
 end
 `
 
 /**
  * KEYS: lock, meta, index, since. ARGV: holder, ttl, grace, room, key, channel, maxLocksPerRoom, indexTtl.
- * Returns {status, fencing, holder, ttl left, expiresAt}: granted, extended (the holder asked
- * again), locked; or {unavailable, retryAfter}, {too_many}.
+ * Returns {status, fencing, holder, ttl left, expiresAt, previous}: granted (previous: the holder
+ * of the key's last grant, '' if none), extended (the holder asked again), locked; or
+ * {unavailable, retryAfter}, {too_many}.
  */
 const ACQUIRE = `${PRELUDE}
 local ttl = tonumber(ARGV[2])
@@ -96,8 +97,8 @@ if current then
   redis.call('SET', KEYS[1], current, 'XX', 'PX', ttl)
   redis.call('ZADD', KEYS[3], now + ttl, ARGV[5])
   redis.call('PEXPIRE', KEYS[3], ARGV[8])
-  event(ARGV[6], 'renew', ARGV[4], ARGV[5], h, f, ttl)
-  return { 'extended', f, h, ttl, fmt(now + ttl) }
+  event(ARGV[6], 'renew', ARGV[4], ARGV[5], h, f, ttl, '')
+  return { 'extended', f, h, ttl, fmt(now + ttl), '' }
 end
 local since = tonumber(redis.call('GET', KEYS[4]))
 if not since then
@@ -109,14 +110,15 @@ if now < since + grace then return { 'unavailable', since + grace - now } end
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
 if redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[7]) then return { 'too_many' } end
 local last = tonumber(redis.call('HGET', KEYS[2], 'f') or '0')
+local previous = redis.call('HGET', KEYS[2], 'g') or ''
 local f = fmt(math.max(last + 1, nowus))
 redis.call('SET', KEYS[1], f .. ' ' .. ARGV[1], 'NX', 'PX', ttl)
-redis.call('HSET', KEYS[2], 'f', f)
+redis.call('HSET', KEYS[2], 'f', f, 'g', ARGV[1])
 redis.call('PEXPIRE', KEYS[2], ${META_TTL})
 redis.call('ZADD', KEYS[3], now + ttl, ARGV[5])
 redis.call('PEXPIRE', KEYS[3], ARGV[8])
-event(ARGV[6], 'grant', ARGV[4], ARGV[5], ARGV[1], f, ttl)
-return { 'granted', f, ARGV[1], ttl, fmt(now + ttl) }
+event(ARGV[6], 'grant', ARGV[4], ARGV[5], ARGV[1], f, ttl, previous)
+return { 'granted', f, ARGV[1], ttl, fmt(now + ttl), previous }
 `
 
 /** KEYS: lock, index. ARGV: holder, fencing, ttl, room, key, channel, indexTtl. Compare-and-renew. */
@@ -127,7 +129,7 @@ if current ~= ARGV[2] .. ' ' .. ARGV[1] then return { 'not_holder' } end
 redis.call('SET', KEYS[1], current, 'XX', 'PX', ttl)
 redis.call('ZADD', KEYS[2], now + ttl, ARGV[5])
 redis.call('PEXPIRE', KEYS[2], ARGV[7])
-event(ARGV[6], 'renew', ARGV[4], ARGV[5], ARGV[1], ARGV[2], ttl)
+event(ARGV[6], 'renew', ARGV[4], ARGV[5], ARGV[1], ARGV[2], ttl, '')
 return { 'renewed', ARGV[2], ARGV[1], ttl, fmt(now + ttl) }
 `
 
@@ -144,7 +146,7 @@ redis.call('DEL', KEYS[1])
 if tonumber(f) > tonumber(redis.call('HGET', KEYS[2], 'e') or '0') then redis.call('HSET', KEYS[2], 'e', f) end
 redis.call('PEXPIRE', KEYS[2], ${META_TTL})
 redis.call('ZREM', KEYS[3], ARGV[5])
-event(ARGV[6], ARGV[3], ARGV[4], ARGV[5], h, f, 0)
+event(ARGV[6], ARGV[3], ARGV[4], ARGV[5], h, f, 0, '')
 return { 'ended', f, h, 0, fmt(now) }
 `
 
@@ -164,7 +166,7 @@ if tonumber(redis.call('HGET', KEYS[2], 'e') or '0') >= tonumber(ARGV[1]) then r
 redis.call('HSET', KEYS[2], 'e', ARGV[1])
 redis.call('PEXPIRE', KEYS[2], ${META_TTL})
 redis.call('ZREM', KEYS[3], ARGV[4])
-event(ARGV[5], 'expire', ARGV[3], ARGV[4], ARGV[2], ARGV[1], 0)
+event(ARGV[5], 'expire', ARGV[3], ARGV[4], ARGV[2], ARGV[1], 0, '')
 return { 'expired' }
 `
 
@@ -219,14 +221,16 @@ export const parseLockEvent = (text: string): LockEvent | null => {
   if (text.length > MAX_EVENT_LENGTH) return null
   const value = decodeJson(text)
   if (!isRecord(value)) return null
-  const { e, r, k, h, f, x, t } = value
+  const { e, r, k, h, f, x, t, p } = value
   if (typeof e !== 'string' || !(EVENT_KINDS as readonly string[]).includes(e)) return null
   const fencing = toNumber(f)
   const expiresAt = toNumber(x)
   const ttl = toNumber(t)
   if (typeof r !== 'string' || r.length === 0 || !isLockKey(k) || typeof h !== 'string' || h.length === 0 || h.length > MAX_PEER_ID_LENGTH) return null
   if (fencing === null || !isPositiveSafeInteger(fencing) || expiresAt === null || ttl === null) return null
-  return { event: e as LockEventKind, lease: { room: r, key: k, holder: h, fencing, expiresAt, ttl } }
+  if (p !== undefined && (typeof p !== 'string' || p.length > MAX_PEER_ID_LENGTH)) return null
+  const lease = { room: r, key: k, holder: h, fencing, expiresAt, ttl }
+  return e === 'grant' ? { event: 'grant', lease, previous: typeof p === 'string' && p.length > 0 ? p : null } : { event: e as LockEventKind, lease }
 }
 
 interface Tracked {
@@ -341,7 +345,8 @@ export class RedisArbiter implements LockArbiter {
     const lease = leaseFrom(reply, 1, room, key)
     if (lease === null) return this.malformedReply()
     if (status === 'locked') return { ok: false, code: 'locked', lease }
-    if (status === 'granted' || status === 'extended') return { ok: true, lease, extended: status === 'extended' }
+    const previous = typeof reply[5] === 'string' && reply[5].length > 0 && reply[5].length <= MAX_PEER_ID_LENGTH ? reply[5] : null
+    if (status === 'granted' || status === 'extended') return { ok: true, lease, extended: status === 'extended', previous }
     return this.malformedReply()
   }
 

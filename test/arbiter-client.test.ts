@@ -62,6 +62,8 @@ describe('ArbiterClient against a signaling server', () => {
     expect(bob.client.holder('spotlight')).toBeNull()
     const next = await bob.client.acquire('spotlight')
     expect(next.fencingToken).toBeGreaterThan(lock.fencingToken)
+    expect(next.previous).toBe(alice.identity.id)
+    expect(lock.previous).toBeNull()
   })
 
   it('rejects LOCKED at once without wait, and with wait gets the lock once it is released', async () => {
@@ -226,11 +228,6 @@ describe('ArbiterClient over time (fake timers)', () => {
     for (let i = 0; i < 20; i++) await vi.advanceTimersByTimeAsync(0)
   }
 
-  const until = async (cond: () => boolean, what: string): Promise<void> => {
-    for (let i = 0; i < 200 && !cond(); i++) await settle(1)
-    if (!cond()) throw new Error(`never: ${what}`)
-  }
-
   /** Waits for `cond` without moving the fake clock: WebCrypto and I/O finish in real time. */
   const realUntil = async (cond: () => boolean, what: string): Promise<void> => {
     for (let i = 0; i < 100_000 && !cond(); i++) {
@@ -273,9 +270,9 @@ describe('ArbiterClient over time (fake timers)', () => {
     }
     const client = new ArbiterClient({ ...transport, identity, room, now: Date.now, requestTimeout: 60_000 })
     transport.connect()
-    await until(() => client.ready, 'ready')
+    await realUntil(() => client.ready, 'ready')
     const acquiring = client.acquire('k', { ttl: 30_000 })
-    await until(() => client.isHeld('k'), 'held')
+    await realUntil(() => client.isHeld('k'), 'held')
     lock = await acquiring
     const acquiredAt = Date.now()
     const answered = (): number => transport.frames.filter((f) => (f as { type?: string, op?: string }).type === 'lock-result' && (f as { op?: string }).op === 'renew').length
@@ -308,9 +305,9 @@ describe('ArbiterClient over time (fake timers)', () => {
     const transport = directTransport(service, room)
     const client = new ArbiterClient({ ...transport, identity: await createIdentity(), room, now: Date.now })
     transport.connect()
-    await until(() => client.ready, 'ready')
+    await realUntil(() => client.ready, 'ready')
     const acquiring = client.acquire('k', { ttl: 30_000 })
-    await until(() => client.isHeld('k'), 'held')
+    await realUntil(() => client.isHeld('k'), 'held')
     const lock = await acquiring
 
     transport.disconnect(false)
@@ -318,8 +315,8 @@ describe('ArbiterClient over time (fake timers)', () => {
     await settle(20_000)
     expect(lock.held).toBe(true)
     transport.connect()
-    await until(() => client.ready, 'ready again')
-    await until(() => (transport.frames.at(-1) as { op?: string }).op === 'renew', 'a renewal at once')
+    await realUntil(() => client.ready, 'ready again')
+    await realUntil(() => (transport.frames.at(-1) as { op?: string }).op === 'renew', 'a renewal at once')
     expect(transport.frames.length).toBeGreaterThan(frames)
     expect(lock.fencingToken).toBe((await arbiter.list(room))[0]?.fencing)
     expect(lock.held).toBe(true)
@@ -332,7 +329,7 @@ describe('ArbiterClient over time (fake timers)', () => {
     expect(lost).toEqual([{ key: 'k', fencingToken: lock.fencingToken, reason: 'expired' }])
     // The arbiter let it run out too, and tells a client that comes back.
     transport.connect()
-    await until(() => client.ready, 'ready at last')
+    await realUntil(() => client.ready, 'ready at last')
     expect(client.holder('k')).toBeNull()
     expect(await arbiter.list(room)).toEqual([])
     client.destroy()
@@ -350,9 +347,9 @@ describe('ArbiterClient over time (fake timers)', () => {
     client.on('lock', (change) => changes.push(change))
     client.on('error', (err) => errors.push(err))
     transport.connect()
-    await until(() => client.ready, 'ready')
+    await realUntil(() => client.ready, 'ready')
     const acquiring = client.acquire('k')
-    await until(() => changes.length > 0, 'the change')
+    await realUntil(() => changes.length > 0, 'the change')
     await acquiring
     expect(errors[0]?.code).toBe(ErrorCodes.CALLBACK_FAILED)
     client.destroy()

@@ -52,7 +52,7 @@ describe('lock arbiter: the protocol', () => {
     const carol = await lockPeer(c!, room)
 
     const granted = await alice.request('acquire', 'spotlight', { ttl: 10_000 }) as Extract<LockResult, { grant: string }>
-    expect(granted).toMatchObject({ type: 'lock-result', op: 'acquire', ok: true, room, key: 'spotlight', holder: alice.identity.id, ttl: 10_000 })
+    expect(granted).toMatchObject({ type: 'lock-result', op: 'acquire', ok: true, room, key: 'spotlight', holder: alice.identity.id, ttl: 10_000, previous: null })
     expect(Number.isSafeInteger(granted.fencing)).toBe(true)
     expect(granted.fencing).toBeGreaterThanOrEqual((Date.now() - 60_000) * 1000)
     // The grant verifies with the key the server handed out, and says exactly what the answer says.
@@ -73,7 +73,8 @@ describe('lock arbiter: the protocol', () => {
     expect(await alice.request('release', 'spotlight', { fencing: granted.fencing })).toMatchObject({ ok: true, op: 'release' })
     expect(await carol.client.next(lockEvent('release', 'spotlight'))).toMatchObject({ holder: alice.identity.id, fencing: granted.fencing, ttl: 0 })
     const next = await bob.request('acquire', 'spotlight', { ttl: 10_000 })
-    expect(next).toMatchObject({ ok: true, holder: bob.identity.id })
+    expect(next).toMatchObject({ ok: true, holder: bob.identity.id, previous: alice.identity.id })
+    expect(await carol.client.next(lockEvent('grant', 'spotlight'))).toMatchObject({ holder: bob.identity.id, previous: alice.identity.id })
     expect((next as { fencing: number }).fencing).toBeGreaterThan(granted.fencing)
   })
 

@@ -38,6 +38,22 @@ describe('LockTable', () => {
     expect(locks.acquire('room', 'spotlight', 'bob', 10_000)).toMatchObject({ ok: true, lease: { holder: 'bob' } })
   })
 
+  it('names the previous holder of each grant: whose writes the new holder waits for', () => {
+    const { table: locks, clock } = table()
+    expect(locks.acquire('room', 'k', 'alice', 10_000)).toMatchObject({ ok: true, previous: null })
+    expect(locks.acquire('room', 'k', 'alice', 10_000)).toMatchObject({ ok: true, extended: true, previous: null })
+    locks.release('room', 'k', 'alice')
+    expect(locks.acquire('room', 'k', 'bob', 10_000)).toMatchObject({ ok: true, previous: 'alice' })
+    // An expiry hands over too.
+    clock.advance(10_000)
+    locks.expire()
+    expect(locks.acquire('room', 'k', 'carol', 10_000)).toMatchObject({ ok: true, previous: 'bob' })
+    locks.revoke('room', 'k')
+    expect(locks.acquire('room', 'k', 'carol', 10_000)).toMatchObject({ ok: true, previous: 'carol' })
+    expect(locks.acquire('room', 'other', 'dave', 10_000)).toMatchObject({ ok: true, previous: null })
+    expect(locks.acquire('other-room', 'k', 'dave', 10_000)).toMatchObject({ ok: true, previous: null })
+  })
+
   it('validates the TTL: 10 to 300 s, whole ms', () => {
     const { table: locks } = table()
     for (const ttl of [MIN_LOCK_TTL - 1, MAX_LOCK_TTL + 1, 10_000.5, Number.NaN, Infinity, -10_000]) {

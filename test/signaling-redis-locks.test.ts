@@ -71,10 +71,13 @@ describe('RedisArbiter', () => {
     await a!.acquire(room, 'other', 'bob', 10_000)
     const listed = await b!.list(room)
     expect(listed?.map((lease) => [lease.key, lease.holder]).sort()).toEqual([['k', 'alice'], ['other', 'bob']])
+    expect(granted.previous).toBeNull()
     expect(await b!.revoke(room, 'k', fencing + 1)).toEqual({ ok: false, code: 'not_holder' })
     expect(await b!.revoke(room, 'k')).toMatchObject({ ok: true, lease: { holder: 'alice', fencing } })
     expect(await a!.renew(room, 'k', 'alice', fencing, 10_000)).toEqual({ ok: false, code: 'not_holder' })
     expect((await a!.list(room))?.map((lease) => lease.key)).toEqual(['other'])
+    // The next grant of the key names its previous holder, whichever arbiter granted either.
+    expect(await b!.acquire(room, 'k', 'carol', 10_000)).toMatchObject({ ok: true, previous: 'alice' })
   })
 
   it('publishes every change to every arbiter, and announces an expiry once, found by those that watch the room', async () => {
@@ -91,7 +94,9 @@ describe('RedisArbiter', () => {
     for (const events of [eventsA, eventsB]) {
       expect(events.map((e) => [e.event, e.lease.holder, e.lease.fencing])).toEqual([['grant', 'alice', fencing], ['expire', 'alice', fencing]])
     }
-    await b!.acquire(room, 'k', 'bob', 10_000)
+    expect(await b!.acquire(room, 'k', 'bob', 10_000)).toMatchObject({ ok: true, previous: 'alice' })
+    await waitFor(() => eventsA.length === 3, { what: 'bob\'s grant on a' })
+    expect(eventsA[2]).toMatchObject({ event: 'grant', previous: 'alice', lease: { holder: 'bob' } })
     const bobs = await a!.list(room)
     await a!.renew(room, 'k', 'bob', bobs![0]!.fencing, 10_000)
     await b!.release(room, 'k', 'bob')
@@ -189,6 +194,10 @@ describe('two signaling instances sharing a Redis', () => {
     const got = await waiting
     expect(Date.now() - started).toBeLessThan(2_000)
     expect(got.fencingToken).toBeGreaterThan(lock.fencingToken)
+    // Whose last writes to wait for, from the arbiter: exact even when the grant's answer overtakes
+    // the release's event, which travels through Redis.
+    expect(got.previous).toBe(alice.identity.id)
+    expect(lock.previous).toBeNull()
   })
 
   it('with Redis gone, locks are refused LOCK_UNAVAILABLE (never granted from memory); once back, watchers get a snapshot', async () => {

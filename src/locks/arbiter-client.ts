@@ -68,6 +68,12 @@ export interface LockInfo {
 export interface HeldLock extends LockInfo {
   /** The server's signed grant (a compact JWS), for others to check with `verifyGrant`. */
   readonly grant: string
+  /**
+   * The holder of the key's grant before this one, as the arbiter says (null: none it remembers,
+   * or this peer): the peer whose last writes to the key the new holder waits for before it reads.
+   * Exact whatever order the arbiter's events arrive in.
+   */
+  readonly previous: string | null
   /** Whether the lease still runs (not released, lost or run out). */
   readonly held: boolean
   /** Gives the lock back. Never rejects: an arbiter that cannot be reached lets the lease run out. */
@@ -86,7 +92,10 @@ export interface LockChange {
   key: string
   /** The new holder, or null when the lock ended. */
   holder: string | null
-  /** The holder before, for an end. */
+  /**
+   * For an end, the holder that ended; for a grant, the holder of the key's grant before it (as the
+   * arbiter says when it says, else as this peer saw it).
+   */
   previous: string | null
   fencingToken: number
   released: boolean
@@ -120,7 +129,7 @@ interface WireLease {
 
 type Result =
   | { ok: true, op: 'watch', nonce: string, serverKey: JWK, locks: WireLease[] }
-  | { ok: true, op: 'acquire' | 'renew', lease: WireLease, grant: string }
+  | { ok: true, op: 'acquire' | 'renew', lease: WireLease, grant: string, previous: string | null | undefined }
   | { ok: true, op: 'release' | 'revoke' | 'unwatch' }
   | { ok: false, code: 'locked', lease: WireLease }
   | { ok: false, code: 'unavailable', retryAfter: number }
@@ -166,6 +175,10 @@ const toWireLease = (value: unknown): WireLease | null => {
   return { key, holder, fencing, expiresAt, ttl }
 }
 
+/** A `previous` field: a peer id, null, or absent (undefined). */
+const toPrevious = (value: unknown): string | null | undefined =>
+  value === null ? null : typeof value === 'string' && value.length > 0 && value.length <= 128 ? value : undefined
+
 const toLeases = (value: unknown): WireLease[] | null => {
   if (!Array.isArray(value) || value.length > MAX_SNAPSHOT) return null
   const leases: WireLease[] = []
@@ -191,7 +204,7 @@ const toResult = (frame: Record<string, unknown>): { id: number, result: Result 
     if (op === 'acquire' || op === 'renew') {
       const lease = toWireLease(frame)
       if (lease === null || typeof frame.grant !== 'string') return null
-      return { id, result: { ok: true, op, lease, grant: frame.grant } }
+      return { id, result: { ok: true, op, lease, grant: frame.grant, previous: toPrevious(frame.previous) } }
     }
     if (op === 'release' || op === 'revoke' || op === 'unwatch') return { id, result: { ok: true, op } }
     return null
@@ -286,7 +299,7 @@ export class ArbiterClient extends IsolatedObservable<ArbiterClientEvents> {
       const sentAt = this.#now()
       const result = await this.#request('acquire', key, { ttl })
       if (result !== null && result.ok && result.op === 'acquire') {
-        const lock = await this.#take(key, result.lease, result.grant, sentAt, ttl)
+        const lock = await this.#take(key, result.lease, result.grant, sentAt, ttl, result.previous)
         if (lock !== null) return lock
         throw new SessionStoreError(ErrorCodes.LOCK_UNAVAILABLE, 'the arbiter sent a grant that does not verify', { key })
       }
@@ -479,7 +492,7 @@ export class ArbiterClient extends IsolatedObservable<ArbiterClientEvents> {
     switch (frame.event) {
       case 'grant':
       case 'renew':
-        this.#learn(lease, frame.event)
+        this.#learn(lease, frame.event, toPrevious(frame.previous))
         break
       case 'release':
       case 'expire':
@@ -491,8 +504,8 @@ export class ArbiterClient extends IsolatedObservable<ArbiterClientEvents> {
 
   // ---- the room's view --------------------------------------------------------------------------
 
-  /** A lease the arbiter told of: newer than what is known, and not ended already. */
-  #learn (lease: WireLease, how: 'grant' | 'renew'): void {
+  /** A lease the arbiter told of: newer than what is known, and not ended already. `previous`: the arbiter's, when it said. */
+  #learn (lease: WireLease, how: 'grant' | 'renew', previous?: string | null): void {
     if (lease.fencing <= (this.#ended.get(lease.key) ?? 0)) return
     const current = this.#known.get(lease.key)
     if (current !== undefined && current.fencing > lease.fencing) return
@@ -506,7 +519,7 @@ export class ArbiterClient extends IsolatedObservable<ArbiterClientEvents> {
     }, lease.ttl)
     this.#known.set(lease.key, known)
     if (current?.fencing !== lease.fencing) {
-      this.#changed({ key: lease.key, holder: lease.holder, previous: current?.holder ?? null, fencingToken: lease.fencing, released: false, reason: how === 'renew' ? 'grant' : how })
+      this.#changed({ key: lease.key, holder: lease.holder, previous: previous !== undefined ? previous : current?.holder ?? null, fencingToken: lease.fencing, released: false, reason: how === 'renew' ? 'grant' : how })
     }
   }
 
@@ -529,19 +542,22 @@ export class ArbiterClient extends IsolatedObservable<ArbiterClientEvents> {
 
   // ---- own locks --------------------------------------------------------------------------------
 
-  async #take (key: string, lease: WireLease, grant: string, sentAt: number, ttl: number): Promise<HeldLock | null> {
+  async #take (key: string, lease: WireLease, grant: string, sentAt: number, ttl: number, previous: string | null | undefined): Promise<HeldLock | null> {
     const payload = await this.#verifyOwn(grant, key, lease)
     if (payload === null) {
       this.#send('release', key, { fencing: lease.fencing }).catch(() => {})
       return null
     }
-    const previous = this.#held.get(key)
-    if (previous !== undefined) this.#drop(previous)
+    const replaced = this.#held.get(key)
+    if (replaced !== undefined) this.#drop(replaced)
     const held: Held = { key, fencing: lease.fencing, ttl: Math.min(lease.ttl, ttl), grant, deadline: sentAt + Math.min(lease.ttl, ttl), renewTimer: undefined, expiryTimer: undefined, handle: null }
     const client = this
+    // An extension (the lock was this peer's already) has no previous holder but this peer.
+    const before = previous === undefined ? null : previous === this.#opts.identity.id ? null : previous
     held.handle = {
       key,
       holder: this.#opts.identity.id,
+      previous: before,
       get fencingToken () { return held.fencing },
       get expiresAt () { return client.#expiresAt(held.deadline) },
       get grant () { return held.grant },
@@ -551,7 +567,7 @@ export class ArbiterClient extends IsolatedObservable<ArbiterClientEvents> {
       }
     }
     this.#held.set(key, held)
-    this.#learn(lease, 'grant')
+    this.#learn(lease, 'grant', previous)
     this.#schedule(held)
     return held.handle
   }

@@ -1,5 +1,5 @@
 /**
- * `npm run bench:locks [-- --quick]`: what a lock costs through the signaling server's arbiter.
+ * `npm run bench:arbiter [-- --quick]`: what a lock costs through the signaling server's arbiter.
  *
  * - Round trip: one ArbiterClient takes and gives back a lock (acquire + release, two request
  *   round trips, each signed by the client and checked by the server, the grant checked by the
@@ -10,8 +10,8 @@
  * Setups: one instance (memory arbiter), one instance + Redis, two instances + Redis (clients
  * alternate between them; the round trip's client on the first). Servers and redis-server run as
  * child processes (the built CLI, `--lock-grace 0`); this process holds every client, so the
- * numbers include the clients' crypto on one core. Writes bench/results/locks.md and .json
- * (locks-quick.* with --quick) and prints the table.
+ * numbers include the clients' crypto on one core. Writes bench/results/arbiter.md and .json
+ * (arbiter-quick.* with --quick) and prints the table. The store's update bench is bench/locks/.
  */
 
 import { spawn, type ChildProcess } from 'node:child_process'
@@ -243,7 +243,7 @@ const main = async (): Promise<void> => {
     'With two instances, contending clients alternate between them. Every client lives in the benchmark process.',
     ''
   ]
-  const name = quick ? 'locks-quick' : 'locks'
+  const name = quick ? 'arbiter-quick' : 'arbiter'
   mkdirSync(RESULTS, { recursive: true })
   writeFileSync(`${RESULTS}${name}.json.tmp`, JSON.stringify({ quick, pairs: PAIRS, results }, null, 2))
   writeFileSync(`${RESULTS}${name}.md.tmp`, lines.join('\n'))
