@@ -106,6 +106,9 @@ export class RoomLocks extends IsolatedObservable<RoomLocksEvents> implements Lo
     const client = await this.#ready
     if (client === null) throw new SessionStoreError(ErrorCodes.LOCK_UNAVAILABLE, 'no lock arbiter: the room has no signaling server to arbitrate locks', { key })
     const held = await client.acquire(key, options)
+    // The arbiter names the previous holder exactly, whatever order its events arrived in.
+    if (typeof held.previous === 'string') this.#previous.set(key, held.previous)
+    else if (held.previous === null) this.#previous.delete(key)
     return {
       key,
       holder: held.holder,
