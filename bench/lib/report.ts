@@ -3,11 +3,11 @@
  * targets first, and the SVG chart of the round-trip distributions it links to.
  */
 
-import { mkdir, rename, writeFile } from 'node:fs/promises'
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises'
 import { REPO_ROOT } from './child.js'
 import { latencyChart } from './svg.js'
 import { judgeTargets } from './targets.js'
-import type { Results } from './results.js'
+import type { PreviousIdle, Results } from './results.js'
 import { LABELS, type ContenderName, type Failure } from '../scenarios/context.js'
 import type { LatencyResult } from '../scenarios/latency.js'
 import type { ThroughputResult } from '../scenarios/throughput.js'
@@ -15,7 +15,7 @@ import type { JoinAttempt, JoinResult } from '../scenarios/join.js'
 import type { MeshResult } from '../scenarios/mesh.js'
 import type { HistoryResult } from '../scenarios/history.js'
 import type { BrowserResult } from '../scenarios/browser.js'
-import { MAX_P99_MS, MIN_DELIVERED, type LoadStep, type SignalingResult } from '../scenarios/signaling.js'
+import { IDLE_HOLD_S, MAX_P99_MS, MIN_DELIVERED, type LoadStep, type SignalingResult } from '../scenarios/signaling.js'
 import { SERVER_LABELS } from './servers.js'
 
 const RESULTS_DIR = `${REPO_ROOT}bench/results/`
@@ -157,7 +157,16 @@ const stepRow = (label: string, s: LoadStep): string[] => [
   `${s.serverCpuPercent.toFixed(0)} %`, s.serverCpuUsPerRelayed.toFixed(1), s.serverPeakRssMiB.toFixed(0), `${s.generatorCpuPercent.toFixed(0)} %`, s.held ? 'held' : 'missed'
 ]
 
-const signalingSection = (s: SignalingResult | Failure | undefined): string => {
+const previousIdleLine = (previous: PreviousIdle | null | undefined): string => {
+  if (previous == null || previous.servers.length === 0) return ''
+  const servers = previous.servers.map(({ server, idle }) =>
+    `${SERVER_LABELS[server]} ${int(idle.bytesPerConnection)} B of RSS and ${int(idle.heapBytesPerConnection)} B of heap` +
+    (idle.burstBytesPerConnection === undefined ? '' : ` (${int(idle.burstBytesPerConnection)} B of RSS 2 s after the burst)`))
+  const method = previous.servers.some(({ idle }) => idle.burstBytesPerConnection === undefined) ? ', read 2 s after the burst with the servers under tsx' : ''
+  return `\nThe previous full run (${previous.date.slice(0, 10)}, commit ${previous.commit ?? 'unknown'}) measured per idle connection: ${servers.join('; ')}${method}.\n`
+}
+
+const signalingSection = (s: SignalingResult | Failure | undefined, previous?: PreviousIdle | null): string => {
   if (s === undefined) return ''
   const head = '## 4. Signaling server load\n\n'
   if (!ok(s)) return `${head}${failed('Signaling', s)}\n`
@@ -173,6 +182,7 @@ const signalingSection = (s: SignalingResult | Failure | undefined): string => {
     ok(l.idle) ? `${l.idle.baselineRssMiB.toFixed(1)} → ${l.idle.loadedRssMiB.toFixed(1)}` : `failed: ${l.idle.error}`,
     ok(l.idle) ? int(l.idle.bytesPerConnection) : '–',
     ok(l.idle) ? int(l.idle.heapBytesPerConnection) : '–',
+    ok(l.idle) ? `${int(l.idle.burstBytesPerConnection)} (young generation ${l.idle.youngMiB.burst.toFixed(0)} MiB)` : '–',
     l.rejections === null ? 'n/a' : Object.entries(l.rejections).filter(([, n]) => n > 0).map(([k, n]) => `${k} ${n}`).join(', ') || 'none'
   ])
   return `${head}${int(s.connections)} WebSocket clients in ${int(s.rooms)} rooms of 10 speak y-webrtc's signaling JSON; every publish (an ICE-candidate signal carrying its send time) is relayed to the room's 10 subscribers. ` +
@@ -183,7 +193,10 @@ const signalingSection = (s: SignalingResult | Failure | undefined): string => {
     `### Ladder (${s.stepSeconds} s per step)\n\n${table(stepHead, ladder)}\n\n` +
     `### Both at the highest rate both held (taking turns)\n\n${matched.length === 0 ? 'No rate was held by both.' : table(stepHead, matched)}\n\n` +
     `### Highest rate held, and ${int(s.idleConnections)} idle connections\n\n` +
-    table(['server', 'highest publishes/s held', 'relayed/s', 'p99 ms', `RSS MiB, 0 → ${int(s.idleConnections)} idle`, 'RSS bytes per idle connection', 'heap bytes per idle connection', 'our rejections'], best) + '\n'
+    `A fresh server, idle ${IDLE_HOLD_S} s, then ${int(s.idleConnections)} clients, each subscribed to one of ${int(s.idleConnections / 10)} rooms, held ${IDLE_HOLD_S} s; both readings after a full GC, once V8 has shrunk its young generation back ` +
+    '(the burst of handshakes grows it, a cost of the burst that V8 gives back seconds after it). The reading 2 s after the burst is in the last memory column.\n\n' +
+    table(['server', 'highest publishes/s held', 'relayed/s', 'p99 ms', `RSS MiB, 0 → ${int(s.idleConnections)} idle`, 'RSS bytes per idle connection held', 'heap bytes per idle connection', 'RSS bytes per connection 2 s after the burst', 'our rejections'], best) + '\n' +
+    previousIdleLine(previous)
 }
 
 const historySection = (h: HistoryResult | Failure | undefined): string => {
@@ -242,15 +255,33 @@ export const renderMarkdown = (r: Results, chart: string | null): string => [
   latencySection(r.scenarios.latency),
   throughputSection(r.scenarios.throughput),
   joinSection(r.scenarios.join),
-  signalingSection(r.scenarios.signaling),
+  signalingSection(r.scenarios.signaling, r.previousIdle),
   historySection(r.scenarios.history),
   meshSection(r.scenarios.mesh),
   browserSection(r.scenarios.browser)
 ].filter((s) => s !== '').join('\n')
 
+/** The idle memory of the committed full run (`latest.json`), if there is one. */
+const readPreviousIdle = async (): Promise<PreviousIdle | null> => {
+  let previous: Results
+  try {
+    previous = JSON.parse(await readFile(`${RESULTS_DIR}latest.json`, 'utf8')) as Results
+  } catch {
+    return null
+  }
+  const { signaling } = previous.scenarios
+  if (!ok(signaling)) return null
+  return {
+    date: previous.run.date,
+    commit: previous.run.commit,
+    servers: signaling.servers.flatMap((l) => ok(l.idle) ? [{ server: l.server, idle: l.idle }] : [])
+  }
+}
+
 export const writeResults = async (results: Results, name: string): Promise<string[]> => {
   await mkdir(RESULTS_DIR, { recursive: true })
   results.targets = judgeTargets(results)
+  if (results.scenarios.signaling !== undefined) results.previousIdle = await readPreviousIdle()
   const written: string[] = []
   let chart: string | null = null
   const { latency } = results.scenarios

@@ -16,6 +16,9 @@ const times = (x: number): string => `${x.toFixed(2)}×`
 const int = (x: number): string => Math.round(x).toLocaleString('en-US')
 const kibibytes = (x: number): string => `${(x / 1024).toLocaleString('en-US', { maximumFractionDigits: 1 })} KiB`
 
+/** Issue 16: 4 KB of RSS per idle connection held. */
+const MAX_IDLE_BYTES = 4_000
+
 const na = (target: string, note: string): TargetRow => ({ target, ours: '', anchor: '', ratio: '', verdict: 'n/a', note })
 
 const compare = (target: string, ours: number, anchor: number, format: (x: number) => string, pass: (ratio: number) => boolean, note = ''): TargetRow => {
@@ -137,9 +140,20 @@ export const judgeTargets = (results: Results): TargetRow[] => {
         `${int(ourServer.fixed.publishRate)} publishes/s (${int(ourServer.fixed.relayedPerSecond)} relayed/s), one turn each`))
     }
     if (ok(ourServer.idle) && ok(theirServer.idle)) {
-      rows.push(compare('Signaling: less memory per idle connection than bin/server.js', ourServer.idle.bytesPerConnection, theirServer.idle.bytesPerConnection, bytes, (r) => r < 1, `server RSS growth over ${ourServer.idle.connections.toLocaleString('en-US')} connections`))
+      rows.push(compare('Signaling: less memory per idle connection than bin/server.js', ourServer.idle.bytesPerConnection, theirServer.idle.bytesPerConnection, bytes, (r) => r < 1, `server RSS growth over ${ourServer.idle.connections.toLocaleString('en-US')} connections held`))
     } else {
       rows.push(na('Signaling: less memory per idle connection than bin/server.js', 'idle measurement failed'))
+    }
+    if (ok(ourServer.idle)) {
+      const { bytesPerConnection, burstBytesPerConnection } = ourServer.idle
+      rows.push({
+        target: `Signaling: at most ${int(MAX_IDLE_BYTES)} B of RSS per idle connection held`,
+        ours: bytes(bytesPerConnection),
+        anchor: bytes(MAX_IDLE_BYTES),
+        ratio: times(bytesPerConnection / MAX_IDLE_BYTES),
+        verdict: bytesPerConnection <= MAX_IDLE_BYTES ? 'pass' : 'short',
+        note: `default node flags; ${bytes(burstBytesPerConnection)} 2 s after the burst, before V8 shrinks its young generation back`
+      })
     }
   } else {
     rows.push(na('Signaling server targets', signaling === undefined ? 'not run' : ok(signaling) ? 'a server missing' : signaling.error))
