@@ -11,7 +11,7 @@
  */
 
 import type { Logger } from './logger.js'
-import { createBucket, isFull, take, type RateLimit, type TokenBucket, type Verdict } from './rate-limit.js'
+import { FULL, charge, isFull, verdictOf, type RateLimit, type Verdict } from './rate-limit.js'
 import type { RejectionReason } from './stats.js'
 
 export interface AddressLimits {
@@ -25,19 +25,15 @@ export interface AddressLimits {
   errors: RateLimit
 }
 
-/** An address's state, shared by all its connections. */
+/** An address's state, shared by all its connections: a count and three buckets (rate-limit.ts). */
 export class AddressEntry {
   /** Open connections, plus upgrades admitted and not yet finished. */
   connections = 0
-  readonly upgrades: TokenBucket
-  readonly messages: TokenBucket
-  readonly errors: TokenBucket
+  upgrades = FULL
+  messages = FULL
+  errors = FULL
 
-  constructor (readonly key: string, limits: AddressLimits, now: number) {
-    this.upgrades = createBucket(limits.upgrades, now)
-    this.messages = createBucket(limits.messages, now)
-    this.errors = createBucket(limits.errors, now)
-  }
+  constructor (readonly key: string) {}
 }
 
 export type AdmissionRefusal = 'address_connection_rate' | 'address_connection_limit'
@@ -51,12 +47,13 @@ export class AddressTable {
   admit (key: string, now: number): AddressEntry | AdmissionRefusal {
     let entry = this.entries.get(key)
     if (entry === undefined) {
-      entry = new AddressEntry(key, this.limits, now)
+      entry = new AddressEntry(key)
       this.entries.set(key, entry)
       if (this.entries.size > this.maxIdleAddresses) this.forgetOldestIdle(now)
     }
     // Every attempt takes a token, refused ones too: hammering at the limit is slowed down as well.
-    const inRate = take(entry.upgrades, this.limits.upgrades, now) === 'allow'
+    entry.upgrades = charge(entry.upgrades, this.limits.upgrades, now)
+    const inRate = verdictOf(entry.upgrades, this.limits.upgrades, now) === 'allow'
     if (entry.connections >= this.limits.maxConnections) return 'address_connection_limit'
     if (!inRate) return 'address_connection_rate'
     entry.connections++
@@ -70,12 +67,14 @@ export class AddressTable {
 
   /** One frame from the address: the shared bucket's verdict. */
   takeMessage (entry: AddressEntry, now: number): Verdict {
-    return take(entry.messages, this.limits.messages, now)
+    entry.messages = charge(entry.messages, this.limits.messages, now)
+    return verdictOf(entry.messages, this.limits.messages, now)
   }
 
   /** True when an error frame may be sent to the address now. */
   takeError (entry: AddressEntry, now: number): boolean {
-    return take(entry.errors, this.limits.errors, now) === 'allow'
+    entry.errors = charge(entry.errors, this.limits.errors, now)
+    return verdictOf(entry.errors, this.limits.errors, now) === 'allow'
   }
 
   /** Forgets every address that holds no connection and whose buckets have refilled. */
@@ -91,9 +90,7 @@ export class AddressTable {
   }
 
   private isForgettable (entry: AddressEntry, now: number): boolean {
-    const { limits } = this
-    return entry.connections === 0 && isFull(entry.upgrades, limits.upgrades, now) &&
-      isFull(entry.messages, limits.messages, now) && isFull(entry.errors, limits.errors, now)
+    return entry.connections === 0 && isFull(entry.upgrades, now) && isFull(entry.messages, now) && isFull(entry.errors, now)
   }
 
   private forgetOldestIdle (now: number): void {

@@ -9,7 +9,7 @@
  * The connection *is* the WebSocket: the server hands this class to `ws` (its documented
  * `WebSocket` option), and the four events it needs arrive through `emit` instead of four listener
  * closures. An idle connection is what ws and Node hold for a socket plus this object's fields,
- * which the server keeps in one registry; its token bucket is two of those fields.
+ * which the server keeps in one registry; its token bucket is one of those fields.
  */
 
 import { WebSocket, type RawData } from 'ws'
@@ -18,7 +18,7 @@ import { isTopicAllowed, type Grant } from './auth.js'
 import type { LockService } from './lock-service.js'
 import type { Logger } from './logger.js'
 import { CloseCode, PONG, decodeJson, encodeError, toClientMessage, type ClientMessage, type ParseLimits } from './protocol.js'
-import { take, type RateLimit, type TokenBucket } from './rate-limit.js'
+import { FULL, charge, verdictOf, type RateLimit } from './rate-limit.js'
 import type { Subscriber, TopicRelay } from './relay.js'
 import type { Counters, RejectionReason } from './stats.js'
 
@@ -59,7 +59,7 @@ const toText = (data: RawData): string => {
   return Buffer.from(data).toString('utf8')
 }
 
-export class Connection extends WebSocket implements Subscriber, TokenBucket {
+export class Connection extends WebSocket implements Subscriber {
   id = 0
   /** Null until `attach`: ws constructs the object, the server then gives it its context. */
   private ctx: ConnectionContext | null = null
@@ -70,9 +70,8 @@ export class Connection extends WebSocket implements Subscriber, TokenBucket {
   private topics: string[] | null = null
   private alive = true
   private released = false
-  /** The connection's own token bucket: rate-limit.ts's `take` works on these two fields. */
-  tokens = 0
-  updatedAt = 0
+  /** The connection's own token bucket (rate-limit.ts), full until the first frame. */
+  private fullAt = FULL
   private expiryTimer: ReturnType<typeof setTimeout> | undefined = undefined
 
   /** Starts serving the socket that ws just upgraded. */
@@ -81,8 +80,6 @@ export class Connection extends WebSocket implements Subscriber, TokenBucket {
     this.ctx = ctx
     this.address = address
     this.grant = grant
-    this.tokens = ctx.limits.rate.burst
-    this.updatedAt = performance.now()
     if (grant !== null) this.scheduleExpiry(grant.expiresAt)
   }
 
@@ -173,7 +170,8 @@ export class Connection extends WebSocket implements Subscriber, TokenBucket {
   private admit (ctx: ConnectionContext): boolean {
     this.alive = true
     const now = performance.now()
-    const own = take(this, ctx.limits.rate, now)
+    this.fullAt = charge(this.fullAt, ctx.limits.rate, now)
+    const own = verdictOf(this.fullAt, ctx.limits.rate, now)
     if (own !== 'allow') {
       this.reject('rate_limited')
       if (own === 'close') this.closeWith('rate_limit_closed', CloseCode.RateLimited, 'rate limit exceeded')

@@ -29,7 +29,7 @@ import { peerIdOfJwk } from '../src/trust/identity.js'
 import { isRecord } from '../src/guards.js'
 import { addressGroup, parseAddress } from './client-address.js'
 import type { Logger } from './logger.js'
-import { createBucket, isFull, take, type RateLimit, type TokenBucket } from './rate-limit.js'
+import { FULL, charge, isFull, verdictOf, type RateLimit } from './rate-limit.js'
 
 export interface DevTokenLimits {
   /** Largest request body, in bytes (a request is a room name, a public JWK and a name). */
@@ -212,7 +212,8 @@ export const createDevTokens = async ({ logger, exposed = false, limits: overrid
   const { publicKey, privateKey } = await generateIssuerKeys()
   const jwks = JSON.stringify({ keys: [{ ...publicKey, alg: 'EdDSA', use: 'sig' }] })
   const rooms = new DevRooms(limits)
-  const buckets = new Map<string, TokenBucket>()
+  /** Each address's token bucket (rate-limit.ts). */
+  const buckets = new Map<string, number>()
   logger.warn({ endpoints: ['GET /dev/issuer', 'POST /dev/token'] }, 'dev tokens are on: anyone who reaches this server gets a room token, the first in a room as its host. For development only, never in production')
   if (exposed) logger.warn({}, 'dev tokens are on and the server listens beyond loopback: every machine that reaches it gets room tokens')
 
@@ -221,17 +222,15 @@ export const createDevTokens = async ({ logger, exposed = false, limits: overrid
     const peer = req.socket.remoteAddress ?? ''
     const address = addressGroup(parseAddress(peer) ?? peer)
     const clock = performance.now()
-    let bucket = buckets.get(address)
-    if (bucket === undefined) {
-      if (buckets.size >= limits.maxAddresses) {
-        for (const [key, old] of buckets) if (isFull(old, limits.requests, clock)) buckets.delete(key)
-        // Still full of busy addresses: the longest known goes.
-        if (buckets.size >= limits.maxAddresses) buckets.delete(buckets.keys().next().value as string)
-      }
-      bucket = createBucket(limits.requests, clock)
-      buckets.set(address, bucket)
+    const bucket = buckets.get(address)
+    if (bucket === undefined && buckets.size >= limits.maxAddresses) {
+      for (const [key, old] of buckets) if (isFull(old, clock)) buckets.delete(key)
+      // Still full of busy addresses: the longest known goes.
+      if (buckets.size >= limits.maxAddresses) buckets.delete(buckets.keys().next().value as string)
     }
-    return take(bucket, limits.requests, clock) === 'allow'
+    const fullAt = charge(bucket ?? FULL, limits.requests, clock)
+    buckets.set(address, fullAt)
+    return verdictOf(fullAt, limits.requests, clock) === 'allow'
   }
 
   const issue = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {

@@ -1,45 +1,75 @@
 import { describe, expect, it, onTestFinished } from 'vitest'
 import { WebSocket } from 'ws'
 import { CloseCode } from '../signaling/index.js'
-import { createBucket, take } from '../signaling/rate-limit.js'
+import { FULL, charge, isFull, verdictOf, type RateLimit } from '../signaling/rate-limit.js'
 import { connectMany, startServer } from './helpers/signaling.js'
 import { once, waitFor, withTimeout } from './helpers/wait.js'
+
+/** A bucket as a connection holds one: a number, charged for every message. */
+const bucket = (limit: RateLimit): { take: (now: number) => string, fullAt: () => number } => {
+  let fullAt = FULL
+  return {
+    take: (now) => {
+      fullAt = charge(fullAt, limit, now)
+      return verdictOf(fullAt, limit, now)
+    },
+    fullAt: () => fullAt
+  }
+}
 
 describe('token bucket', () => {
   const limit = { rate: 10, burst: 5 }
 
   it('allows a full burst back to back, then drops', () => {
-    const bucket = createBucket(limit, 0)
-    const verdicts = Array.from({ length: 7 }, () => take(bucket, limit, 0))
+    const { take } = bucket(limit)
+    const verdicts = Array.from({ length: 7 }, () => take(0))
     expect(verdicts).toEqual(['allow', 'allow', 'allow', 'allow', 'allow', 'drop', 'drop'])
   })
 
   it('refills at the rate, never above the burst', () => {
-    const bucket = createBucket(limit, 0)
-    for (let i = 0; i < 5; i++) take(bucket, limit, 0)
-    expect(take(bucket, limit, 0)).toBe('drop')
+    const { take } = bucket(limit)
+    for (let i = 0; i < 5; i++) take(0)
+    expect(take(0)).toBe('drop')
     // 1 s later: 10 tokens earned, which repay the debt of the dropped message and fill the bucket.
-    expect(Array.from({ length: 6 }, () => take(bucket, limit, 1000))).toEqual(['allow', 'allow', 'allow', 'allow', 'allow', 'drop'])
+    expect(Array.from({ length: 6 }, () => take(1000))).toEqual(['allow', 'allow', 'allow', 'allow', 'allow', 'drop'])
     // 0.2 s later: 2 tokens.
-    expect(Array.from({ length: 3 }, () => take(bucket, limit, 1200))).toEqual(['allow', 'drop', 'drop'])
+    expect(Array.from({ length: 3 }, () => take(1200))).toEqual(['allow', 'drop', 'drop'])
   })
 
   it('closes a sender that keeps going while throttled', () => {
-    const bucket = createBucket(limit, 0)
-    const verdicts = Array.from({ length: 10 }, () => take(bucket, limit, 0))
+    const { take } = bucket(limit)
+    const verdicts = Array.from({ length: 10 }, () => take(0))
     expect(verdicts.slice(5)).toEqual(['drop', 'drop', 'drop', 'drop', 'close'])
   })
 
   it('forgives a sender that pauses after being throttled', () => {
-    const bucket = createBucket(limit, 0)
-    for (let i = 0; i < 8; i++) take(bucket, limit, 0)
-    expect(take(bucket, limit, 1000)).toBe('allow')
+    const { take } = bucket(limit)
+    for (let i = 0; i < 8; i++) take(0)
+    expect(take(1000)).toBe('allow')
   })
 
-  it('ignores a clock that goes backwards', () => {
-    const bucket = createBucket(limit, 1000)
-    expect(take(bucket, limit, 0)).toBe('allow')
-    expect(bucket.tokens).toBe(4)
+  it('never adds tokens for a clock that goes backwards', () => {
+    const { take } = bucket(limit)
+    // A full bucket is full whatever the clock reads.
+    expect(take(1000)).toBe('allow')
+    for (let i = 0; i < 4; i++) take(1000)
+    expect(take(0)).not.toBe('allow')
+  })
+
+  it('counts exactly at rates and clock readings that are not whole milliseconds', () => {
+    const { take } = bucket({ rate: 3, burst: 3 })
+    const start = 12_345.678_9
+    expect(Array.from({ length: 4 }, () => take(start))).toEqual(['allow', 'allow', 'allow', 'drop'])
+    // Two tokens repay the debt and earn one more: 2 / 3 s later.
+    expect(take(start + 2000 / 3)).toBe('allow')
+    expect(take(start + 2000 / 3)).toBe('drop')
+  })
+
+  it('is full again once its time to be full has passed', () => {
+    const b = bucket(limit)
+    for (let i = 0; i < 3; i++) b.take(0)
+    expect(isFull(b.fullAt(), 299)).toBe(false)
+    expect(isFull(b.fullAt(), 300)).toBe(true)
   })
 })
 
