@@ -66,8 +66,11 @@ export class Connection extends WebSocket implements Subscriber {
   /** The client address's entry, shared with its other connections. */
   address: AddressEntry | null = null
   private grant: Grant | null = null
-  /** Subscribed topics, at most `maxTopicsPerConnection`; null until the first subscribe. */
-  private topics: string[] | null = null
+  /**
+   * Subscribed topics, at most `maxTopicsPerConnection`: null until the first subscribe, then the
+   * topic itself (most connections hold one: no array for it), an array from the second on.
+   */
+  private topics: string | string[] | null = null
   private alive = true
   private released = false
   /** The connection's own token bucket (rate-limit.ts), full until the first frame. */
@@ -129,7 +132,7 @@ export class Connection extends WebSocket implements Subscriber {
 
   /** Whether the connection is subscribed to `topic`. */
   subscribes (topic: string): boolean {
-    return this.topics?.includes(topic) === true
+    return this.topics === topic || (Array.isArray(this.topics) && this.topics.includes(topic))
   }
 
   /** Called every heartbeat interval: drop the connection if the previous ping went unanswered. */
@@ -240,7 +243,7 @@ export class Connection extends WebSocket implements Subscriber {
         break
       case 'publish':
         if (!this.mayUse(message.topic)) this.forbid(message.topic, ctx)
-        else if (this.topics?.includes(message.topic) !== true) this.reject('not_subscribed')
+        else if (!this.subscribes(message.topic)) this.reject('not_subscribed')
         else ctx.relay.publish(message.topic, message.data)
         break
       case 'ping':
@@ -253,27 +256,32 @@ export class Connection extends WebSocket implements Subscriber {
   }
 
   private subscribe (topic: string, ctx: ConnectionContext): void {
-    const topics = this.topics
-    if (topics?.includes(topic) === true) return
+    if (this.subscribes(topic)) return
     if (!this.mayUse(topic)) {
       this.forbid(topic, ctx)
       return
     }
-    if (topics !== null && topics.length >= ctx.limits.maxTopicsPerConnection) {
+    if (this.topicList().length >= ctx.limits.maxTopicsPerConnection) {
       this.reject('topic_limit')
       return
     }
-    // Most connections hold one topic: an array of exactly one, rather than push's spare room.
-    if (topics === null) this.topics = [topic]
+    const { topics } = this
+    if (topics === null) this.topics = topic
+    else if (typeof topics === 'string') this.topics = [topics, topic]
     else topics.push(topic)
     ctx.relay.subscribe(topic, this)
   }
 
   private unsubscribe (topic: string, ctx: ConnectionContext): void {
-    const index = this.topics?.indexOf(topic) ?? -1
-    if (index === -1) return
-    this.topics?.splice(index, 1)
+    if (!this.subscribes(topic)) return
+    if (typeof this.topics === 'string') this.topics = null
+    else this.topics?.splice(this.topics.indexOf(topic), 1)
     ctx.relay.unsubscribe(topic, this)
+  }
+
+  private topicList (): readonly string[] {
+    const { topics } = this
+    return topics === null ? [] : typeof topics === 'string' ? [topics] : topics
   }
 
   private mayUse (topic: string): boolean {
@@ -335,7 +343,7 @@ export class Connection extends WebSocket implements Subscriber {
     if (this.released || this.ctx === null) return
     this.released = true
     clearTimeout(this.expiryTimer)
-    for (const topic of this.topics ?? []) this.ctx.relay.unsubscribe(topic, this)
+    for (const topic of this.topicList()) this.ctx.relay.unsubscribe(topic, this)
     this.topics = null
     this.ctx.onRelease(this, clean)
   }

@@ -112,6 +112,35 @@ describe('limits', () => {
     expect(await client.next(isPublish())).toMatchObject({ topic: 'd', clients: 1 })
   })
 
+  it('keeps one topic, then several, then one again, and publishes only to those held', async () => {
+    const server = await startServer()
+    const client = await connect(server.url)
+    const unsubscribe = async (...topics: string[]): Promise<void> => {
+      client.send({ type: 'unsubscribe', topics })
+      await client.roundTrip()
+    }
+    await client.subscribe('room-12')
+    await client.subscribe('room-12')
+    // One topic is held as the topic itself: a prefix of it is another topic.
+    client.publish('room-1', 'dropped')
+    await client.roundTrip()
+    expect(server.stats().rejections.not_subscribed).toBe(1)
+    await client.subscribe('b', 'c')
+    expect(server.stats().subscriptions).toBe(3)
+    await unsubscribe('b')
+    client.publish('b', 'dropped')
+    client.publish('c', 'c held')
+    expect(await client.next(isPublish())).toMatchObject({ topic: 'c', data: 'c held' })
+    expect(server.stats().rejections.not_subscribed).toBe(2)
+    await unsubscribe('room-12', 'c', 'never held')
+    expect(server.stats()).toMatchObject({ topics: 0, subscriptions: 0 })
+    await client.subscribe('b')
+    client.publish('b', 'b again')
+    expect(await client.next(isPublish())).toMatchObject({ topic: 'b', clients: 1 })
+    await client.close()
+    await waitFor(() => server.stats().subscriptions === 0, { what: 'the closed connection to let go of its topic' })
+  })
+
   it('refuses a topic name longer than maxTopicLength as malformed', async () => {
     const server = await startServer({ maxTopicLength: 8 })
     const client = await connect(server.url)
