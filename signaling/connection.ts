@@ -9,7 +9,8 @@
  * The connection *is* the WebSocket: the server hands this class to `ws` (its documented
  * `WebSocket` option), and the four events it needs arrive through `emit` instead of four listener
  * closures. An idle connection is what ws and Node hold for a socket plus this object's fields,
- * which the server keeps in one registry; its token bucket is one of those fields.
+ * which the server keeps in one registry; its token bucket is one of those fields, its topic
+ * another, and it drops two empty tables ws and EventEmitter make for every socket.
  */
 
 import { WebSocket, type RawData } from 'ws'
@@ -59,7 +60,21 @@ const toText = (data: RawData): string => {
   return Buffer.from(data).toString('utf8')
 }
 
+/**
+ * ws's table of negotiated extensions: a new empty object per connection, which ws replaces (and
+ * never writes into) when one is negotiated. The server negotiates none (`perMessageDeflate: false`).
+ */
+const NO_EXTENSIONS = Object.freeze({})
+
 export class Connection extends WebSocket implements Subscriber {
+  /**
+   * Two objects that EventEmitter and ws create for every socket, dropped as soon as they are made
+   * (these fields are set right after their constructors run): the listener table, an empty
+   * dictionary of 184 B, which EventEmitter creates again for the first listener (events reach a
+   * connection through `emit`, so most never get one); and ws's extension table, 56 B.
+   */
+  private _events: object | undefined = undefined
+  private readonly _extensions: object = NO_EXTENSIONS
   id = 0
   /** Null until `attach`: ws constructs the object, the server then gives it its context. */
   private ctx: ConnectionContext | null = null
