@@ -70,7 +70,9 @@ const mesh = async (hub: MemoryHub, room: string, count: number, options: Parame
   for (let i = 0; i < count; i++) {
     const n = node(hub, room, options)
     nodes.push(n)
-    if (i > 0) await once(n.replication, 'synced')
+    // Each joins the hub before the next starts: the hub's order is the order of the array.
+    if (i === 0) await n.link.ready
+    else await once(n.replication, 'synced')
   }
   return nodes
 }
