@@ -106,6 +106,53 @@ describe('framed data channels over @roamhq/wrtc', () => {
     expect(b.errors[0]?.message).toMatch(/text message/)
   })
 
+  it('says goodbye before closing: the other end stops sending, answers, and closes; then this end closes', async () => {
+    const { a, b } = await connectPair()
+    const [ca, cb] = [await a.channel, await b.channel]
+    ca.send(new Uint8Array([1]))
+    ca.close()
+    expect(ca.send(new Uint8Array([2]))).toBe(false)
+    await withTimeout(Promise.all([a.closed, b.closed]), 10_000, 'both ends to close')
+    expect(b.received).toEqual([new Uint8Array([1])]) // what was sent before the goodbye, and nothing after
+    expect(cb.writable).toBe(false)
+    const [wa, wb] = [a.wrtc, b.wrtc] as Array<ReturnType<typeof createFramedWrtc>>
+    expect(wa?.goodbyes).toEqual({ sent: 1, answered: 1, timedOut: 0, received: 0 })
+    expect(wb?.goodbyes).toEqual({ sent: 0, answered: 0, timedOut: 0, received: 1 })
+    expect(b.errors).toEqual([])
+  })
+
+  it('holds a peer connection closed by simple-peer (channel, then connection) until the goodbye is answered', async () => {
+    const { a, b } = await connectPair()
+    const cb = await b.channel
+    let sentByB = 0
+    // b sends as fast as it can until its channel stops taking messages: the goodbye stops it,
+    // never a native close under a send.
+    const pump = (): void => {
+      for (let i = 0; i < 50; i++) if (cb.send(new Uint8Array([9, i]))) sentByB++
+      if (cb.writable) setImmediate(pump)
+    }
+    pump()
+    await waitFor(() => a.received.length > 0, { what: 'b\'s messages at a' })
+    a.peer.destroy()
+    await withTimeout(Promise.all([a.closed, b.closed]), 10_000, 'both ends to close')
+    const [wa, wb] = [a.wrtc, b.wrtc] as Array<ReturnType<typeof createFramedWrtc>>
+    await wa?.settled()
+    expect(wa?.goodbyes).toMatchObject({ sent: 1, answered: 1, timedOut: 0 })
+    expect(wb?.goodbyes.received).toBe(1)
+    expect(sentByB).toBeGreaterThan(0)
+  })
+
+  it('times a goodbye out when the remote never answers (a peer that does not frame)', async () => {
+    const { a, b } = await connectPair({ raw: true })
+    const cb = await b.channel
+    cb.close()
+    await withTimeout(b.closed, 10_000, 'the channel to close')
+    const wb = b.wrtc as ReturnType<typeof createFramedWrtc>
+    await wb.settled()
+    expect(wb.goodbyes.sent).toBe(1)
+    expect(wb.goodbyes.timedOut + wb.goodbyes.answered).toBe(1)
+  })
+
   it('refuses to send once closing', async () => {
     const { a } = await connectPair()
     const channel = await a.channel

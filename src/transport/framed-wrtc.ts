@@ -11,9 +11,15 @@
  * - `FramedChannel.send` frames large messages and queues them under backpressure.
  * A remote that breaks the framing protocol, or that a message handler throws on, has its channel
  * closed and is reported through `hooks.onError`; nothing it sends can reach the process.
+ *
+ * Closing says goodbye first (framing.ts: BYE, BYE_ACK), and a peer connection closes only after
+ * its channels have: @roamhq/wrtc clears a channel's native handle on its signaling thread when
+ * the channel closes, and a `send` on the main thread at that moment dereferences it (SIGSEGV in
+ * RTCDataChannel::Send, seen here about once in 25 runs of a peer leaving a room of three). After a
+ * goodbye neither end sends on the channel, so the native close never meets a send.
  */
 
-import { DEFAULT_CHUNK_BYTES, DEFAULT_MAX_MESSAGE_BYTES, FrameDecoder, encodeFrames } from './framing.js'
+import { DEFAULT_CHUNK_BYTES, DEFAULT_MAX_MESSAGE_BYTES, FRAME_BYE, FRAME_BYE_ACK, FRAME_MARKER, FrameDecoder, encodeFrames } from './framing.js'
 
 /** The WebRTC implementation shape simple-peer takes as `wrtc` (browsers' globals, @roamhq/wrtc). */
 export interface WrtcImplementation {
@@ -30,7 +36,10 @@ export interface FramedChannel {
   readonly writable: boolean
   /** Sends one whole message, framed when large. Returns false (and sends nothing) when not writable. */
   send: (message: Uint8Array) => boolean
-  /** Closes the channel; no message is sent or delivered afterwards. */
+  /**
+   * Closes the channel: nothing is sent or delivered afterwards. What was queued goes out first,
+   * then the goodbye; the native channel closes on the remote's answer, or GOODBYE_TIMEOUT after.
+   */
   close: () => void
 }
 
@@ -47,6 +56,21 @@ export interface ChannelHooks {
 
 /** Where a channel fires no 'bufferedamountlow', how often a queue over the high-water mark is drained. */
 const DRAIN_POLL_MS = 5
+
+/** A closing channel waits this long for the remote's goodbye answer (and its queue to drain) before it closes anyway. */
+export const GOODBYE_TIMEOUT = 500
+
+/** How the channels' goodbyes went (framing.ts: BYE, BYE_ACK). */
+export interface Goodbyes {
+  /** BYE sent by this end. */
+  sent: number
+  /** Of those, answered by the remote (an answer, its own BYE, or its close). */
+  answered: number
+  /** Of those, closed at GOODBYE_TIMEOUT without an answer. */
+  timedOut: number
+  /** BYE received from the remote (answered, then closed by this end). */
+  received: number
+}
 
 /** A framed message not complete this long after its first frame closes the channel. */
 export const FRAMED_MESSAGE_TIMEOUT = 30_000
@@ -69,14 +93,19 @@ export interface FramedWrtc extends WrtcImplementation {
   channelsOf: (pc: RTCPeerConnection) => FramedChannel[]
   /** Messages simple-peer tried to send, dropped (y-webrtc's own data plane). */
   readonly muted: { messages: number, bytes: number }
+  readonly goodbyes: Goodbyes
+  /** Resolves once every goodbye under way has ended (each within GOODBYE_TIMEOUT). */
+  settled: () => Promise<void>
 }
 
 export const createFramedWrtc = (base: WrtcImplementation, hooks: ChannelHooks = {}, options: FramingOptions = {}): FramedWrtc => {
   const connections = new Set<RTCPeerConnection>()
   const channels = new WeakMap<RTCPeerConnection, FramedChannel[]>()
   const muted = { messages: 0, bytes: 0 }
+  const goodbyes: Goodbyes = { sent: 0, answered: 0, timedOut: 0, received: 0 }
+  const underWay = new Set<Promise<void>>()
   const adopt = (channel: RTCDataChannel, pc: RTCPeerConnection): RTCDataChannel => {
-    const framed = frameChannel(channel, pc, hooks, options, muted)
+    const framed = frameChannel(channel, pc, hooks, options, { muted, goodbyes, underWay })
     if (framed === null) return channel
     const list = channels.get(pc)
     if (list === undefined) channels.set(pc, [framed])
@@ -101,8 +130,15 @@ export const createFramedWrtc = (base: WrtcImplementation, hooks: ChannelHooks =
 
     override close (): void {
       connections.delete(this)
-      for (const channel of channels.get(this) ?? []) stopSending.get(channel)?.()
-      super.close()
+      // simple-peer closes its channel, then the connection at once: the connection waits for
+      // the channels' goodbyes, since closing it closes them under the remote's sends.
+      const ending: Array<Promise<void>> = []
+      for (const channel of channels.get(this) ?? []) {
+        const goodbye = endings.get(channel)?.()
+        if (goodbye !== undefined) ending.push(goodbye)
+      }
+      if (ending.length === 0) super.close()
+      else void Promise.all(ending).then(() => super.close())
     }
   }
   return {
@@ -111,13 +147,18 @@ export const createFramedWrtc = (base: WrtcImplementation, hooks: ChannelHooks =
     RTCIceCandidate: base.RTCIceCandidate,
     connections,
     channelsOf: (pc) => channels.get(pc) ?? [],
-    muted
+    muted,
+    goodbyes,
+    settled: async () => { await Promise.all(underWay) }
   }
 }
 
 const adopted = new WeakSet<RTCDataChannel>()
-/** Per framed channel, what marks it closing (called before a native close). */
-const stopSending = new WeakMap<FramedChannel, () => void>()
+/** Per framed channel: closes it, and returns its goodbye under way if it has one. */
+const endings = new WeakMap<FramedChannel, () => Promise<void> | undefined>()
+
+const BYE = new Uint8Array([FRAME_MARKER, FRAME_BYE])
+const BYE_ACK = new Uint8Array([FRAME_MARKER, FRAME_BYE_ACK])
 
 const asBytes = (data: unknown): Uint8Array | null => {
   if (data instanceof Uint8Array) return data
@@ -131,7 +172,11 @@ const asBytes = (data: unknown): Uint8Array | null => {
  * the wire, and the returned FramedChannel carries the library's messages. Other properties stay
  * native, so simple-peer still sees the channel open, drain and close.
  */
-const frameChannel = (channel: RTCDataChannel, pc: RTCPeerConnection, hooks: ChannelHooks, options: FramingOptions, muted: { messages: number, bytes: number }): FramedChannel | null => {
+const frameChannel = (channel: RTCDataChannel, pc: RTCPeerConnection, hooks: ChannelHooks, options: FramingOptions, { muted, goodbyes, underWay }: {
+  muted: { messages: number, bytes: number }
+  goodbyes: Goodbyes
+  underWay: Set<Promise<void>>
+}): FramedChannel | null => {
   if (adopted.has(channel)) return null
   adopted.add(channel)
   channel.binaryType = 'arraybuffer'
@@ -145,6 +190,9 @@ const frameChannel = (channel: RTCDataChannel, pc: RTCPeerConnection, hooks: Cha
   // can crash (SIGSEGV) sending on a channel whose native side is being torn down.
   let closing = false
   let closed = false
+  // The goodbye under way (close() was called while open): no new message is taken.
+  let goodbye: Promise<void> | undefined
+  let endGoodbye: (() => void) | undefined
   let poll: ReturnType<typeof setTimeout> | undefined
   let opened = false
   // Reported once: on 'open', or at adoption if the channel is open already, or before the first
@@ -192,7 +240,10 @@ const frameChannel = (channel: RTCDataChannel, pc: RTCPeerConnection, hooks: Cha
   const flush = (): void => {
     poll = undefined
     while (queue.length > 0 && !closing && isOpen && belowHighWater()) {
-      if (!sendNow(queue.shift() as Uint8Array)) return
+      const frame = queue.shift() as Uint8Array
+      if (!sendNow(frame)) return
+      // BYE is the last message this end sends.
+      if (frame === BYE) return stop()
     }
     if (!lowEvents && queue.length > 0 && !closing && poll === undefined) poll = setTimeout(flush, DRAIN_POLL_MS)
   }
@@ -201,10 +252,10 @@ const frameChannel = (channel: RTCDataChannel, pc: RTCPeerConnection, hooks: Cha
     pc,
     channel,
     get writable () {
-      return !closing && isOpen
+      return !closing && isOpen && goodbye === undefined
     },
     send: (message) => {
-      if (closing || !isOpen) return false
+      if (closing || !isOpen || goodbye !== undefined) return false
       const frames = encodeFrames(message, chunkBytes)
       if (queue.length === 0 && frames.length === 1 && belowHighWater()) return sendNow(frames[0] as Uint8Array)
       queue.push(...frames)
@@ -212,14 +263,65 @@ const frameChannel = (channel: RTCDataChannel, pc: RTCPeerConnection, hooks: Cha
       return true
     },
     close: () => {
-      stop()
-      nativeClose()
+      end()
     }
   }
-  stopSending.set(framed, stop)
+
+  /** Closes now: no goodbye (not open, or already closing), or the goodbye has ended. */
+  const closeNow = (): void => {
+    stop()
+    nativeClose()
+    endGoodbye?.()
+  }
+  /** Says goodbye when open and not closing yet, else closes now; returns the goodbye under way. */
+  const end = (): Promise<void> | undefined => {
+    if (goodbye !== undefined || closed) return goodbye
+    if (closing || !isOpen) {
+      closeNow()
+      return undefined
+    }
+    goodbyes.sent++
+    let timer: ReturnType<typeof setTimeout> | undefined
+    goodbye = new Promise<void>((resolve) => {
+      endGoodbye = () => {
+        endGoodbye = undefined
+        clearTimeout(timer)
+        underWay.delete(goodbye as Promise<void>)
+        resolve()
+      }
+    })
+    underWay.add(goodbye)
+    timer = setTimeout(() => {
+      goodbyes.timedOut++
+      closeNow()
+    }, GOODBYE_TIMEOUT)
+    queue.push(BYE)
+    flush()
+    return goodbye
+  }
+  endings.set(framed, end)
+
+  /** A goodbye frame from the remote. */
+  const onGoodbye = (kind: number): void => {
+    if (kind === FRAME_BYE) {
+      goodbyes.received++
+      if (goodbye !== undefined) {
+        // Both ends said goodbye at once: each has sent its last message; no answer is sent.
+        goodbyes.answered++
+        return closeNow()
+      }
+      stop()
+      try {
+        nativeSend(BYE_ACK)
+      } catch {}
+      return closeNow()
+    }
+    if (goodbye !== undefined && endGoodbye !== undefined) goodbyes.answered++
+    closeNow()
+  }
 
   const fail = (error: Error): void => {
-    if (closing) return
+    if (closing || goodbye !== undefined) return
     try {
       hooks.onError?.(framed, error)
     } finally {
@@ -231,6 +333,8 @@ const frameChannel = (channel: RTCDataChannel, pc: RTCPeerConnection, hooks: Cha
   channel.addEventListener('close', () => {
     isOpen = false
     stop()
+    if (endGoodbye !== undefined) goodbyes.answered++
+    endGoodbye?.()
     clearTimeout(unfinished)
     if (closed) return
     closed = true
@@ -255,8 +359,10 @@ const frameChannel = (channel: RTCDataChannel, pc: RTCPeerConnection, hooks: Cha
   // themselves (@roamhq/wrtc) find no handler; simple-peer's is kept and never called.
   Object.defineProperty(channel, 'onmessage', { configurable: true, get: () => null, set: () => {} })
   channel.addEventListener('message', (event: MessageEvent) => {
-    if (closing) return
+    if (closed) return
     const bytes = asBytes(event.data)
+    if (bytes !== null && bytes.length === 2 && bytes[0] === FRAME_MARKER && (bytes[1] === FRAME_BYE || bytes[1] === FRAME_BYE_ACK)) return onGoodbye(bytes[1])
+    if (closing || goodbye !== undefined) return
     if (bytes === null) return fail(new Error('a text message (the protocol is binary)'))
     let message: Uint8Array | null
     try {

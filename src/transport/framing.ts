@@ -15,11 +15,19 @@
  *   of one message are sent back to back on an ordered, reliable channel, so the receiver appends
  *   payloads until it sees `FRAME_LAST`. A message that is large, or that itself starts with
  *   `FRAME_MARKER`, is always framed.
+ * - `[FRAME_MARKER, FRAME_BYE]` and `[FRAME_MARKER, FRAME_BYE_ACK]`, two bytes, are the goodbye of
+ *   a channel being closed (framed-wrtc.ts): the closer sends BYE as its last message; the other
+ *   end stops sending, answers BYE_ACK as its last message and closes; the closer closes on the
+ *   answer. Neither end ever sends on a channel the other is closing.
  */
 
 export const FRAME_MARKER = 0xf8
 export const FRAME_MORE = 0
 export const FRAME_LAST = 1
+/** A closing channel's last message (two bytes, never inside a framed message). */
+export const FRAME_BYE = 2
+/** The answer to FRAME_BYE: the last message of the other end. */
+export const FRAME_BYE_ACK = 3
 /** The payload bytes per chunk: 16 KiB is the size every WebRTC implementation accepts. */
 export const DEFAULT_CHUNK_BYTES = 16 * 1024
 /** A framed message larger than this is a protocol violation: the channel is closed. */

@@ -707,6 +707,8 @@ class YWebrtcLink extends ObservableV2<LinkEvents> implements Link {
       this.#connections.delete(channel)
       this.emit('close', [{ connection }])
     }
+    // Each connection closes once its channel's goodbye is answered (framed-wrtc.ts).
+    await this.#wrtc.settled()
     // disconnect() releases the signaling connections (closing those no other room uses);
     // destroy() alone would leave them open.
     this.#provider.disconnect()
