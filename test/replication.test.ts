@@ -265,6 +265,7 @@ describe('replication: the relay rule', () => {
     let joined = 0
     const hub = new MemoryHub({ topology: (members) => ++joined === 3 ? members.slice(-1) : members })
     const c = node(hub, 'r')
+    await c.link.ready // c joins the hub first, so that b is the last member when a joins
     const b = node(hub, 'r')
     await once(b.replication, 'synced')
     const a = node(hub, 'r')
