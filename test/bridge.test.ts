@@ -2,10 +2,12 @@
  * The bridge: its rule (pure), and rooms whose maxConns would otherwise split them, in memory.
  * The same over real WebRTC is in test/integration.test.ts (12 peers, maxConns 4).
  */
-import { describe, expect, it, onTestFinished } from 'vitest'
+import { ObservableV2 } from 'lib0/observable'
+import { afterEach, describe, expect, it, onTestFinished, vi } from 'vitest'
 import { joinRoom, type Session } from '../src/session.js'
 import type { SessionStore } from '../src/store/store.js'
-import { answerOutsider, isBridge, isPartitioned } from '../src/transport/bridge.js'
+import { answerOutsider, Bridge, BRIDGE_CONNECT_TIMEOUT, DEFAULT_BRIDGE_GRACE, isBridge, isPartitioned } from '../src/transport/bridge.js'
+import type { Link, LinkConnection, LinkEvents } from '../src/transport/link.js'
 import type { Component } from '../src/transport/relay.js'
 import { MemoryHub } from '../src/transport/memory-link.js'
 import { waitFor } from './helpers/wait.js'
@@ -32,6 +34,75 @@ describe('the bridge rule', () => {
     expect(answerOutsider({ me: 'c', from: 'x', component: mine, roomSize: 4, connected: false })).toBe(false)
     expect(answerOutsider({ me: 'b', from: 'd', component: mine, roomSize: 4, connected: false })).toBe(false)
     expect(answerOutsider({ me: 'b', from: 'x', component: mine, roomSize: 4, connected: true })).toBe(false)
+  })
+})
+
+/**
+ * The part of a Link the bridge uses: `connect` is recorded, and the test opens connections
+ * (`open`) and says what the component has become, as the neighbour lists would.
+ */
+class BridgeLink extends ObservableV2<LinkEvents> {
+  readonly localId = 'a'
+  readonly connects: string[] = []
+  readonly connections: LinkConnection[] = []
+  announce (): void {}
+  connect (remoteId: string): void { this.connects.push(remoteId) }
+  open (remoteId: string): void {
+    const connection = { remoteId } as unknown as LinkConnection
+    this.connections.push(connection)
+    this.emit('open', [{ connection }])
+  }
+}
+
+describe('the Bridge, one merge at a time', () => {
+  afterEach(() => { vi.useRealTimers() })
+
+  /** A lone peer (the smallest id: its own bridge) hears five others of the room at once, as a joiner of a split room does. */
+  const lone = (): { link: BridgeLink, bridge: Bridge, reach: Set<string> } => {
+    vi.useFakeTimers()
+    const link = new BridgeLink()
+    const reach = new Set(['a'])
+    const bridge = new Bridge(link as unknown as Link, () => ({ ids: reach, size: reach.size }))
+    link.emit('count', [{ source: 's', clients: 6 }])
+    for (const id of ['k', 'l', 'n', 'x', 'y']) link.emit('heard', [{ peerId: id }])
+    return { link, bridge, reach }
+  }
+
+  it('connects to one outsider, and to none of the others once the lists say they are inside', () => {
+    const { link, bridge, reach } = lone()
+    vi.advanceTimersByTime(2 * DEFAULT_BRIDGE_GRACE)
+    expect(link.connects).toHaveLength(1)
+    // The handshake takes a while; the outsiders' grace periods end meanwhile.
+    vi.advanceTimersByTime(3 * DEFAULT_BRIDGE_GRACE)
+    expect(link.connects).toHaveLength(1)
+    link.open(link.connects[0] as string)
+    for (const id of ['k', 'l', 'n', 'x', 'y']) reach.add(id)
+    vi.advanceTimersByTime(BRIDGE_CONNECT_TIMEOUT * 2)
+    expect(link.connects).toHaveLength(1)
+    bridge.destroy()
+  })
+
+  it('connects to the next outsider once the first connection never opened', () => {
+    const { link, bridge } = lone()
+    vi.advanceTimersByTime(2 * DEFAULT_BRIDGE_GRACE)
+    expect(link.connects).toHaveLength(1)
+    vi.advanceTimersByTime(BRIDGE_CONNECT_TIMEOUT + DEFAULT_BRIDGE_GRACE)
+    expect(link.connects).toHaveLength(2)
+    expect(new Set(link.connects).size).toBe(2)
+    bridge.destroy()
+  })
+
+  it('merges the next component after the first merge settled', () => {
+    const { link, bridge, reach } = lone()
+    vi.advanceTimersByTime(2 * DEFAULT_BRIDGE_GRACE)
+    expect(['k', 'l', 'n']).toContain(link.connects[0])
+    link.open(link.connects[0] as string)
+    // The lists bring in k, l and n only: x and y are another component.
+    for (const id of ['k', 'l', 'n']) reach.add(id)
+    vi.advanceTimersByTime(2 * DEFAULT_BRIDGE_GRACE)
+    expect(link.connects).toHaveLength(2)
+    expect(['x', 'y']).toContain(link.connects[1])
+    bridge.destroy()
   })
 })
 

@@ -12,6 +12,12 @@
  *   a grace period (the ordinary way, a peer with room connecting, had its chance): it connects
  *   to it (`Link.connect`: past `maxConns`, by one connection per merge of two components; the
  *   link keeps the initiator rule).
+ * One merge at a time: a joiner hears every member of the room at once, and their grace periods
+ * end together, long before the first connection's handshake is through and its neighbour lists
+ * have told this peer that the others are now inside. So after a bridge connection the bridge
+ * makes no other until a connection opened and a grace period passed (the lists arrive in
+ * between), or BRIDGE_CONNECT_TIMEOUT passed; the outsiders it heard meanwhile are judged again
+ * then, with the component as it has become.
  * The rule is `answerOutsider` (pure); the `Bridge` class drives it from a Link's events.
  */
 
@@ -22,6 +28,8 @@ import type { Component } from './relay.js'
 export const DEFAULT_BRIDGE_GRACE = 1500
 /** A partitioned component's bridge announces itself this often (jittered by ±25 %). */
 export const DEFAULT_BRIDGE_INTERVAL = 3000
+/** A bridge connection that has not opened by then no longer holds the next one back. */
+export const BRIDGE_CONNECT_TIMEOUT = 10_000
 /** Outsiders awaiting their grace period at once, at most. */
 const MAX_PENDING = 64
 
@@ -58,6 +66,10 @@ export class Bridge {
   readonly #counts = new Map<string, number>()
   readonly #pending = new Map<string, ReturnType<typeof setTimeout>>()
   #timer: ReturnType<typeof setTimeout> | null = null
+  /** While a merge is under way (a bridge connection made, or a connection just opened): its end. */
+  #merging: ReturnType<typeof setTimeout> | null = null
+  /** Outsiders judged during a merge: judged again once it is over. */
+  readonly #deferred = new Set<string>()
   #lastAnnounce = 0
   #destroyed = false
 
@@ -67,6 +79,7 @@ export class Bridge {
     this.#grace = grace
     link.on('count', this.#onCount)
     link.on('heard', this.#onHeard)
+    link.on('open', this.#onOpen)
     const tick = (): void => {
       if (this.#destroyed) return
       this.#seek()
@@ -87,10 +100,13 @@ export class Bridge {
   destroy (): void {
     this.#destroyed = true
     if (this.#timer !== null) clearTimeout(this.#timer)
+    if (this.#merging !== null) clearTimeout(this.#merging)
+    this.#deferred.clear()
     for (const timer of this.#pending.values()) clearTimeout(timer)
     this.#pending.clear()
     this.#link.off('count', this.#onCount)
     this.#link.off('heard', this.#onHeard)
+    this.#link.off('open', this.#onOpen)
   }
 
   #onCount = ({ source, clients }: { source: string, clients: number }): void => {
@@ -98,13 +114,24 @@ export class Bridge {
   }
 
   #onHeard = ({ peerId: from }: { peerId: string }): void => {
-    if (this.#pending.has(from) || this.#pending.size >= MAX_PENDING || this.#connected(from)) return
+    if (this.#connected(from)) return
     // The one that will offer (the smaller id) waits longer: the other has invited it by then.
     const me = this.#link.localId
+    this.#wait(from, me !== undefined && me < from ? 2 * this.#grace : this.#grace)
+  }
+
+  /** Any connection that opens may merge components: its lists arrive within the grace period. */
+  #onOpen = (): void => {
+    if (this.#merging !== null) this.#merge(this.#grace)
+  }
+
+  /** Judges `from` after `delay` ms. */
+  #wait (from: string, delay: number): void {
+    if (this.#destroyed || this.#pending.has(from) || this.#pending.size >= MAX_PENDING) return
     const timer = setTimeout(() => {
       this.#pending.delete(from)
       this.#answer(from)
-    }, me !== undefined && me < from ? 2 * this.#grace : this.#grace)
+    }, delay)
     unref(timer)
     this.#pending.set(from, timer)
   }
@@ -112,7 +139,27 @@ export class Bridge {
   #answer (from: string): void {
     const me = this.#link.localId
     if (this.#destroyed || me === undefined) return
-    if (answerOutsider({ me, from, component: this.#component(), roomSize: this.roomSize, connected: this.#connected(from) })) this.#link.connect(from)
+    if (!answerOutsider({ me, from, component: this.#component(), roomSize: this.roomSize, connected: this.#connected(from) })) return
+    if (this.#merging !== null) {
+      if (this.#deferred.size < MAX_PENDING) this.#deferred.add(from)
+      return
+    }
+    this.#merge(BRIDGE_CONNECT_TIMEOUT)
+    this.#link.connect(from)
+  }
+
+  /** A merge is under way for `ms` more; then the outsiders heard meanwhile are judged again. */
+  #merge (ms: number): void {
+    if (this.#merging !== null) clearTimeout(this.#merging)
+    this.#merging = setTimeout(this.#merged, ms)
+    unref(this.#merging)
+  }
+
+  #merged = (): void => {
+    this.#merging = null
+    const deferred = Array.from(this.#deferred)
+    this.#deferred.clear()
+    for (const from of deferred) this.#answer(from)
   }
 
   /** A partitioned component's bridge makes itself heard. */
