@@ -7,7 +7,7 @@ import * as Y from 'yjs'
 import * as decoding from 'lib0/decoding'
 import * as prng from 'lib0/prng'
 import {
-  CHECK_REPLY, MESSAGE_STATE_CHECK, addDeletions, digestOf, encodeDiff, encodeStateCheck, lacking,
+  CHECK_REPLY, MESSAGE_STATE_CHECK, MESSAGE_UPDATE, addDeletions, digestOf, encodeBytesMessage, encodeDiff, encodeDiffMessage, encodeStateCheck, lacking,
   readBytes, readStateCheck, stillLacking, type DeleteDigest
 } from '../src/transport/sync-v2.js'
 
@@ -49,6 +49,26 @@ describe('live updates', () => {
       expect(Y.encodeStateVector(other)).toEqual(Y.encodeStateVector(doc))
       expect(Y.parseUpdateMeta(diff).from.get(doc.clientID) ?? before.get(doc.clientID)).toBe(before.get(doc.clientID) ?? 0)
     }
+  })
+
+  it('encodeDiffMessage is encodeDiff behind its header, whatever its size, and never shares its bytes', () => {
+    const doc = new Y.Doc()
+    const map = doc.getMap('m')
+    const messages: Array<[Uint8Array, Uint8Array]> = []
+    let before = 0
+    // 100 bytes to 200 KiB: within the scratch buffer, and past it.
+    for (const size of [100, 16 * 1024 - 40, 40 * 1024, 200 * 1024, 100]) {
+      const deleteSets: unknown[] = []
+      const collect = (tr: Y.Transaction): void => { deleteSets.push(tr.deleteSet) }
+      doc.on('afterTransactionCleanup', collect)
+      map.set('k', 'x'.repeat(size))
+      doc.off('afterTransactionCleanup', collect)
+      const from = new Map([[doc.clientID, before]])
+      const deleteSet = Y.mergeDeleteSets(deleteSets as never) as never
+      messages.push([encodeDiffMessage(MESSAGE_UPDATE, doc, from, deleteSet), encodeBytesMessage(MESSAGE_UPDATE, encodeDiff(doc, from, deleteSet))])
+      before = Y.getState(doc.store, doc.clientID)
+    }
+    for (const [message, expected] of messages) expect(message).toEqual(expected)
   })
 
   it('reads one byte string and nothing after it', () => {

@@ -6,7 +6,7 @@
  * - syncs in Yjs's V2 encoding on a new connection (a joiner receives the live data, not the
  *   history's metadata: sync-v2.ts);
  * - sends live updates per turn: everything written in one event-loop turn goes out as one
- *   message per connection, the turn's state diff (coalescer.ts, sync-v2.ts `encodeDiff`);
+ *   message per connection, the turn's state diff (coalescer.ts, sync-v2.ts `encodeDiffMessage`);
  * - forwards what a neighbour sent only to the peers that neighbour is not connected to
  *   (relay.ts): a write costs N-1 messages in a full mesh, and still crosses a partial one;
  * - checks now and then that they hold the same state (anti-entropy), and repairs what a lost
@@ -30,7 +30,7 @@ import type { Link, LinkConnection } from './link.js'
 import { encodeNeighbors, readNeighbors, shouldForward, Topology, type Component } from './relay.js'
 import {
   MESSAGE_NEIGHBORS, MESSAGE_REPAIR_V2, MESSAGE_STATE_CHECK, MESSAGE_SYNC_STEP1_V2, MESSAGE_SYNC_STEP2_V2, MESSAGE_UPDATE,
-  CHECK_REPLY, CHECK_URGENT, addDeletions, digestOf, encodeBytesMessage, encodeDiff, encodeStateCheck, encodeSyncStep1V2,
+  CHECK_REPLY, CHECK_URGENT, addDeletions, digestOf, encodeBytesMessage, encodeDiffMessage, encodeStateCheck, encodeSyncStep1V2,
   encodeSyncStep2V2, lacking, readBytes, readStateCheck, stillLacking, type DeleteDigest, type DeleteSet,
   MESSAGE_BARRIER, MESSAGE_BARRIER_ACK
 } from './sync-v2.js'
@@ -417,7 +417,7 @@ export class Replication extends ObservableV2<ReplicationEvents> {
     if (last !== null && sameItems(last.items, items)) {
       message = last.message
     } else {
-      message = encodeBytesMessage(MESSAGE_UPDATE, encodeChanges(this.#doc, items))
+      message = encodeChanges(this.#doc, items)
       this.#lastBatch = { items, message }
     }
     this.#send(remote.connection, message)
@@ -502,15 +502,16 @@ const changeOf = (transaction: Y.Transaction): Change | null => {
 }
 
 /**
- * One update for several changes: the state diff of the document since the first of them, for
- * the clients they changed, with their deletions (Y.mergeDeleteSets). Unlike Y.mergeUpdates of
- * their updates, what a later change overwrote is written as deleted, so a turn that overwrote
- * the same keys a thousand times carries each key once, within admission's per-update bounds.
+ * The update message for several changes: the state diff of the document since the first of
+ * them, for the clients they changed, with their deletions (Y.mergeDeleteSets). Unlike
+ * Y.mergeUpdates of their updates, what a later change overwrote is written as deleted, so a turn
+ * that overwrote the same keys a thousand times carries each key once, within admission's
+ * per-update bounds.
  */
 const encodeChanges = (doc: Y.Doc, changes: Change[]): Uint8Array => {
   if (changes.length === 1) {
     const only = changes[0] as Change
-    return encodeDiff(doc, only.from, only.deleteSet)
+    return encodeDiffMessage(MESSAGE_UPDATE, doc, only.from, only.deleteSet)
   }
   const from = new Map<number, number>()
   for (const change of changes) {
@@ -520,7 +521,7 @@ const encodeChanges = (doc: Y.Doc, changes: Change[]): Uint8Array => {
     }
   }
   const deleteSet = Y.mergeDeleteSets(changes.map((change) => change.deleteSet) as never) as unknown as DeleteSet
-  return encodeDiff(doc, from, deleteSet)
+  return encodeDiffMessage(MESSAGE_UPDATE, doc, from, deleteSet)
 }
 
 const sameItems = <T>(a: T[], b: T[]): boolean => {
