@@ -107,12 +107,17 @@ export class Coalescer<K, T> {
   /** Sends `item` to `key` now if it is the first this turn (and the pace allows), or collects it. */
   push (key: K, item: T): void {
     const queue = this.#queueOf(key)
-    this.#endTurnLater()
     if (!this.#sentThisTurn.has(key) && queue.items.length === 0 && queue.waiting === null && queue.bucket.take()) {
       this.#sentThisTurn.add(key)
-      this.#send(key, [item])
+      // The end of the turn is scheduled after the send: a lone write's message leaves first.
+      try {
+        this.#send(key, [item])
+      } finally {
+        this.#endTurnLater()
+      }
       return
     }
+    this.#endTurnLater()
     const units = this.#units(item)
     if (queue.units > 0 && queue.units + units > this.#maxUnits) this.#sendQueue(key, queue)
     queue.items.push(item)

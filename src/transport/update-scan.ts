@@ -42,7 +42,7 @@ export interface ScannedStruct {
   parentSub: string | null
   /** The content ref (ContentRef), for items. */
   content: number
-  /** About how many bytes the content holds (UTF-8 of strings, JSON of values). */
+  /** About how many bytes the content holds (UTF-8 of strings, JSON of values; encoded size of `any` values). */
   contentBytes: number
 }
 
@@ -88,10 +88,13 @@ const readContent = (decoder: Decoder, ref: number): { length: number, bytes: nu
       return { length: 1, bytes: 0 }
     }
     case ContentRef.ANY: {
+      // The values' encoded size, read off the decoder (both encodings keep them in restDecoder):
+      // a store entry's JSON text, with a byte or two of lib0's own. Measuring each value again
+      // (TextEncoder) cost an allocation per entry on every live update.
       const len = decoder.readLen()
-      let bytes = 0
-      for (let i = 0; i < len; i++) bytes += sizeOf(decoder.readAny())
-      return { length: len, bytes }
+      const start = decoder.restDecoder.pos
+      for (let i = 0; i < len; i++) decoder.readAny()
+      return { length: len, bytes: decoder.restDecoder.pos - start }
     }
     case ContentRef.DOC: {
       const guid = decoder.readString()
