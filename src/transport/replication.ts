@@ -136,7 +136,9 @@ export class Replication extends ObservableV2<ReplicationEvents> {
     link.on('open', this.#onOpen)
     link.on('close', this.#onClose)
     link.on('message', this.#onMessage)
-    doc.on('afterTransactionCleanup', this.#onTransaction)
+    // Before the transaction's observers (Yjs has its delete set sorted and its state vector by
+    // then): a lone write leaves before the store's own observers and Yjs's cleanup run.
+    doc.on('beforeObserverCalls', this.#onTransaction)
     awareness.on('update', this.#onAwarenessUpdate)
     for (const connection of link.connections) this.#onOpen({ connection })
     this.#bridge = bridge === false ? null : new Bridge(link, () => this.component(), bridge)
@@ -216,7 +218,7 @@ export class Replication extends ObservableV2<ReplicationEvents> {
     this.#link.off('open', this.#onOpen)
     this.#link.off('close', this.#onClose)
     this.#link.off('message', this.#onMessage)
-    this.#doc.off('afterTransactionCleanup', this.#onTransaction)
+    this.#doc.off('beforeObserverCalls', this.#onTransaction)
     this.#awareness.off('update', this.#onAwarenessUpdate)
     for (const remote of this.#remotes.values()) this.#coalescer.drop(remote)
     this.#remotes.clear()
