@@ -9,7 +9,9 @@
  *
  * The rule, and what it costs:
  * - A lone write is sent inside the call that made it: no timer and no hop of the event loop on
- *   a round trip (an answer written in an observer leaves before the observer returns).
+ *   a round trip. (An answer written in an observer of a remote update leaves in the same task,
+ *   once Yjs has finished that update's transaction: Yjs runs a transaction begun in an observer
+ *   after the one whose observer it is.)
  * - The rest of the turn goes out once the current task and its microtasks are done (Node's
  *   setImmediate, a MessageChannel task in browsers), not on a timer. Microtasks would not do:
  *   an awaited write (`await store.set(...)`) yields to the microtask queue after every call,
