@@ -10,6 +10,7 @@ import { WebSocket } from 'ws'
 import { joinPeer, spawnPeer, type PeerProcess } from './helpers/peers.js'
 import { startSignaling, uniqueRoom } from './helpers/server.js'
 import { once, waitFor } from './helpers/wait.js'
+import { MAX_PENDING } from '../src/transport/y-webrtc-adapter.js'
 
 const expectWebrtc = async (peer: PeerProcess, count: number): Promise<void> => {
   const connections: Array<{ connectionState: string, dataChannels: string[] }> = await peer.call('connections')
@@ -223,6 +224,25 @@ describe('peers in separate processes over WebRTC', () => {
     const late = await joinPeer('late', room, { signaling: [server.url] })
     expect(late.joined.json).toEqual(expected)
   })
+  it('a joiner that more peers contact at once than it has pending slots connects to every one, none given up', { timeout: 300_000 }, async () => {
+    const server = await startSignaling()
+    const room = uniqueRoom('wide')
+    const peers: PeerProcess[] = []
+    // One at a time, each once connected to all before it: the last is contacted by MAX_PENDING + 2 at once.
+    for (let i = 0; i < MAX_PENDING + 3; i++) {
+      const peer = await joinPeer(`w${i}`, room, { signaling: [server.url] })
+      peers.push(peer)
+      await peer.call('waitForPeers', { count: i + 1, timeout: 60_000 }, 65_000)
+    }
+    for (const peer of peers) {
+      await expectWebrtc(peer, peers.length - 1)
+      // The payloads past the cap waited for a slot: nothing was refused, no attempt timed out.
+      const { dropped } = await peer.call<{ dropped: Record<string, number> }>('stats')
+      expect(dropped['pending connections at their cap']).toBeUndefined()
+      expect(dropped['connections that never opened']).toBeUndefined()
+    }
+  })
+
   it('twelve peers with maxConns 4, joining one at a time: the room stays in one piece, every write reaches everyone by relay', { timeout: 300_000 }, async () => {
     const server = await startSignaling()
     const room = uniqueRoom('partial')

@@ -59,6 +59,8 @@ export const REPORT_INTERVAL = 10_000
 const MAX_REMEMBERED_SENDERS = 4096
 /** A connection being set up that has not opened by then is given up, freeing its slot. */
 export const PENDING_TIMEOUT = 8000
+/** What `#admit` says of a payload that is to wait for a pending slot. */
+const DEFER = Symbol('defer')
 /** Connections being set up at once, apart from the `maxConns` slots of live ones. */
 export const MAX_PENDING = 6
 /**
@@ -67,6 +69,16 @@ export const MAX_PENDING = 6
  * of attributable peers, and a flood of them is confined here.
  */
 export const MAX_UNATTRIBUTED_PENDING = 2
+/**
+ * Attributable peers whose payloads wait, in order, while the pending connections are at their
+ * cap (a joiner of a full mesh is contacted by every member at once): at most this many peers,
+ * this many payloads each (an offer or announce and its ICE candidates), for this long. They are
+ * handed to y-webrtc as slots free; dropped, the offerer would wait out PENDING_TIMEOUT and a
+ * back-off, and nothing would make the pair try again.
+ */
+export const MAX_DEFERRED_PEERS = 32
+export const MAX_DEFERRED_PAYLOADS = 16
+export const DEFERRAL_TIMEOUT = PENDING_TIMEOUT / 2
 /** A peer the bridge connects to is admitted past `maxConns` for this long. */
 export const INVITE_TIMEOUT = 30_000
 /** After a peer id failed to connect, it is not tried again for this long, doubling up to MAX_BACKOFF. */
@@ -248,6 +260,10 @@ class YWebrtcLink extends ObservableV2<LinkEvents> implements Link {
   readonly #pending = new Map<string, number>()
   /** The pending ones whose peer is not attributable (protected rooms). */
   readonly #unattributed = new Set<string>()
+  /** Payloads of peers waiting for a pending slot, oldest peer first (MAX_DEFERRED_PEERS). */
+  readonly #deferred = new Map<string, { since: number, payloads: Array<() => void> }>()
+  /** A task on the incoming queue will hand deferred payloads on. */
+  #draining = false
   readonly #attestation: LinkOptions['attestation']
   /**
    * Peer ids that failed to connect: until when they are not tried, how many times they failed,
@@ -550,27 +566,74 @@ class YWebrtcLink extends ObservableV2<LinkEvents> implements Link {
           this.dropped[counter] = (this.dropped[counter] ?? 0) + 1
         }
       }
+      const deliver = (): void => forward({ ...message, data: plain }, conn)
       const admission = this.#admit(opened, attributable)
+      if (admission === DEFER) return this.#defer(opened.from, deliver)
       if (admission !== null) return this.#drop(admission)
-      forward({ ...message, data: plain }, conn)
+      deliver()
+    }).catch((err: unknown) => this.#drop(`a signaling message could not be handled (${String(err)})`))
+  }
+
+  /** Keeps `deliver` for when a pending slot frees, behind what `from` sent before. */
+  #defer (from: string, deliver: () => void): void {
+    let waiting = this.#deferred.get(from)
+    if (waiting === undefined) {
+      if (this.#deferred.size >= MAX_DEFERRED_PEERS) return this.#drop('pending connections at their cap')
+      this.#deferred.set(from, waiting = { since: Date.now(), payloads: [] })
+    }
+    if (waiting.payloads.length >= MAX_DEFERRED_PAYLOADS) return this.#drop('deferred signaling payloads at their cap')
+    waiting.payloads.push(deliver)
+  }
+
+  /**
+   * A pending slot may have freed: the deferred peers, oldest first, are admitted into the free
+   * slots and their payloads handed to y-webrtc, in order, on the incoming queue (so nothing that
+   * arrived meanwhile passes them). Those that waited past DEFERRAL_TIMEOUT are dropped.
+   */
+  #drainDeferred (): void {
+    if (this.#deferred.size === 0 || this.#draining) return
+    this.#draining = true
+    this.#incoming = this.#incoming.then(() => {
+      this.#draining = false
+      const now = Date.now()
+      for (const [peerId, waiting] of this.#deferred) {
+        if (this.leaving) break
+        if (waiting.since <= now - DEFERRAL_TIMEOUT) {
+          this.#deferred.delete(peerId)
+          this.#drop('deferred signaling payloads waited too long')
+          continue
+        }
+        if (this.#pending.size >= MAX_PENDING) break
+        this.#deferred.delete(peerId)
+        const admission = this.#admit({ from: peerId })
+        if (admission === DEFER) continue
+        if (admission !== null) {
+          this.#drop(admission)
+          continue
+        }
+        for (const deliver of waiting.payloads) deliver()
+      }
     }).catch((err: unknown) => this.#drop(`a signaling message could not be handled (${String(err)})`))
   }
 
   /**
    * Whether a payload that would make y-webrtc set up a new connection may: a peer id in back-off
-   * may not, nor one past the pending cap or the live slots. Returns the reason, or null.
+   * may not, nor one past the live slots; an attributable one past the pending cap waits
+   * (DEFER), behind what the same peer sent before, and an unattributable one is dropped.
+   * Returns the reason, DEFER, or null.
    */
-  #admit (payload: { from: string }, attributable = true): string | null {
+  #admit (payload: { from: string }, attributable = true): string | typeof DEFER | null {
     // y-webrtc makes a connection for any announce or signal from a peer it has none with.
     if (this.hasConnection(payload.from)) return null
+    if (this.#deferred.has(payload.from)) return DEFER
     const now = Date.now()
     const backoff = this.#backoff.get(payload.from)
     if (backoff !== undefined && backoff.until > now) {
       backoff.retry = true
       return 'a peer that failed to connect, in back-off'
     }
-    if (this.#pending.size >= MAX_PENDING) return 'pending connections at their cap'
     if (!attributable && this.#unattributed.size >= MAX_UNATTRIBUTED_PENDING) return 'pending connections of unattributable peers at their cap'
+    if (this.#pending.size >= MAX_PENDING) return attributable ? DEFER : 'pending connections at their cap'
     const invited = (this.#invited.get(payload.from) ?? 0) > now
     if (this.#connections.size >= this.#maxLive && !invited) return 'every connection slot is taken'
     this.#pending.set(payload.from, now)
@@ -592,6 +655,7 @@ class YWebrtcLink extends ObservableV2<LinkEvents> implements Link {
       const conn = room?.webrtcConns.get(peerId)
       if (conn !== undefined && !Array.from(this.#connections.values()).some((c) => c.remoteId === peerId)) conn.peer.destroy()
     }
+    this.#drainDeferred()
     for (const [peerId, until] of this.#invited) if (until <= now) this.#invited.delete(peerId)
     let retry = false
     for (const [peerId, backoff] of this.#backoff) {
@@ -612,8 +676,10 @@ class YWebrtcLink extends ObservableV2<LinkEvents> implements Link {
     this.#backoff.set(remoteId, { until: Date.now() + Math.min(MAX_BACKOFF, FIRST_PENALTY * 2 ** (failures - 1)), failures })
     this.#pending.delete(remoteId)
     this.#unattributed.delete(remoteId)
+    this.#deferred.delete(remoteId)
     for (const connection of this.#connections.values()) if (connection.remoteId === remoteId) connection.close()
     this.#provider.room?.webrtcConns.get(remoteId)?.peer.destroy()
+    this.#drainDeferred()
   }
 
   /** The signaling servers refused this peer (a close code, or an error frame for this room). */
@@ -651,6 +717,7 @@ class YWebrtcLink extends ObservableV2<LinkEvents> implements Link {
     this.#pending.delete(remoteId)
     this.#unattributed.delete(remoteId)
     this.#backoff.delete(remoteId)
+    this.#drainDeferred()
     this.emit('open', [{ connection }])
   }
 
@@ -681,6 +748,7 @@ class YWebrtcLink extends ObservableV2<LinkEvents> implements Link {
 
   async #teardown (): Promise<void> {
     clearInterval(this.#watchdog)
+    this.#deferred.clear()
     const first = this.#provider.signalingConns[0]
     if (first !== undefined) {
       first.off('message', this.#onArbiterFrame)
