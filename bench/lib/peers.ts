@@ -9,7 +9,7 @@ export type KvChild = Child<KvCommands>
 export type RawChild = Child<RawCommands>
 
 export const spawnKv = (contender: KvContenderName, label: string): Promise<KvChild> =>
-  Child.spawn<KvCommands>(`${contender}:${label}`, 'bench/peers/kv-peer.ts', { args: [contender] })
+  Child.spawn<KvCommands>(`${contender}:${label}`, 'bench/peers/kv-peer.ts', { args: [contender], execArgv: process.env.BENCH_PEER_PROFILE === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PEER_PROFILE}`, '--cpu-prof-interval=50'] })
 
 export const spawnKvPeers = (contender: KvContenderName, count: number, label = 'peer'): Promise<KvChild[]> =>
   Promise.all(Array.from({ length: count }, (_, i) => spawnKv(contender, `${label}${i}`)))
@@ -55,6 +55,8 @@ export const spawnMesh = async (contender: KvContenderName, count: number, spec:
 export const dismiss = async (peers: Array<Child<any>>): Promise<void> => {
   await Promise.all(peers.map(async (peer) => {
     await peer.call('leave', undefined, 5_000).catch(() => {})
+    // A profiled peer exits by itself after leaving, writing its profile.
+    if (process.env.BENCH_PEER_PROFILE !== undefined) await Promise.race([peer.exited, new Promise((resolve) => setTimeout(resolve, 5_000))])
     await peer.kill()
   }))
 }

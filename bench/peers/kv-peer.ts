@@ -310,6 +310,8 @@ const commands = {
   async leave () {
     await peer?.leave()
     peer = null
+    // Profiled (BENCH_PEER_PROFILE): exit on its own, so that --cpu-prof writes the profile.
+    if (process.env.BENCH_PEER_PROFILE !== undefined) setTimeout(() => process.exit(0), 100)
   }
 }
 
