@@ -18,6 +18,9 @@
  *   y-webrtc reads them; unsigned ones (stock y-webrtc peers) are ignored;
  * - the initiator rule (only the smaller peer id initiates; the larger announces itself again),
  *   and a budget on announces (budgets.ts), so no one can make this peer flood the server;
+ * - pending connections (set up, not open yet): capped, timed out, their peer ids backed off, and
+ *   under contention shared per sender handle, the client address the signaling server tags a
+ *   publish with (pending-slots.ts), so phantom ids from one address cannot keep live peers out;
  * - the probe: a publish that y-webrtc peers ignore, whose echo carries the room's count;
  * - teardown workarounds, each for a y-webrtc behaviour that would otherwise leak or crash.
  *
@@ -40,6 +43,7 @@ import type { Identity } from '../trust/identity.js'
 import { openSignal, routeOf, signSignal, type SignalPayload } from '../trust/signed-signal.js'
 import { ANNOUNCE_BUDGET, createTokenBucket, type TokenBucket } from './budgets.js'
 import { decryptSignal, deriveRoomKey, encryptSignal } from './signal-crypto.js'
+import { senderOf, slotToTake, type PendingSlot } from './pending-slots.js'
 import { screenSignal, shouldAnswerAnnounce } from './signal-guard.js'
 import { followTurnCredentials, withSignalingIceServers } from './turn.js'
 
@@ -244,8 +248,8 @@ class YWebrtcLink extends ObservableV2<LinkEvents> implements Link {
   readonly dropped: Record<string, number> = {}
   /** Live connections this peer keeps at most (y-webrtc's own limit is this plus MAX_PENDING). */
   readonly #maxLive: number
-  /** Connections being set up: when each started. */
-  readonly #pending = new Map<string, number>()
+  /** Connections being set up: when each started, and for whom (pending-slots.ts). */
+  readonly #pending = new Map<string, PendingSlot>()
   /** The pending ones whose peer is not attributable (protected rooms). */
   readonly #unattributed = new Set<string>()
   readonly #attestation: LinkOptions['attestation']
@@ -496,7 +500,7 @@ class YWebrtcLink extends ObservableV2<LinkEvents> implements Link {
       return
     }
     if (conn === undefined || this.#pending.size >= MAX_PENDING) return
-    this.#pending.set(remoteId, Date.now())
+    this.#pending.set(remoteId, { peerId: remoteId, since: Date.now(), sender: undefined, takeable: false })
     room.webrtcConns.set(remoteId, new yWebrtc.WebrtcConn(conn as never, true, remoteId, room as never) as unknown as WebrtcConn)
   }
 
@@ -550,7 +554,7 @@ class YWebrtcLink extends ObservableV2<LinkEvents> implements Link {
           this.dropped[counter] = (this.dropped[counter] ?? 0) + 1
         }
       }
-      const admission = this.#admit(opened, attributable)
+      const admission = this.#admit(opened, attributable, senderOf(message))
       if (admission !== null) return this.#drop(admission)
       forward({ ...message, data: plain }, conn)
     }).catch((err: unknown) => this.#drop(`a signaling message could not be handled (${String(err)})`))
@@ -558,9 +562,11 @@ class YWebrtcLink extends ObservableV2<LinkEvents> implements Link {
 
   /**
    * Whether a payload that would make y-webrtc set up a new connection may: a peer id in back-off
-   * may not, nor one past the pending cap or the live slots. Returns the reason, or null.
+   * may not, nor one past the live slots or the pending cap, unless its sender (the handle the
+   * signaling server tagged it with) is under its fair share of the pending slots, in which case
+   * it takes one from the sender holding the most (pending-slots.ts). Returns the reason, or null.
    */
-  #admit (payload: { from: string }, attributable = true): string | null {
+  #admit (payload: { from: string }, attributable: boolean, sender: string | undefined): string | null {
     // y-webrtc makes a connection for any announce or signal from a peer it has none with.
     if (this.hasConnection(payload.from)) return null
     const now = Date.now()
@@ -569,20 +575,32 @@ class YWebrtcLink extends ObservableV2<LinkEvents> implements Link {
       backoff.retry = true
       return 'a peer that failed to connect, in back-off'
     }
-    if (this.#pending.size >= MAX_PENDING) return 'pending connections at their cap'
     if (!attributable && this.#unattributed.size >= MAX_UNATTRIBUTED_PENDING) return 'pending connections of unattributable peers at their cap'
     const invited = (this.#invited.get(payload.from) ?? 0) > now
     if (this.#connections.size >= this.#maxLive && !invited) return 'every connection slot is taken'
-    this.#pending.set(payload.from, now)
+    if (this.#pending.size >= MAX_PENDING) {
+      const taken = slotToTake(this.#pending.values(), sender)
+      if (taken === null) return sender === undefined ? 'pending connections at their cap' : 'pending connections at their cap, and this sender holds its share'
+      this.#giveUp(taken, 'pending connections given up for a sender holding fewer (fair share per sender)')
+    }
+    this.#pending.set(payload.from, { peerId: payload.from, since: now, sender, takeable: !invited })
     if (!attributable) this.#unattributed.add(payload.from)
     return null
+  }
+
+  /** Gives up the pending connection to `peerId` (counted under `reason`), without a back-off. */
+  #giveUp (peerId: string, reason: string): void {
+    this.#pending.delete(peerId)
+    this.#unattributed.delete(peerId)
+    this.dropped[reason] = (this.dropped[reason] ?? 0) + 1
+    this.#provider.room?.webrtcConns.get(peerId)?.peer.destroy()
   }
 
   /** Gives up connections that did not open within PENDING_TIMEOUT, and backs their peer ids off. */
   #expirePending = (): void => {
     const room = this.#provider.room
     const now = Date.now()
-    for (const [peerId, since] of this.#pending) {
+    for (const [peerId, { since }] of this.#pending) {
       if (since > now - PENDING_TIMEOUT) continue
       this.#pending.delete(peerId)
       this.#unattributed.delete(peerId)
