@@ -43,7 +43,7 @@ import type { Identity } from '../trust/identity.js'
 import { openSignal, routeOf, signSignal, type SignalPayload } from '../trust/signed-signal.js'
 import { ANNOUNCE_BUDGET, createTokenBucket, type TokenBucket } from './budgets.js'
 import { decryptSignal, deriveRoomKey, encryptSignal } from './signal-crypto.js'
-import { senderOf, slotToTake, type PendingSlot } from './pending-slots.js'
+import { SenderStandings, senderOf, slotToTake, type PendingSlot } from './pending-slots.js'
 import { screenSignal, shouldAnswerAnnounce } from './signal-guard.js'
 import { followTurnCredentials, withSignalingIceServers } from './turn.js'
 
@@ -250,6 +250,8 @@ class YWebrtcLink extends ObservableV2<LinkEvents> implements Link {
   readonly #maxLive: number
   /** Connections being set up: when each started, and for whom (pending-slots.ts). */
   readonly #pending = new Map<string, PendingSlot>()
+  /** Which senders (signaling handles) are demoted for the pending slots (pending-slots.ts). */
+  readonly #standings = new SenderStandings()
   /** The pending ones whose peer is not attributable (protected rooms). */
   readonly #unattributed = new Set<string>()
   readonly #attestation: LinkOptions['attestation']
@@ -579,9 +581,16 @@ class YWebrtcLink extends ObservableV2<LinkEvents> implements Link {
     const invited = (this.#invited.get(payload.from) ?? 0) > now
     if (this.#connections.size >= this.#maxLive && !invited) return 'every connection slot is taken'
     if (this.#pending.size >= MAX_PENDING) {
-      const taken = slotToTake(this.#pending.values(), sender)
-      if (taken === null) return sender === undefined ? 'pending connections at their cap' : 'pending connections at their cap, and this sender holds its share'
-      this.#giveUp(taken, 'pending connections given up for a sender holding fewer (fair share per sender)')
+      const taken = slotToTake(this.#pending.values(), sender, (holder) => this.#standings.demoted(holder, now))
+      if (taken === null) {
+        let holding = 0
+        for (const slot of this.#pending.values()) if (slot.sender === sender) holding++
+        this.#standings.refused(sender, holding, now)
+        return sender === undefined ? 'pending connections at their cap' : 'pending connections at their cap, and this sender holds its share'
+      }
+      this.#giveUp(taken.peerId, taken.reason === 'share'
+        ? 'pending connections given up for a sender holding fewer (fair share per sender)'
+        : 'pending connections given up for a sender in good standing (theirs never opened, or asked past its share)')
     }
     this.#pending.set(payload.from, { peerId: payload.from, since: now, sender, takeable: !invited })
     if (!attributable) this.#unattributed.add(payload.from)
@@ -600,8 +609,9 @@ class YWebrtcLink extends ObservableV2<LinkEvents> implements Link {
   #expirePending = (): void => {
     const room = this.#provider.room
     const now = Date.now()
-    for (const [peerId, { since }] of this.#pending) {
+    for (const [peerId, { since, sender }] of this.#pending) {
       if (since > now - PENDING_TIMEOUT) continue
+      this.#standings.timedOut(sender)
       this.#pending.delete(peerId)
       this.#unattributed.delete(peerId)
       const failures = (this.#backoff.get(peerId)?.failures ?? 0) + 1
@@ -666,6 +676,7 @@ class YWebrtcLink extends ObservableV2<LinkEvents> implements Link {
     }
     const connection = new Connection(remoteId, channel)
     this.#connections.set(channel, connection)
+    this.#standings.opened(this.#pending.get(remoteId)?.sender)
     this.#pending.delete(remoteId)
     this.#unattributed.delete(remoteId)
     this.#backoff.delete(remoteId)

@@ -44,6 +44,8 @@ export interface Flood {
 
 /** Phantoms whose key is kept, to answer offers made to them (the newest). */
 const KEPT = 2000
+/** Every phantom id made in this process, so that floods from several addresses know each other's. */
+const phantomIds = new Set<string>()
 const GARBAGE = { type: 'offer', sdp: 'v=0 garbage' }
 
 /** A fresh identity on the wanted side of `pivot`. */
@@ -74,6 +76,7 @@ export const startPhantomFlood = async ({ url, room, pivot, rate = 30, burst = 6
       const phantom = { identity: await phantomOn(above, pivot), seq: 0 }
       counts[above ? 'above' : 'below']++
       phantoms.set(phantom.identity.id, phantom)
+      phantomIds.add(phantom.identity.id)
       if (phantoms.size > KEPT) phantoms.delete(phantoms.keys().next().value as string)
       await publish(phantom, { type: 'announce', from: phantom.identity.id })
       counts.announces++
@@ -94,7 +97,7 @@ export const startPhantomFlood = async ({ url, room, pivot, rate = 30, burst = 6
     }
     const data = message.data
     if (message.topic !== room || typeof data !== 'object' || data === null || typeof data.from !== 'string') return
-    if (!phantoms.has(data.from) && /^[A-Za-z0-9_-]{43}$/.test(data.from) && !honest.has(data.from)) {
+    if (!phantomIds.has(data.from) && /^[A-Za-z0-9_-]{43}$/.test(data.from) && !honest.has(data.from)) {
       honest.add(data.from)
       counts.honest = honest.size
     }
@@ -108,7 +111,13 @@ export const startPhantomFlood = async ({ url, room, pivot, rate = 30, burst = 6
   ws.send(JSON.stringify({ type: 'subscribe', topics: [room] }))
 
   await wave(burst)
-  const timer = setInterval(() => { void wave(Math.max(1, Math.round(rate / 10))) }, 100)
+  let credit = 0
+  const timer = setInterval(() => {
+    credit += rate / 10
+    const count = Math.floor(credit)
+    credit -= count
+    if (count > 0) void wave(count)
+  }, 100)
   const stop = (): void => {
     stopped = true
     clearInterval(timer)
