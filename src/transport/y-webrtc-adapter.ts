@@ -42,8 +42,8 @@ import type { ArbiterChannel, ConnectionInfo, Link, LinkConnection, LinkEvents, 
 import type { Identity } from '../trust/identity.js'
 import { openSignal, routeOf, signSignal, type SignalPayload } from '../trust/signed-signal.js'
 import { ANNOUNCE_BUDGET, createTokenBucket, type TokenBucket } from './budgets.js'
-import { decryptSignal, deriveRoomKey, encryptSignal } from './signal-crypto.js'
 import { SenderStandings, senderOf, slotToTake, type PendingSlot } from './pending-slots.js'
+import { decryptSignal, deriveRoomKey, encryptSignal } from './signal-crypto.js'
 import { screenSignal, shouldAnswerAnnounce } from './signal-guard.js'
 import { followTurnCredentials, withSignalingIceServers } from './turn.js'
 
@@ -565,8 +565,9 @@ class YWebrtcLink extends ObservableV2<LinkEvents> implements Link {
   /**
    * Whether a payload that would make y-webrtc set up a new connection may: a peer id in back-off
    * may not, nor one past the live slots or the pending cap, unless its sender (the handle the
-   * signaling server tagged it with) is under its fair share of the pending slots, in which case
-   * it takes one from the sender holding the most (pending-slots.ts). Returns the reason, or null.
+   * signaling server tagged it with) is in good standing against a demoted one, or under its fair
+   * share, in which case it takes another sender's oldest slot (pending-slots.ts). Returns the
+   * reason, or null.
    */
   #admit (payload: { from: string }, attributable: boolean, sender: string | undefined): string | null {
     // y-webrtc makes a connection for any announce or signal from a peer it has none with.
