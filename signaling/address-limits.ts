@@ -32,6 +32,8 @@ export class AddressEntry {
   upgrades = FULL
   messages = FULL
   errors = FULL
+  /** The address's sender handle in relayed publishes (sender-handle.ts), once the server set it. */
+  handle = ''
 
   constructor (readonly key: string) {}
 }

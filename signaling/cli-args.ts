@@ -52,6 +52,7 @@ const FLAGS = {
   'heartbeat-interval': { option: 'heartbeatInterval', kind: 'number', value: 'MS', help: `ping interval (default ${DEFAULT_OPTIONS.heartbeatInterval})` },
   'close-timeout': { option: 'closeTimeout', kind: 'number', value: 'MS', help: `wait for close handshakes (default ${DEFAULT_OPTIONS.closeTimeout})` },
   'auth-secret': { option: 'authSecret', kind: 'string', value: 'SECRET', help: 'require HS256 tokens signed with SECRET (prefer the variable)' },
+  'sender-secret': { option: 'senderSecret', kind: 'string', value: 'SECRET', help: 'key of the sender handles in relayed publishes, the same for every instance on one Redis (default random; prefer the variable)' },
   'issuer-key': { option: 'issuerKey', kind: 'issuer', value: 'JWK|URL', help: 'require tokens, and accept room tokens of this issuer: its public JWK as JSON, or a JWKS URL' },
   'dev-tokens': { option: 'devTokens', kind: 'boolean', value: '', help: 'DEVELOPMENT ONLY: hand out room tokens on POST /dev/token (the demo\'s), and accept them' },
   static: { option: 'staticDir', kind: 'string', value: 'DIR', help: 'serve files from DIR on the same port' },

@@ -259,7 +259,7 @@ export class Connection extends WebSocket implements Subscriber {
       case 'publish':
         if (!this.mayUse(message.topic)) this.forbid(message.topic, ctx)
         else if (!this.subscribes(message.topic)) this.reject('not_subscribed')
-        else ctx.relay.publish(message.topic, message.data)
+        else ctx.relay.publish(message.topic, message.data, this.address === null || this.address.handle === '' ? undefined : this.address.handle)
         break
       case 'ping':
         this.deliver(PONG_FRAME)

@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto'
 import type { JWK } from 'jose'
 import { issuerProblem, type IssuerKey } from '../src/trust/room-token.js'
 import type { AddressLimits } from './address-limits.js'
-import { secretKey } from './auth.js'
+import { MIN_SECRET_BYTES, secretKey } from './auth.js'
 import { toProxyTrust, type ProxyHeader, type ProxyTrust } from './client-address.js'
 import { SignalingError } from './errors.js'
 import { toLockKey } from './lock-key.js'
@@ -105,6 +105,12 @@ export interface SignalingServerOptions {
    * heartbeat (sent every third of this): how long a crashed instance can inflate counts. Default 6000.
    */
   redisTtl?: number | undefined
+  /**
+   * Key of the sender handles that tag relayed publishes (sender-handle.ts), at least 32 bytes.
+   * Instances sharing a Redis need the same one, or one client address has another handle on each.
+   * Default: random per instance.
+   */
+  senderSecret?: string | Uint8Array | undefined
   /** pino-compatible logger. Default silent. */
   logger?: Logger | undefined
   /** Hand every (authorised) client TURN credentials for coturn's `static-auth-secret` (turn.ts). Default none. */
@@ -171,6 +177,8 @@ export interface ResolvedOptions {
   allowedOrigins: ReadonlySet<string> | null
   metrics: MetricsSettings
   authKey: Uint8Array | null
+  /** The key of the sender handles, or null for a random one. */
+  senderKey: Uint8Array | null
   issuerKey: IssuerKey | null
   devTokens: boolean
   staticDir: string | null
@@ -330,6 +338,15 @@ const readRedis = (options: SignalingServerOptions): RedisSettings | null => {
   return { url, prefix, ttl }
 }
 
+const readSenderSecret = (options: SignalingServerOptions): Uint8Array | null => {
+  const secret = options.senderSecret
+  if (secret === undefined) return null
+  const key = typeof secret === 'string' ? new TextEncoder().encode(secret) : secret
+  if (!(key instanceof Uint8Array)) throw new SignalingError('INVALID_OPTION', 'senderSecret must be a string or a Uint8Array')
+  if (key.byteLength < MIN_SECRET_BYTES) throw new SignalingError('WEAK_SECRET', `senderSecret must be at least ${MIN_SECRET_BYTES} bytes`)
+  return key
+}
+
 const readDevTokens = (options: SignalingServerOptions): boolean => {
   const on = options.devTokens ?? false
   if (typeof on !== 'boolean') throw new SignalingError('INVALID_OPTION', 'devTokens must be a boolean')
@@ -372,6 +389,7 @@ export const resolveOptions = (options: SignalingServerOptions = {}): ResolvedOp
     allowedOrigins: readAllowedOrigins(options),
     metrics: readMetrics(options),
     authKey: options.authSecret === undefined ? null : secretKey(options.authSecret),
+    senderKey: readSenderSecret(options),
     issuerKey: readIssuerKey(options),
     devTokens: readDevTokens(options),
     staticDir: options.staticDir ?? null,

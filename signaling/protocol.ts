@@ -15,7 +15,7 @@ export type ClientMessage =
   | LockRequest
 
 export type ServerMessage =
-  | { type: 'publish', topic: string, data: unknown, clients: number }
+  | { type: 'publish', topic: string, data: unknown, clients: number, sender?: string }
   | { type: 'pong' }
   | TurnMessage
   | { type: 'error', code: ErrorFrameCode, topic: string }
@@ -138,11 +138,12 @@ export const parseMessage = (text: string, limits: ParseLimits = DEFAULT_PARSE_L
 }
 
 /**
- * The relayed form of a publish. Only `type`, `topic`, `data` and `clients` are sent on: any other
- * field a client put in its publish is dropped rather than forwarded to everyone in the topic.
+ * The relayed form of a publish. Only `type`, `topic`, `data`, `clients` and the server's own
+ * `sender` (sender-handle.ts) are sent on: any other field a client put in its publish is dropped
+ * rather than forwarded to everyone in the topic, so no client can write a `sender`.
  */
-export const encodePublish = (topic: string, data: unknown, clients: number): string =>
-  JSON.stringify({ type: 'publish', topic, data, clients } satisfies ServerMessage)
+export const encodePublish = (topic: string, data: unknown, clients: number, sender?: string): string =>
+  JSON.stringify((sender === undefined ? { type: 'publish', topic, data, clients } : { type: 'publish', topic, data, clients, sender }) satisfies ServerMessage)
 
 export const PONG = JSON.stringify({ type: 'pong' } satisfies ServerMessage)
 

@@ -7,6 +7,7 @@
 
 import { createHash } from 'node:crypto'
 import { decodeJson, isRecord, isWithinDepth } from './protocol.js'
+import { isSenderHandle } from './sender-handle.js'
 
 /** Names under one prefix, so several clusters can share a Redis (channels ignore the db number). */
 export interface RedisNames {
@@ -38,8 +39,8 @@ export const createNames = (prefix: string): RedisNames => {
 
 /** Messages on a topic channel. */
 export type TopicBusMessage =
-  /** A client of instance `instance` published `data` to the topic. */
-  | { kind: 'publish', instance: string, data: unknown }
+  /** A client of instance `instance` published `data` to the topic; `sender` is its handle there. */
+  | { kind: 'publish', instance: string, data: unknown, sender?: string }
   /** Instance `instance` now has `count` subscribers of the topic; `seq` orders it against snapshots. */
   | { kind: 'members', instance: string, count: number, seq: number }
 
@@ -84,7 +85,10 @@ export const parseTopicMessage = (text: unknown, limits: BusLimits): TopicBusMes
   if (value === null || !isInstanceId(value.i)) return null
   if (value.k === 'p') {
     if (value.d === undefined || !isWithinDepth(value.d, limits.maxDataDepth)) return null
-    return { kind: 'publish', instance: value.i, data: value.d }
+    // An instance of before sender handles sends none; one that sends anything else is not ours.
+    if (value.h === undefined) return { kind: 'publish', instance: value.i, data: value.d }
+    if (!isSenderHandle(value.h)) return null
+    return { kind: 'publish', instance: value.i, data: value.d, sender: value.h }
   }
   if (value.k === 'm') {
     if (!isMemberCount(value.n) || !isSeq(value.s)) return null
@@ -101,8 +105,8 @@ export const parseInstanceMessage = (text: unknown, limits: BusLimits): Instance
   return null
 }
 
-export const encodeBusPublish = (instance: string, data: unknown): string =>
-  JSON.stringify({ k: 'p', i: instance, d: data })
+export const encodeBusPublish = (instance: string, data: unknown, sender?: string): string =>
+  JSON.stringify(sender === undefined ? { k: 'p', i: instance, d: data } : { k: 'p', i: instance, d: data, h: sender })
 
 export const encodeInstanceMessage = (message: InstanceBusMessage): string =>
   JSON.stringify({ k: message.kind, i: message.instance })

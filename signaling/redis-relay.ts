@@ -73,6 +73,8 @@ interface Delivery {
   data: unknown
   /** True for a publish of a subscriber here (forwarded to Redis when released). */
   here: boolean
+  /** The publisher's handle (sender-handle.ts), as its instance tagged it. */
+  sender: string | undefined
 }
 
 interface TopicState {
@@ -194,11 +196,11 @@ class Relay implements RedisRelay {
     this.markDirty(topic)
   }
 
-  publish (topic: string, data: unknown): number {
+  publish (topic: string, data: unknown, sender?: string): number {
     const state = this.topics.get(topic)
     if (state === undefined) return 0
-    if (state.waiting === null) return this.relayHere(topic, state, data)
-    state.waiting.push({ data, here: true })
+    if (state.waiting === null) return this.relayHere(topic, state, data, sender)
+    state.waiting.push({ data, here: true, sender })
     if (state.waiting.length >= MAX_WAITING) this.release(topic, state)
     return 0
   }
@@ -210,15 +212,15 @@ class Relay implements RedisRelay {
   }
 
   /** Delivers a publish of a subscriber here: here at once, to the other instances through Redis. */
-  private relayHere (topic: string, state: TopicState, data: unknown): number {
-    const delivered = this.local.deliver(topic, data, this.count(topic, state))
+  private relayHere (topic: string, state: TopicState, data: unknown, sender: string | undefined): number {
+    const delivered = this.local.deliver(topic, data, this.count(topic, state), sender)
     if (!this.usable()) {
       this.counters.dropped++
       return delivered
     }
     // The other instances must count the publisher before they relay its message.
     if (this.dirty.has(topic)) this.writeMembership(topic).catch(this.onWriteError(topic))
-    this.pub.publish(this.names.topicChannel(topic), encodeBusPublish(this.instanceId, data)).catch(this.onCommandError)
+    this.pub.publish(this.names.topicChannel(topic), encodeBusPublish(this.instanceId, data, sender)).catch(this.onCommandError)
     this.counters.published++
     return delivered
   }
@@ -263,8 +265,8 @@ class Relay implements RedisRelay {
     if (waiting === null) return
     state.waiting = null
     for (const delivery of waiting) {
-      if (delivery.here) this.relayHere(topic, state, delivery.data)
-      else this.local.deliver(topic, delivery.data, this.count(topic, state))
+      if (delivery.here) this.relayHere(topic, state, delivery.data, delivery.sender)
+      else this.local.deliver(topic, delivery.data, this.count(topic, state), delivery.sender)
     }
   }
 
@@ -359,8 +361,8 @@ class Relay implements RedisRelay {
         return
       }
       this.counters.received++
-      if (state.waiting === null) this.local.deliver(topic, message.data, this.count(topic, state))
-      else state.waiting.push({ data: message.data, here: false })
+      if (state.waiting === null) this.local.deliver(topic, message.data, this.count(topic, state), message.sender)
+      else state.waiting.push({ data: message.data, here: false, sender: message.sender })
     } catch (err) {
       this.opts.logger.error({ err }, 'redis: failed to handle a message')
       this.counters.rejected++

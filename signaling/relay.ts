@@ -21,11 +21,12 @@ export interface TopicRelay {
   /** Removes `subscriber` from `topic`; a topic left empty is deleted at once. Idempotent. */
   unsubscribe: (topic: string, subscriber: Subscriber) => void
   /**
-   * Delivers `{ type: 'publish', topic, data, clients }` to every subscriber of `topic`, the
-   * publisher included, where `clients` is the number of subscribers. Returns the number of frames
+   * Delivers `{ type: 'publish', topic, data, clients, sender }` to every subscriber of `topic`,
+   * the publisher included, where `clients` is the number of subscribers and `sender` the
+   * publisher's handle (sender-handle.ts; left out when undefined). Returns the number of frames
    * delivered here (a relay may deliver later, and then returns 0).
    */
-  publish: (topic: string, data: unknown) => number
+  publish: (topic: string, data: unknown, sender?: string) => number
   /** Number of topics with at least one subscriber here. */
   readonly topicCount: number
   /** Number of (topic, subscriber) pairs here. */
@@ -39,10 +40,10 @@ export interface LocalRelay extends TopicRelay {
   /** Subscribers of `topic` in this process (0 for an unknown topic). */
   countOf: (topic: string) => number
   /**
-   * Delivers `data` to every subscriber of `topic` in this process, with `clients` as the count.
-   * Returns the number of frames delivered.
+   * Delivers `data` to every subscriber of `topic` in this process, with `clients` as the count
+   * and `sender` as the publisher's handle. Returns the number of frames delivered.
    */
-  deliver: (topic: string, data: unknown, clients: number) => number
+  deliver: (topic: string, data: unknown, clients: number, sender?: string) => number
 }
 
 /** The in-process relay: one map from topic name to its subscribers. */
@@ -50,10 +51,10 @@ export const createLocalRelay = (): LocalRelay => {
   const topics = new Map<string, Set<Subscriber>>()
   let subscriptions = 0
 
-  const deliver = (topic: string, data: unknown, clients: number): number => {
+  const deliver = (topic: string, data: unknown, clients: number, sender?: string): number => {
     const subscribers = topics.get(topic)
     if (subscribers === undefined) return 0
-    const frame = Buffer.from(encodePublish(topic, data, clients))
+    const frame = Buffer.from(encodePublish(topic, data, clients, sender))
     let delivered = 0
     // A subscriber that is dropped while we deliver (slow receiver) unsubscribes synchronously;
     // deleting from a Set during for..of is safe and the dropped one is simply not visited.
@@ -82,7 +83,7 @@ export const createLocalRelay = (): LocalRelay => {
       if (subscribers.size === 0) topics.delete(topic)
     },
 
-    publish: (topic, data) => deliver(topic, data, topics.get(topic)?.size ?? 0),
+    publish: (topic, data, sender) => deliver(topic, data, topics.get(topic)?.size ?? 0, sender),
 
     countOf: (topic) => topics.get(topic)?.size ?? 0,
 

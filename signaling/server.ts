@@ -28,6 +28,7 @@ import { isOriginAllowed } from './origins.js'
 import { CloseCode, MAX_DATA_DEPTH } from './protocol.js'
 import { createRedisRelay } from './redis-relay.js'
 import { createLocalRelay, type TopicRelay } from './relay.js'
+import { createSenderHandles } from './sender-handle.js'
 import { createCounters, type RejectionReason, type SignalingStats } from './stats.js'
 import { issueTurnCredentials } from './turn.js'
 
@@ -99,6 +100,7 @@ export const createSignalingServer = async (options: SignalingServerOptions = {}
     : createRedisRelay({ ...opts.redis, maxPayload: opts.maxPayload, maxDataDepth: MAX_DATA_DEPTH, logger })
   const relay: TopicRelay = redis ?? createLocalRelay()
   const addresses = new AddressTable(opts.addressLimits, MAX_IDLE_ADDRESSES)
+  const senderHandle = createSenderHandles(opts.senderKey ?? undefined)
   const refusals = new RefusalLog(logger, REFUSAL_LOG_INTERVAL, MAX_LOGGED_ADDRESSES)
   // Every upgraded socket until it is gone, counted or not: the one per-connection registry.
   const connections = new Set<Connection>()
@@ -220,6 +222,7 @@ export const createSignalingServer = async (options: SignalingServerOptions = {}
       refuse(socket, 429, 'too many connections from this address', entry, address)
       return
     }
+    if (entry.handle === '') entry.handle = senderHandle(address)
     let handedOver = false
     try {
       if (connections.size + pendingUpgrades >= opts.maxConnections) {

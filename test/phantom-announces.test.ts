@@ -6,7 +6,7 @@
  */
 import { describe, expect, it, onTestFinished } from 'vitest'
 import { WebSocket } from 'ws'
-import { joinPeer, type PeerProcess } from './helpers/peers.js'
+import { joinPeer, spawnPeer, type PeerProcess } from './helpers/peers.js'
 import { startSignaling, uniqueRoom } from './helpers/server.js'
 import { once, waitFor } from './helpers/wait.js'
 
@@ -105,5 +105,72 @@ describe('signed phantoms in a protected room', () => {
     await host.call('waitForValue', { key: 'from-joiner', value: 1 })
     for (const peer of [host, joiner]) expect((await stats(peer)).pending).toBeLessThanOrEqual(6)
     console.log(`signed-phantom flood, protected room: joined in ${joinMs} ms`)
+  })
+})
+
+/**
+ * Phantoms that sign, in an open room: the attacker of test/attacks/phantom-flood.ts (fresh key
+ * pairs, announces and garbage offers above and below the host's id, garbage answers to the
+ * host's offers, 60 messages a second in all), from loopback addresses of its own (127.0.0.2 and
+ * up; the honest peers are on 127.0.0.1), so the signaling server tags its publishes with other
+ * sender handles than theirs. From one address the phantoms get the pending slots nobody else
+ * wants, and give them up to a live peer's payload (the fair share); from six, one per slot, the
+ * senders that keep asking, or whose connections never open, are demoted and give theirs up
+ * (pending-slots.ts). A joiner before the flood gives the join time to compare.
+ */
+describe('signed phantoms in an open room', () => {
+  it.each([1, 6])('cannot keep a joiner from the honest host, above and below its id, with garbage answers (from %i addresses)', { timeout: 90_000 }, async (addresses) => {
+    const { startPhantomFlood } = await import('./attacks/phantom-flood.js')
+    const server = await startSignaling()
+    const room = uniqueRoom('open-phantoms')
+    const host = await joinPeer('host', room, { signaling: [server.url] })
+    await host.call('set', { key: 'config', value: { owner: 'host' } })
+    const hostId = await host.call<string>('peerId')
+    /** Joins a peer already running; resolves with its join and how long the join took. */
+    const timedJoin = async (name: string): Promise<{ peer: PeerProcess, joined: unknown, ms: number }> => {
+      const peer = await spawnPeer(name)
+      const started = Date.now()
+      const joined = await peer.call('join', { room, options: { signaling: [server.url], joinTimeout: 10_000 } })
+      return { peer, joined, ms: Date.now() - started }
+    }
+
+    const quiet = await timedJoin('joiner-before')
+    expect(quiet.joined).toMatchObject({ sync: 'synced', json: { config: { owner: 'host' } } })
+    await quiet.peer.call('leave')
+    await waitFor(async () => (await host.call<unknown[]>('connections')).length === 0, { what: 'the host to see the first joiner leave' })
+
+    const floods = await Promise.all(Array.from({ length: addresses }, async (_, i) =>
+      await startPhantomFlood({ url: server.url, room, pivot: hostId, localAddress: `127.0.0.${i + 2}`, rate: 30 / addresses, burst: Math.ceil(60 / addresses) })))
+    const total = (what: keyof (typeof floods)[number]['counts']): number => floods.reduce((sum, flood) => sum + flood.counts[what], 0)
+    const watched: PeerProcess[] = [host]
+    let maxPending = 0
+    const sample = setInterval(() => {
+      void Promise.all(watched.map(async (peer) => (await stats(peer)).pending)).then((counts) => { maxPending = Math.max(maxPending, ...counts) }, () => {})
+    }, 200)
+    onTestFinished(() => clearInterval(sample))
+    const share = 'pending connections at their cap, and this sender holds its share'
+    await waitFor(async () => total('answers') >= 1 && ((await stats(host)).dropped[share] ?? 0) >= 20, { what: 'the flood to fill the host\'s pending slots' })
+
+    const attacked = await timedJoin('joiner')
+    const joiner = attacked.peer
+    watched.push(joiner)
+    expect(attacked.joined).toMatchObject({ sync: 'synced', json: { config: { owner: 'host' } } })
+    await joiner.call('set', { key: 'from-joiner', value: 1 })
+    await host.call('waitForValue', { key: 'from-joiner', value: 1 })
+    await host.call('set', { key: 'from-host', value: 2 })
+    await joiner.call('waitForValue', { key: 'from-host', value: 2 })
+    // The joiner was flooded too: its slots filled with phantoms, and the host's payloads took one.
+    await waitFor(async () => ((await stats(joiner)).dropped[share] ?? 0) >= 1, { what: 'the joiner to refuse phantoms past their share' })
+    expect(total('above')).toBeGreaterThan(30)
+    expect(total('below')).toBeGreaterThan(30)
+    for (const flood of floods) expect(flood.counts.honest).toBeGreaterThanOrEqual(2)
+    for (const flood of floods) expect(flood.counts.honest).toBeLessThanOrEqual(3)
+    for (const peer of [host, joiner]) {
+      expect((await stats(peer)).pending).toBeLessThanOrEqual(6)
+      expect((await peer.call<unknown[]>('connections')).length).toBeGreaterThanOrEqual(1)
+    }
+    expect(maxPending).toBeLessThanOrEqual(6)
+    const counts = Object.fromEntries((['announces', 'offers', 'answers'] as const).map((what) => [what, total(what)]))
+    console.log(`signed-phantom flood, open room, ${addresses} address(es): joined in ${attacked.ms} ms (${quiet.ms} ms before the flood); flood ${JSON.stringify(counts)}; host dropped ${JSON.stringify((await stats(host)).dropped)}`)
   })
 })

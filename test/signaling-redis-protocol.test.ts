@@ -36,6 +36,7 @@ describe('topic channel messages', () => {
     expect(parseTopicMessage(encodeBusPublish('i1', { type: 'announce', from: 'p' }), limits))
       .toEqual({ kind: 'publish', instance: 'i1', data: { type: 'announce', from: 'p' } })
     expect(parseTopicMessage(encodeBusPublish('i1', null), limits)).toEqual({ kind: 'publish', instance: 'i1', data: null })
+    expect(parseTopicMessage(encodeBusPublish('i1', 'x', 'h_-1'), limits)).toEqual({ kind: 'publish', instance: 'i1', data: 'x', sender: 'h_-1' })
     expect(parseTopicMessage('{"k":"m","i":"i2","n":3,"s":7}', limits)).toEqual({ kind: 'members', instance: 'i2', count: 3, seq: 7 })
     expect(parseTopicMessage('{"k":"m","i":"i2","n":0,"s":1}', limits)).toEqual({ kind: 'members', instance: 'i2', count: 0, seq: 1 })
   })
@@ -56,6 +57,10 @@ describe('topic channel messages', () => {
     ['a count as text', '{"k":"m","i":"a","n":"1","s":1}'],
     ['a zero sequence', '{"k":"m","i":"a","n":1,"s":0}'],
     ['no sequence', '{"k":"m","i":"a","n":1}'],
+    ['a sender handle that is not a string', '{"k":"p","i":"a","d":1,"h":7}'],
+    ['an empty sender handle', '{"k":"p","i":"a","d":1,"h":""}'],
+    ['a sender handle that is not base64url', '{"k":"p","i":"a","d":1,"h":"a b"}'],
+    ['a long sender handle', JSON.stringify({ k: 'p', i: 'a', d: 1, h: 'x'.repeat(65) })],
     ['a message over the length limit', JSON.stringify({ k: 'p', i: 'a', d: 'x'.repeat(1000) })]
   ])('refuses %s', (_what, text) => {
     expect(parseTopicMessage(text, limits)).toBeNull()

@@ -41,7 +41,7 @@ describe('signaling over Redis', () => {
     const round = await everyoneHears(clients, topic, 'round')
     for (const received of round) {
       expect(received.map((m) => m.clients)).toEqual([4, 4, 4, 4])
-      expect(Object.keys(received[0]!).sort()).toEqual(['clients', 'data', 'topic', 'type'])
+      expect(Object.keys(received[0]!).sort()).toEqual(['clients', 'data', 'sender', 'topic', 'type'])
     }
     // Each publisher's messages arrive in order, so a duplicate would come before its 'end' mark.
     await everyoneHears(clients, topic, 'end')

@@ -17,7 +17,7 @@ describe('relay', () => {
     await c!.subscribe(uniqueTopic())
 
     a!.publish(topic, { type: 'announce', from: 'a' })
-    const expected = { type: 'publish', topic, data: { type: 'announce', from: 'a' }, clients: 2 }
+    const expected = { type: 'publish', topic, data: { type: 'announce', from: 'a' }, clients: 2, sender: expect.stringMatching(/^[\w-]{16}$/) }
     expect(await a!.next(isPublish())).toEqual(expected)
     expect(await b!.next(isPublish())).toEqual(expected)
     await c!.roundTrip()

@@ -18,6 +18,9 @@
  *   y-webrtc reads them; unsigned ones (stock y-webrtc peers) are ignored;
  * - the initiator rule (only the smaller peer id initiates; the larger announces itself again),
  *   and a budget on announces (budgets.ts), so no one can make this peer flood the server;
+ * - pending connections (set up, not open yet): capped, timed out, their peer ids backed off, and
+ *   under contention shared per sender handle, the client address the signaling server tags a
+ *   publish with (pending-slots.ts), so phantom ids from one address cannot keep live peers out;
  * - the probe: a publish that y-webrtc peers ignore, whose echo carries the room's count;
  * - teardown workarounds, each for a y-webrtc behaviour that would otherwise leak or crash.
  *
@@ -39,6 +42,7 @@ import type { ArbiterChannel, ConnectionInfo, Link, LinkConnection, LinkEvents, 
 import type { Identity } from '../trust/identity.js'
 import { openSignal, routeOf, signSignal, type SignalPayload } from '../trust/signed-signal.js'
 import { ANNOUNCE_BUDGET, createTokenBucket, type TokenBucket } from './budgets.js'
+import { SenderStandings, senderOf, slotToTake, type PendingSlot } from './pending-slots.js'
 import { decryptSignal, deriveRoomKey, encryptSignal } from './signal-crypto.js'
 import { screenSignal, shouldAnswerAnnounce } from './signal-guard.js'
 import { followTurnCredentials, withSignalingIceServers } from './turn.js'
@@ -256,12 +260,14 @@ class YWebrtcLink extends ObservableV2<LinkEvents> implements Link {
   readonly dropped: Record<string, number> = {}
   /** Live connections this peer keeps at most (y-webrtc's own limit is this plus MAX_PENDING). */
   readonly #maxLive: number
-  /** Connections being set up: when each started. */
-  readonly #pending = new Map<string, number>()
+  /** Connections being set up: when each started, and for whom (pending-slots.ts). */
+  readonly #pending = new Map<string, PendingSlot>()
+  /** Which senders (signaling handles) are demoted for the pending slots (pending-slots.ts). */
+  readonly #standings = new SenderStandings()
   /** The pending ones whose peer is not attributable (protected rooms). */
   readonly #unattributed = new Set<string>()
   /** Payloads of peers waiting for a pending slot, oldest peer first (MAX_DEFERRED_PEERS). */
-  readonly #deferred = new Map<string, { since: number, payloads: Array<() => void> }>()
+  readonly #deferred = new Map<string, { since: number, sender: string | undefined, payloads: Array<() => void> }>()
   /** A task on the incoming queue will hand deferred payloads on. */
   #draining = false
   readonly #attestation: LinkOptions['attestation']
@@ -512,7 +518,7 @@ class YWebrtcLink extends ObservableV2<LinkEvents> implements Link {
       return
     }
     if (conn === undefined || this.#pending.size >= MAX_PENDING) return
-    this.#pending.set(remoteId, Date.now())
+    this.#pending.set(remoteId, { peerId: remoteId, since: Date.now(), sender: undefined, takeable: false })
     room.webrtcConns.set(remoteId, new yWebrtc.WebrtcConn(conn as never, true, remoteId, room as never) as unknown as WebrtcConn)
   }
 
@@ -567,19 +573,20 @@ class YWebrtcLink extends ObservableV2<LinkEvents> implements Link {
         }
       }
       const deliver = (): void => forward({ ...message, data: plain }, conn)
-      const admission = this.#admit(opened, attributable)
-      if (admission === DEFER) return this.#defer(opened.from, deliver)
+      const sender = senderOf(message)
+      const admission = this.#admit(opened, attributable, sender)
+      if (admission === DEFER) return this.#defer(opened.from, sender, deliver)
       if (admission !== null) return this.#drop(admission)
       deliver()
     }).catch((err: unknown) => this.#drop(`a signaling message could not be handled (${String(err)})`))
   }
 
   /** Keeps `deliver` for when a pending slot frees, behind what `from` sent before. */
-  #defer (from: string, deliver: () => void): void {
+  #defer (from: string, sender: string | undefined, deliver: () => void): void {
     let waiting = this.#deferred.get(from)
     if (waiting === undefined) {
       if (this.#deferred.size >= MAX_DEFERRED_PEERS) return this.#drop('pending connections at their cap')
-      this.#deferred.set(from, waiting = { since: Date.now(), payloads: [] })
+      this.#deferred.set(from, waiting = { since: Date.now(), sender, payloads: [] })
     }
     if (waiting.payloads.length >= MAX_DEFERRED_PAYLOADS) return this.#drop('deferred signaling payloads at their cap')
     waiting.payloads.push(deliver)
@@ -605,7 +612,11 @@ class YWebrtcLink extends ObservableV2<LinkEvents> implements Link {
         }
         if (this.#pending.size >= MAX_PENDING) break
         this.#deferred.delete(peerId)
-        const admission = this.#admit({ from: peerId })
+        if (this.#standings.demoted(waiting.sender, now)) {
+          this.#drop('deferred signaling payloads of a sender demoted meanwhile')
+          continue
+        }
+        const admission = this.#admit({ from: peerId }, true, waiting.sender)
         if (admission === DEFER) continue
         if (admission !== null) {
           this.#drop(admission)
@@ -618,11 +629,13 @@ class YWebrtcLink extends ObservableV2<LinkEvents> implements Link {
 
   /**
    * Whether a payload that would make y-webrtc set up a new connection may: a peer id in back-off
-   * may not, nor one past the live slots; an attributable one past the pending cap waits
-   * (DEFER), behind what the same peer sent before, and an unattributable one is dropped.
-   * Returns the reason, DEFER, or null.
+   * may not, nor one past the live slots or the pending cap, unless its sender (the handle the
+   * signaling server tagged it with) is in good standing against a demoted one, or under its fair
+   * share, in which case it takes another sender's oldest slot (pending-slots.ts). An attributable
+   * one past the pending cap whose sender is not demoted waits (DEFER), behind what the same peer
+   * sent before. Returns the reason, DEFER, or null.
    */
-  #admit (payload: { from: string }, attributable = true): string | typeof DEFER | null {
+  #admit (payload: { from: string }, attributable: boolean, sender: string | undefined): string | typeof DEFER | null {
     // y-webrtc makes a connection for any announce or signal from a peer it has none with.
     if (this.hasConnection(payload.from)) return null
     if (this.#deferred.has(payload.from)) return DEFER
@@ -633,20 +646,43 @@ class YWebrtcLink extends ObservableV2<LinkEvents> implements Link {
       return 'a peer that failed to connect, in back-off'
     }
     if (!attributable && this.#unattributed.size >= MAX_UNATTRIBUTED_PENDING) return 'pending connections of unattributable peers at their cap'
-    if (this.#pending.size >= MAX_PENDING) return attributable ? DEFER : 'pending connections at their cap'
     const invited = (this.#invited.get(payload.from) ?? 0) > now
     if (this.#connections.size >= this.#maxLive && !invited) return 'every connection slot is taken'
-    this.#pending.set(payload.from, now)
+    if (this.#pending.size >= MAX_PENDING) {
+      const taken = slotToTake(this.#pending.values(), sender, (holder) => this.#standings.demoted(holder, now))
+      if (taken === null) {
+        // A sender in good standing waits for a slot (a joiner of a full mesh hears every member
+        // at once, all from one sender when they share an address); a demoted one is refused.
+        if (attributable && !this.#standings.demoted(sender, now)) return DEFER
+        let holding = 0
+        for (const slot of this.#pending.values()) if (slot.sender === sender) holding++
+        this.#standings.refused(sender, holding, now)
+        return sender === undefined ? 'pending connections at their cap' : 'pending connections at their cap, and this sender holds its share'
+      }
+      this.#giveUp(taken.peerId, taken.reason === 'share'
+        ? 'pending connections given up for a sender holding fewer (fair share per sender)'
+        : 'pending connections given up for a sender in good standing (theirs never opened, or asked past its share)')
+    }
+    this.#pending.set(payload.from, { peerId: payload.from, since: now, sender, takeable: !invited })
     if (!attributable) this.#unattributed.add(payload.from)
     return null
+  }
+
+  /** Gives up the pending connection to `peerId` (counted under `reason`), without a back-off. */
+  #giveUp (peerId: string, reason: string): void {
+    this.#pending.delete(peerId)
+    this.#unattributed.delete(peerId)
+    this.dropped[reason] = (this.dropped[reason] ?? 0) + 1
+    this.#provider.room?.webrtcConns.get(peerId)?.peer.destroy()
   }
 
   /** Gives up connections that did not open within PENDING_TIMEOUT, and backs their peer ids off. */
   #expirePending = (): void => {
     const room = this.#provider.room
     const now = Date.now()
-    for (const [peerId, since] of this.#pending) {
+    for (const [peerId, { since, sender }] of this.#pending) {
       if (since > now - PENDING_TIMEOUT) continue
+      this.#standings.timedOut(sender)
       this.#pending.delete(peerId)
       this.#unattributed.delete(peerId)
       const failures = (this.#backoff.get(peerId)?.failures ?? 0) + 1
@@ -714,6 +750,7 @@ class YWebrtcLink extends ObservableV2<LinkEvents> implements Link {
     }
     const connection = new Connection(remoteId, channel)
     this.#connections.set(channel, connection)
+    this.#standings.opened(this.#pending.get(remoteId)?.sender)
     this.#pending.delete(remoteId)
     this.#unattributed.delete(remoteId)
     this.#backoff.delete(remoteId)
