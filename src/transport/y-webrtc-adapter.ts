@@ -107,6 +107,7 @@ interface SignalingConn {
 
 /** y-webrtc's WebrtcConn: a simple-peer instance keyed by the remote's peer id. */
 interface WebrtcConn {
+  connected: boolean
   peer: {
     _pc?: RTCPeerConnection
     destroy: () => void
@@ -572,6 +573,11 @@ class YWebrtcLink extends ObservableV2<LinkEvents> implements Link {
           this.dropped[counter] = (this.dropped[counter] ?? 0) + 1
         }
       }
+      // An offer from a peer this one is connected to: the peer made a new connection (its side
+      // of the old one is gone, or going). y-webrtc would hand the offer to the old connection,
+      // a renegotiation towards another DTLS certificate, which the handshake then refuses
+      // (authenticated-link.ts); the old connection is closed instead, and the offer answered.
+      if (isRecord(opened.signal) && opened.signal.type === 'offer') this.#replaceConnection(opened.from)
       const deliver = (): void => forward({ ...message, data: plain }, conn)
       const sender = senderOf(message)
       const admission = this.#admit(opened, attributable, sender)
@@ -705,6 +711,20 @@ class YWebrtcLink extends ObservableV2<LinkEvents> implements Link {
     if (retry && !this.leaving && this.#connections.size < this.#maxLive) {
       this.#announce()
     }
+  }
+
+  /** Closes this peer's open connection to `remoteId`, so that its new offer makes a new one. */
+  #replaceConnection (remoteId: string): void {
+    const room = this.#provider.room
+    const existing = room?.webrtcConns.get(remoteId)
+    if (room === null || room === undefined || existing === undefined || !existing.connected) return
+    // Without y-webrtc's listeners: its close handler would remove the new connection by peer id.
+    existing.peer.removeAllListeners('close')
+    existing.peer.removeAllListeners('error')
+    existing.peer.destroy()
+    room.webrtcConns.delete(remoteId)
+    const counter = 'connections replaced by a new offer from their peer'
+    this.dropped[counter] = (this.dropped[counter] ?? 0) + 1
   }
 
   penalize (remoteId: string): void {
