@@ -16,11 +16,11 @@ import * as decoding from 'lib0/decoding'
 import { ObservableV2 } from 'lib0/observable'
 import { decodeEnvelope } from './store/envelope.js'
 import {
-  applyCarries, ascending, compareEpochs, coverMap, FIRST_EPOCH, inherited, MAX_COVER, nextCover, sameEpoch, seedId, seedUpdate, toCarry,
-  type CoverEntry, type EpochId, type Move
+  applyCarries, ascending, compareEpochs, coverLines, coverOf, FIRST_EPOCH, inherited, itemOf, MAX_COVER, sameEpoch, see, seedId, seedUpdate, toCarry,
+  type Cover, type EpochId, type Move
 } from './store/epochs.js'
 import type { Limits } from './store/limits.js'
-import type { SessionStore } from './store/store.js'
+import type { EpochControls } from './store/store.js'
 import { Bridge } from './transport/bridge.js'
 import { EpochView, outerOf, UNTAGGED } from './transport/epoch-link.js'
 import { encodeEpochs, encodeMove, MESSAGE_EPOCH_DATA, MESSAGE_EPOCHS, MESSAGE_MOVE, readEpochData, readEpochs, readMove } from './transport/epoch-wire.js'
@@ -32,11 +32,14 @@ export const DEFAULT_COMPACT_AFTER = 10_000
 /** A peer that is not the smallest id among its neighbours moves only past this many times `compactAfter`. */
 const FALLBACK_FACTOR = 1.5
 /** Moves a connection may send: a burst, then one per MOVE_REFILL ms; more are dropped unread. */
-const MOVE_BURST = 8
+const MOVE_BURST = 64
 const MOVE_REFILL = 1000
 /** Moves this peer sends one connection: a burst, then one per MOVE_SEND_REFILL ms (below what a receiver takes). */
-const MOVE_SEND_BURST = 4
+const MOVE_SEND_BURST = 32
 const MOVE_SEND_REFILL = 2000
+
+/** The epochs a peer holds: its current one and older ones that peers may still write to. */
+export const HELD = 2
 
 /** The origin of the transactions that seed an epoch and carry writes into it. */
 export const MOVE_ORIGIN = Object.freeze({ source: 'move' as const })
@@ -67,7 +70,7 @@ export interface EpochsEvents {
 
 interface Held {
   readonly move: Move
-  readonly cover: Map<number, CoverEntry>
+  readonly cover: Cover
   readonly seed: Uint8Array
   readonly doc: Y.Doc
   readonly view: EpochView
@@ -101,7 +104,9 @@ export class Epochs extends ObservableV2<EpochsEvents> {
   /** The current epoch first, then the previous one. */
   #held: Held[]
   readonly #remotes = new Map<LinkConnection, Remote>()
-  #store: SessionStore | null = null
+  #store: EpochControls | null = null
+  /** Every entry this peer has seen in any epoch's map, by key and writer (a move's cover). */
+  readonly #seen: Cover = new Map()
   #bridge: Bridge
   #moveScheduled = false
   #destroyed = false
@@ -147,19 +152,25 @@ export class Epochs extends ObservableV2<EpochsEvents> {
     return this.#held[0] as Held
   }
 
-  /** Moves the store along with the epochs: from now on it is rebound at each move. */
-  attach (store: SessionStore): void {
+  /** Moves the store along with the epochs: from now on it is rebound at each move (StoreOptions.epochs). */
+  attach (store: EpochControls): void {
     this.#store = store
   }
 
-  /** Whether the item of `client` under `key` holding `text`, in the current epoch, is a seed's or a carry. */
+  /** Whether the current epoch's item of `client` under `key` holding `text` is a seed's or a carry (it names no writer). */
   inherited (client: number, key: string, text: unknown): boolean {
-    return inherited(this.epoch.s, client, key, text)
+    const map = this.doc.getMap<unknown>(this.#options.root)
+    return itemOf(map, key)?.client === client && map.get(key) === text && inherited(map, key)
   }
 
   /** The current epoch's barrier (locks' handoff): see Replication.catchUpWith. */
   async catchUpWith (remoteId: string, timeout: number): Promise<boolean> {
     return await this.replication.catchUpWith(remoteId, timeout)
+  }
+
+  /** Sends every neighbour a state check of each held epoch now (anti-entropy, as the periodic one does). */
+  check (): void {
+    for (const held of this.#held) held.replication?.check()
   }
 
   /** Moves the room now, whatever the history (tests; `compactAfter` decides otherwise). */
@@ -187,7 +198,7 @@ export class Epochs extends ObservableV2<EpochsEvents> {
   #hold (move: Move, seed: Uint8Array, doc: Y.Doc): Held {
     const held: Held = {
       move,
-      cover: coverMap(move.cover),
+      cover: coverOf(move.cover),
       seed,
       doc,
       view: new EpochView(move.epoch, () => this.#options.link.localId, () => this.#held[0] === held),
@@ -199,8 +210,21 @@ export class Epochs extends ObservableV2<EpochsEvents> {
       for (const [client, clock] of transaction.afterState) held.units += clock - (transaction.beforeState.get(client) ?? 0)
       if (this.#held[0] === held) this.#checkHistory(held)
     })
-    doc.getMap(this.#options.root).observe((event) => {
-      if (this.#held[0] !== held && this.#held.includes(held)) this.#carry(held, event.keysChanged)
+    const map = doc.getMap<unknown>(this.#options.root)
+    for (const [key, text] of map.entries()) see(this.#seen, key, text)
+    for (const [line, at] of held.cover) if ((this.#seen.get(line) ?? -1) < at) this.#seen.set(line, at)
+    map.observe((event) => {
+      if (!this.#held.includes(held)) return
+      for (const key of event.keysChanged) see(this.#seen, key, map.get(key))
+      if (this.#held[0] !== held) {
+        this.#carry(held, event.keysChanged)
+        return
+      }
+      // The current epoch took a seed's or carry's entry for a key (concurrent carries resolved):
+      // what an older epoch holds later than it is carried after it.
+      if (this.#options.protected || event.transaction.origin === MOVE_ORIGIN) return
+      const keys = Array.from(event.keysChanged).filter((key) => inherited(map, key))
+      if (keys.length > 0) for (const older of this.#held.slice(1)) this.#carry(older, keys)
     })
     return held
   }
@@ -244,7 +268,7 @@ export class Epochs extends ObservableV2<EpochsEvents> {
     const entries = store === null ? [] : store.snapshot()
     const from = current.move.epoch
     const n = from.n + 1
-    const cover = nextCover(current.move.cover, [...this.#held].reverse().map((held) => ({ epoch: held.move.epoch, doc: held.doc })))
+    const cover = coverLines(this.#seen)
     this.#adopt({ epoch: { n, s: seedId(n, from, entries) }, parent: from, cover, entries }, true)
   }
 
@@ -258,16 +282,19 @@ export class Epochs extends ObservableV2<EpochsEvents> {
     doc.clientID = this.#options.clientId
     Y.applyUpdateV2(doc, seed, MOVE_ORIGIN)
     const held = this.#hold(move, seed, doc)
-    this.#held = [held, old[0] as Held]
+    // The older ones it keeps: the greatest HELD - 1 of what it held, the rest dropped after carrying.
+    const kept = [...old].sort((a, b) => compareEpochs(b.move.epoch, a.move.epoch)).slice(0, HELD - 1)
+    this.#held = [held, ...kept]
     // What the held documents have that the new epoch lacks goes in before its data plane starts
-    // (open rooms); a protected room's store is offered it once it reads the new epoch.
+    // (open rooms): from the newest, which holds what was carried from the others (their later
+    // writes were carried as they came), so a value it overwrote is not carried from an older one.
+    // A protected room's store is offered all of it once it reads the new epoch.
     const protectedRoom = this.#options.protected
-    if (!protectedRoom) for (const previous of old) this.#carry(previous)
+    if (!protectedRoom) this.#carry(old[0] as Held)
     this.#start(held)
     this.#store?.rebind(doc.getMap(this.#options.root))
     if (protectedRoom) for (const previous of old) this.#carry(previous)
-    const dropped = old[1]
-    if (dropped !== undefined) this.#release(dropped)
+    for (const dropped of old) if (!kept.includes(dropped)) this.#release(dropped)
     const announcement = encodeEpochs(this.held)
     for (const [connection, remote] of this.#remotes) {
       connection.send(announcement)
@@ -287,12 +314,12 @@ export class Epochs extends ObservableV2<EpochsEvents> {
     const map = held.doc.getMap<unknown>(root)
     if (this.#options.protected) {
       const store = this.#store
-      if (store === null || store.closed) return
+      if (store === null) return
       for (const key of keys ?? Array.from(map.keys())) store.offer(key, map.get(key))
       return
     }
-    const carries = toCarry(held.doc, root, held.move.epoch, current.cover, current.doc.getMap(root), keys)
-    if (carries.length > 0) applyCarries(current.doc, root, current.move.epoch, current.seed, carries, MOVE_ORIGIN)
+    const carries = toCarry(held.doc, root, current.move.epoch, current.cover, current.doc.getMap(root), keys)
+    if (carries.length > 0) applyCarries(current.doc, root, current.move.epoch, carries, MOVE_ORIGIN)
   }
 
   #onOpen = ({ connection }: { connection: LinkConnection }): void => {

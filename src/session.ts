@@ -159,10 +159,10 @@ export class Session extends IsolatedObservable<SessionEvents> {
       peerOf: (peerId) => this.#peerOf(peerId),
       onError: (err) => this.#emitError(err),
       inherited: (client, key, text) => this.#epochs.inherited(client, key, text),
+      epochs: (controls) => this.#epochs.attach(controls),
       // Who writes: read at each write, so a rename shows in new entries.
       writer: () => ({ id: String(clientId), metadata: (this.#awareness.getLocalState()?.[METADATA_FIELD] ?? null) as Json })
     })
-    this.#epochs.attach(this.#store)
     this.sessionStore = new Promise((resolve, reject) => {
       this.#resolveStore = resolve
       this.#rejectStore = reject

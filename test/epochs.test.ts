@@ -58,8 +58,7 @@ const peer = async (hub: MemoryHub, room: string, name: string, { compactAfter =
     protected: false,
     compactAfter
   })
-  const store = new SessionStore(epochs.doc.getMap(ROOT), { inherited: (client, key, text) => epochs.inherited(client, key, text), ...(locks === undefined ? {} : { locks, restoreDelay: 20 }) })
-  epochs.attach(store)
+  const store = new SessionStore(epochs.doc.getMap(ROOT), { inherited: (client, key, text) => epochs.inherited(client, key, text), epochs: (controls) => epochs.attach(controls), ...(locks === undefined ? {} : { locks, restoreDelay: 20 }) })
   const refused: string[] = []
   epochs.on('refused', ({ reason }) => refused.push(reason))
   const p: Peer = {
@@ -179,8 +178,9 @@ describe('epochs', () => {
     for (const p of [a, b, c]) expect(p.store.toJSON()).toEqual({ title: 'final', cursor: 3, slide: 1 })
     // The carried entry is a struct every carrier makes alike; an overwrite after it stands.
     const carried = a.epochs.doc.getMap(ROOT).get('title') as string
-    const item = (a.epochs.doc.getMap(ROOT) as unknown as { _map: Map<string, { id: { client: number } }> })._map.get('title')
-    expect(item?.id.client).toBe(carryId(a.epochs.epoch.s, 'title', carried))
+    const item = (a.epochs.doc.getMap(ROOT) as unknown as { _map: Map<string, { id: { client: number }, origin: { client: number, clock: number } | null }> })._map.get('title')
+    expect(item?.id.client).toBe(carryId(a.epochs.epoch.s, 'title', carried, item?.origin ?? null))
+    expect(item?.origin?.client).toBe(a.epochs.epoch.s) // after the seed's entry, which it is later than
     await c.store.set('title', 'final, edited')
     await drain(hub)
     await settled(a, b, c)

@@ -95,6 +95,15 @@ export interface StoreOptions {
    * carry: store/epochs.ts), whose client id names no writer. Default: none is.
    */
   inherited?: ((client: number, key: string, text: unknown) => boolean) | undefined
+  /** Receives the controls that move the store between epochs (epochs.ts); not part of the API. */
+  epochs?: ((controls: EpochControls) => void) | undefined
+}
+
+/** What epochs.ts does to the store at a move: see `rebind`, `offer` and `snapshot` below. */
+export interface EpochControls {
+  rebind: (map: Y.Map<unknown>) => void
+  offer: (key: string, raw: unknown) => void
+  snapshot: () => Array<[string, string]>
 }
 
 /** A lock this peer was granted, as the lock service hands it out. */
@@ -210,7 +219,7 @@ export class SessionStore {
   readonly #fences = new Map<string, number>()
   readonly #inherited: (client: number, key: string, text: unknown) => boolean
 
-  constructor (map: Y.Map<unknown>, { limits, onError = () => {}, writer, now = Date.now, authority, restoreDelay = 200, locks, peerOf, inherited = () => false }: StoreOptions = {}) {
+  constructor (map: Y.Map<unknown>, { limits, onError = () => {}, writer, now = Date.now, authority, restoreDelay = 200, locks, peerOf, inherited = () => false, epochs }: StoreOptions = {}) {
     this.limits = resolveLimits(limits)
     this.#map = map
     this.#origin = Object.freeze({ source: 'local' as const, store: this })
@@ -226,6 +235,7 @@ export class SessionStore {
     if (!this.#judges) this.#visibility.update(this.#read(map.keys(), true))
     else for (const key of map.keys()) this.#consider(key, true)
     map.observe(this.#onMapEvent)
+    epochs?.({ rebind: (next) => this.#rebind(next), offer: (key, raw) => this.#offer(key, raw), snapshot: () => this.#snapshot() })
   }
 
   /** Whether each entry is judged (seals, locks) and the best one kept, rather than read as it is. */
@@ -452,7 +462,7 @@ export class SessionStore {
    * kept: in a protected room, or under a lock, a best entry the new map lacks (or holds a lower
    * one of) is put back, as the restore rule does within one map.
    */
-  rebind (map: Y.Map<unknown>): void {
+  #rebind (map: Y.Map<unknown>): void {
     if (this.#closed || map === this.#map) return
     const keys = new Set<string>([...this.#map.keys(), ...map.keys(), ...this.#best.keys(), ...this.#visibility.visible.keys()])
     this.#map.unobserve(this.#onMapEvent)
@@ -470,7 +480,7 @@ export class SessionStore {
    * older epoch a peer still writes to), as a candidate for the key's best entry; when it becomes
    * the best, the restore rule puts it into the map.
    */
-  offer (key: string, raw: unknown): void {
+  #offer (key: string, raw: unknown): void {
     if (this.#closed || this.#authority === null || typeof raw !== 'string' || this.#best.get(key)?.text === raw) return
     this.#considerEntry(key, raw, true, false)
   }
@@ -480,7 +490,7 @@ export class SessionStore {
    * of each key (in protected rooms the best counting one, tombstones included), or, for a store
    * that does not judge, the valid entry the map holds.
    */
-  snapshot (): Array<[string, string]> {
+  #snapshot (): Array<[string, string]> {
     const out: Array<[string, string]> = []
     if (this.#judges) {
       for (const [key, entry] of this.#best) out.push([key, entry.text])

@@ -13,7 +13,7 @@ export const MESSAGE_MOVE = 43
 export const MESSAGE_EPOCH_DATA = 44
 
 /** The most epochs a peer says it holds: its current one and its parent. */
-const MAX_HELD = 2
+const MAX_HELD = 8
 /** Yjs client ids and clocks, epoch numbers and seed ids: all below 2^53. */
 const isUint = (n: number): boolean => Number.isSafeInteger(n) && n >= 0
 
@@ -59,9 +59,9 @@ export const encodeMove = ({ epoch, parent, cover, entries }: Move): Uint8Array 
   writeEpoch(encoder, parent)
   encoding.writeVarUint(encoder, cover.length)
   for (const line of cover) {
-    encoding.writeVarUint(encoder, line.client)
-    writeEpoch(encoder, line.epoch)
-    encoding.writeVarUint(encoder, line.clock)
+    encoding.writeVarString(encoder, line.key)
+    encoding.writeVarString(encoder, line.writer)
+    encoding.writeVarUint(encoder, line.at)
   }
   encoding.writeVarUint(encoder, entries.length)
   for (const [key, text] of entries) {
@@ -82,7 +82,7 @@ export const readMove = (decoder: decoding.Decoder, { maxCover, maxEntries }: { 
     const coverCount = readUint(decoder)
     if (coverCount > maxCover) return null
     const cover: CoverEntry[] = []
-    for (let i = 0; i < coverCount; i++) cover.push({ client: readUint(decoder), epoch: readEpoch(decoder), clock: readUint(decoder) })
+    for (let i = 0; i < coverCount; i++) cover.push({ key: decoding.readVarString(decoder), writer: decoding.readVarString(decoder), at: readUint(decoder) })
     const count = readUint(decoder)
     if (count > maxEntries) return null
     const entries: Array<readonly [string, string]> = []
