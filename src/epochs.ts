@@ -80,8 +80,10 @@ interface Held {
 }
 
 interface Remote {
-  /** The epochs it holds, its current first (empty until it says). */
+  /** The epochs it holds, its current first (empty until it says, or when it holds nothing). */
   held: EpochId[]
+  /** It said which epochs it holds (none: a joiner). */
+  heard: boolean
   received: { tokens: number, at: number }
   sent: { tokens: number, at: number }
   /** A move or an announcement waiting for budget. */
@@ -89,6 +91,9 @@ interface Remote {
   /** Send it this peer's epochs again when the timer fires (a move of its was dropped for budget). */
   reannounce: boolean
 }
+
+/** The epochs a remote holds for its data plane: one that holds nothing yet has epoch 0's (empty) document. */
+const holdsOf = (remote: Remote): EpochId[] => remote.held.length === 0 ? [FIRST_EPOCH] : remote.held
 
 const take = (bucket: { tokens: number, at: number }, burst: number, refill: number, now: number): boolean => {
   bucket.tokens = Math.min(burst, bucket.tokens + (now - bucket.at) / refill)
@@ -115,7 +120,7 @@ export class Epochs extends ObservableV2<EpochsEvents> {
     super()
     this.#options = options
     this.#compactAfter = options.compactAfter ?? DEFAULT_COMPACT_AFTER
-    const first: Move = { epoch: FIRST_EPOCH, parent: FIRST_EPOCH, cover: [], entries: [] }
+    const first: Move = { epoch: FIRST_EPOCH, parent: FIRST_EPOCH, cover: [], entries: [], seeded: true }
     const doc = new Y.Doc({ gc: true })
     doc.clientID = options.clientId
     const held = this.#hold(first, new Uint8Array(0), doc)
@@ -233,7 +238,8 @@ export class Epochs extends ObservableV2<EpochsEvents> {
     const replication = this.#options.replicate(held.doc, held.view)
     // A state counts for availability when it is of the current epoch, from a peer whose current epoch it is too.
     replication.on('synced', (event) => {
-      const theirs = this.#remotes.get(outerOf(event.connection))?.held[0]
+      const remote = this.#remotes.get(outerOf(event.connection))
+      const theirs = remote === undefined ? undefined : holdsOf(remote)[0]
       if (this.#held[0] === held && theirs !== undefined && sameEpoch(theirs, held.move.epoch)) this.emit('synced', [event])
     })
     replication.on('refused', (event) => this.emit('refused', [event]))
@@ -269,7 +275,7 @@ export class Epochs extends ObservableV2<EpochsEvents> {
     const from = current.move.epoch
     const n = from.n + 1
     const cover = coverLines(this.#seen)
-    this.#adopt({ epoch: { n, s: seedId(n, from, entries) }, parent: from, cover, entries }, true)
+    this.#adopt({ epoch: { n, s: seedId(n, from, entries) }, parent: from, cover, entries, seeded: true }, true)
   }
 
   /** Makes `move`'s epoch the current one: seed, carries, replication, store; tells every connection. */
@@ -277,10 +283,11 @@ export class Epochs extends ObservableV2<EpochsEvents> {
     const start = performance.now()
     const old = this.#held
     const from = this.epoch
-    const seed = seedUpdate(move.epoch, this.#options.root, move.entries)
+    // A move without its seed comes to a peer that holds nothing: the seed comes with the sync.
+    const seed = move.seeded ? seedUpdate(move.epoch, this.#options.root, move.entries) : new Uint8Array(0)
     const doc = new Y.Doc({ gc: true })
     doc.clientID = this.#options.clientId
-    Y.applyUpdateV2(doc, seed, MOVE_ORIGIN)
+    if (move.seeded) Y.applyUpdateV2(doc, seed, MOVE_ORIGIN)
     const held = this.#hold(move, seed, doc)
     // The older ones it keeps: the greatest HELD - 1 of what it held, the rest dropped after carrying.
     const kept = [...old].sort((a, b) => compareEpochs(b.move.epoch, a.move.epoch)).slice(0, HELD - 1)
@@ -295,7 +302,7 @@ export class Epochs extends ObservableV2<EpochsEvents> {
     this.#store?.rebind(doc.getMap(this.#options.root))
     if (protectedRoom) for (const previous of old) this.#carry(previous)
     for (const dropped of old) if (!kept.includes(dropped)) this.#release(dropped)
-    const announcement = encodeEpochs(this.held)
+    const announcement = encodeEpochs(this.#announced())
     for (const [connection, remote] of this.#remotes) {
       connection.send(announcement)
       this.#sync(connection, remote)
@@ -324,8 +331,18 @@ export class Epochs extends ObservableV2<EpochsEvents> {
 
   #onOpen = ({ connection }: { connection: LinkConnection }): void => {
     if (this.#destroyed || this.#remotes.has(connection)) return
-    this.#remotes.set(connection, { held: [], received: { tokens: MOVE_BURST, at: Date.now() }, sent: { tokens: MOVE_SEND_BURST, at: Date.now() }, timer: undefined, reannounce: false })
-    connection.send(encodeEpochs(this.held))
+    this.#remotes.set(connection, { held: [], heard: false, received: { tokens: MOVE_BURST, at: Date.now() }, sent: { tokens: MOVE_SEND_BURST, at: Date.now() }, timer: undefined, reannounce: false })
+    connection.send(encodeEpochs(this.#announced()))
+  }
+
+  /** Whether this peer holds nothing yet: only epoch 0, with nothing in it (a joiner). */
+  get #fresh (): boolean {
+    return this.#held.length === 1 && this.epoch.n === 0 && this.#current.units === 0
+  }
+
+  /** The epochs this peer tells others it holds: none while it is fresh, so it is sent moves without their seeds. */
+  #announced (): EpochId[] {
+    return this.#fresh ? [] : this.held
   }
 
   #onClose = ({ connection }: { connection: LinkConnection }): void => {
@@ -359,6 +376,7 @@ export class Epochs extends ObservableV2<EpochsEvents> {
         const held = readEpochs(decoder)
         if (held === null) return this.#refuse(connection, 'a malformed epochs message')
         remote.held = held
+        remote.heard = true
         this.#sync(connection, remote)
         return
       }
@@ -373,7 +391,13 @@ export class Epochs extends ObservableV2<EpochsEvents> {
         if (move === null) return this.#refuse(connection, 'a malformed move, or one over the bounds')
         const problem = this.#moveProblem(move)
         if (problem !== null) return this.#refuse(connection, problem)
-        if (compareEpochs(move.epoch, this.epoch) > 0) this.#adopt(move, false)
+        if (compareEpochs(move.epoch, this.epoch) <= 0) return
+        if (!move.seeded && !this.#fresh) {
+          // Written to since it asked: it needs the seed to carry its writes; it asks again.
+          connection.send(encodeEpochs(this.#announced()))
+          return
+        }
+        this.#adopt(move, false)
         return
       }
       case MESSAGE_EPOCH_DATA: {
@@ -389,8 +413,9 @@ export class Epochs extends ObservableV2<EpochsEvents> {
   }
 
   /** Why `move` is refused, or null (src/PROTOCOL.md "Admission" of epochs). */
-  #moveProblem ({ epoch, parent, entries }: Move): string | null {
+  #moveProblem ({ epoch, parent, entries, seeded }: Move): string | null {
     if (epoch.n < 1 || epoch.n !== parent.n + 1 || !Number.isSafeInteger(epoch.n + 1)) return 'a move whose epoch numbers do not follow each other'
+    if (!seeded) return null
     if (!ascending(entries)) return 'a move whose seed keys are not in ascending order'
     if (seedId(epoch.n, parent, entries) !== epoch.s) return 'a move whose seed id does not match its seed'
     for (const [key, text] of entries) {
@@ -403,14 +428,24 @@ export class Epochs extends ObservableV2<EpochsEvents> {
 
   /** Opens or closes each held epoch's view for `connection` by what it holds; sends it a move if it is behind. */
   #sync (connection: LinkConnection, remote: Remote): void {
+    const holds = holdsOf(remote)
     for (const held of this.#held) {
-      if (remote.held.some((epoch) => sameEpoch(epoch, held.move.epoch))) held.view.open(connection)
+      if (holds.some((epoch) => sameEpoch(epoch, held.move.epoch))) held.view.open(connection)
       else held.view.close(connection)
     }
-    const theirs = remote.held[0]
-    if (theirs === undefined || compareEpochs(theirs, this.epoch) >= 0) return
-    if (remote.timer === undefined && take(remote.sent, MOVE_SEND_BURST, MOVE_SEND_REFILL, Date.now())) connection.send(encodeMove(this.#current.move))
-    else this.#later(connection, remote, MOVE_SEND_REFILL)
+    if (!remote.heard) return
+    const theirs = remote.held[0] ?? null
+    if (theirs !== null && compareEpochs(theirs, this.epoch) >= 0) return
+    if (this.epoch.n === 0) return
+    // A peer that holds nothing gets the move without its seed (it syncs the document); others
+    // need the seed, which only a peer that made or was sent it has.
+    const move = this.#current.move
+    if (theirs !== null && !move.seeded) return
+    if (remote.timer === undefined && take(remote.sent, MOVE_SEND_BURST, MOVE_SEND_REFILL, Date.now())) {
+      connection.send(encodeMove(theirs === null ? { ...move, entries: [], seeded: false } : move))
+    } else {
+      this.#later(connection, remote, MOVE_SEND_REFILL)
+    }
   }
 
   /** Syncs `connection` again after `ms` (and re-announces, if asked): once, a pending timer stands. */
@@ -421,7 +456,7 @@ export class Epochs extends ObservableV2<EpochsEvents> {
       if (this.#destroyed || this.#remotes.get(connection) !== remote) return
       if (remote.reannounce) {
         remote.reannounce = false
-        connection.send(encodeEpochs(this.held))
+        connection.send(encodeEpochs(this.#announced()))
       }
       this.#sync(connection, remote)
     }, ms)

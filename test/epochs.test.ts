@@ -244,7 +244,7 @@ describe('epochs', () => {
     await connected(a, b)
     const connection = b.link.connections[0] as LinkConnection
     const entries = [['k', encodeEnvelope('1', 1, 1, 'null', '1')] as const]
-    connection.send(encodeMove({ epoch: { n: 1, s: 12345 }, parent: FIRST_EPOCH, cover: [], entries }))
+    connection.send(encodeMove({ epoch: { n: 1, s: 12345 }, parent: FIRST_EPOCH, cover: [], entries, seeded: true }))
     await waitFor(() => a.refused.length === 1)
     expect(a.refused[0]).toMatch(/seed id does not match/)
     expect(a.epochs.epoch).toEqual(FIRST_EPOCH)
@@ -253,7 +253,7 @@ describe('epochs', () => {
     await connected(a, b)
     const bad = [['k', 'not an envelope'] as const]
     const epoch: EpochId = { n: 1, s: seedId(1, FIRST_EPOCH, bad) }
-    ;(b.link.connections[0] as LinkConnection).send(encodeMove({ epoch, parent: FIRST_EPOCH, cover: [], entries: bad }))
+    ;(b.link.connections[0] as LinkConnection).send(encodeMove({ epoch, parent: FIRST_EPOCH, cover: [], entries: bad, seeded: true }))
     await waitFor(() => a.refused.length === 2)
     expect(a.refused[1]).toMatch(/seed entry 'k' is invalid/)
     expect(a.epochs.epoch).toEqual(FIRST_EPOCH)

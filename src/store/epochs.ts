@@ -40,12 +40,17 @@ export interface CoverEntry {
 /** A cover as a lookup: `key + "\n" + writer` to the highest `at` covered. */
 export type Cover = Map<string, number>
 
-/** What a move says: the new epoch, its parent, its cover and its seed. */
+/**
+ * What a move says: the new epoch, its parent, its cover and its seed. A move without its seed
+ * (`seeded` false, no entries) is for a peer that holds nothing: it gets the seed's structs with
+ * the epoch's document, by sync.
+ */
 export interface Move {
   readonly epoch: EpochId
   readonly parent: EpochId
   readonly cover: readonly CoverEntry[]
   readonly entries: SeedEntries
+  readonly seeded: boolean
 }
 
 /** The most lines of a cover; the oldest (by `at`) go first. */

@@ -30,7 +30,7 @@ const writeEpoch = (encoder: encoding.Encoder, { n, s }: EpochId): void => {
 
 const readEpoch = (decoder: decoding.Decoder): EpochId => ({ n: readUint(decoder), s: readUint(decoder) })
 
-/** [42, count, (n, s) x count]: the epochs the sender holds, its current one first. */
+/** [42, count, (n, s) x count]: the epochs the sender holds, its current one first; none: it holds nothing yet (a joiner). */
 export const encodeEpochs = (held: readonly EpochId[]): Uint8Array => {
   const encoder = encoding.createEncoder()
   encoding.writeVarUint(encoder, MESSAGE_EPOCHS)
@@ -43,7 +43,7 @@ export const encodeEpochs = (held: readonly EpochId[]): Uint8Array => {
 export const readEpochs = (decoder: decoding.Decoder): EpochId[] | null => {
   try {
     const count = readUint(decoder)
-    if (count < 1 || count > MAX_HELD) return null
+    if (count > MAX_HELD) return null
     const held = Array.from({ length: count }, () => readEpoch(decoder))
     return decoding.hasContent(decoder) ? null : held
   } catch {
@@ -52,11 +52,12 @@ export const readEpochs = (decoder: decoding.Decoder): EpochId[] | null => {
 }
 
 /** [43, epoch, parent, cover, entries]: a move's descriptor. */
-export const encodeMove = ({ epoch, parent, cover, entries }: Move): Uint8Array => {
+export const encodeMove = ({ epoch, parent, cover, entries, seeded }: Move): Uint8Array => {
   const encoder = encoding.createEncoder()
   encoding.writeVarUint(encoder, MESSAGE_MOVE)
   writeEpoch(encoder, epoch)
   writeEpoch(encoder, parent)
+  encoding.writeVarUint(encoder, seeded ? 1 : 0)
   encoding.writeVarUint(encoder, cover.length)
   for (const line of cover) {
     encoding.writeVarString(encoder, line.key)
@@ -79,6 +80,8 @@ export const readMove = (decoder: decoding.Decoder, { maxCover, maxEntries }: { 
   try {
     const epoch = readEpoch(decoder)
     const parent = readEpoch(decoder)
+    const seeded = readUint(decoder)
+    if (seeded > 1) return null
     const coverCount = readUint(decoder)
     if (coverCount > maxCover) return null
     const cover: CoverEntry[] = []
@@ -87,7 +90,8 @@ export const readMove = (decoder: decoding.Decoder, { maxCover, maxEntries }: { 
     if (count > maxEntries) return null
     const entries: Array<readonly [string, string]> = []
     for (let i = 0; i < count; i++) entries.push([decoding.readVarString(decoder), decoding.readVarString(decoder)])
-    return decoding.hasContent(decoder) ? null : { epoch, parent, cover, entries }
+    if (seeded === 0 && count > 0) return null
+    return decoding.hasContent(decoder) ? null : { epoch, parent, cover, entries, seeded: seeded === 1 }
   } catch {
     return null
   }
