@@ -143,6 +143,23 @@ describe('epochs', () => {
     for (const p of [a, b]) expect(p.store.toJSON()).toEqual({ 'from-a': 1, 'from-b': 2, shared: 'a' })
   })
 
+  it('a move tells observers nothing when no value changed', async () => {
+    const hub = new MemoryHub()
+    const room = `epochs-${++rooms}`
+    const a = await peer(hub, room, 'a')
+    const b = await peer(hub, room, 'b')
+    await connected(a, b)
+    await a.store.set('slide', 3)
+    await settled(a, b)
+    const seen: unknown[] = []
+    b.store.observeAllChanges((key, value) => seen.push([key, value]))
+    expect(seen).toEqual([['slide', 3]])
+    a.epochs.move()
+    await settled(a, b)
+    expect(b.epochs.epoch.n).toBe(1)
+    expect(seen).toEqual([['slide', 3]])
+  })
+
   it('two peers with the same snapshot make the same epoch, struct for struct', async () => {
     const hub = new MemoryHub({ manual: true })
     const room = `epochs-${++rooms}`

@@ -469,7 +469,13 @@ export class SessionStore {
     this.#map = map
     map.observe(this.#onMapEvent)
     if (!this.#judges) {
-      this.#deliver(this.#visibility.update(this.#read(keys, true)))
+      // An entry the new map holds as it was (a seed's) is the same entry: no change to report.
+      const visible = this.#visibility.visible
+      const read = this.#read(keys, true).map(([key, entry]): [string, Entry | undefined] => {
+        const old = visible.get(key)
+        return [key, old !== undefined && old.text === entry?.text ? old : entry]
+      })
+      this.#deliver(this.#visibility.update(read))
       return
     }
     for (const key of keys) this.#consider(key, true)
