@@ -1,6 +1,7 @@
 /**
  * Issue 15's targets: a live room of 3 peers that take turns overwriting the full store's 100 keys
- * (about 640-byte values), write by write, to 10^4, 10^5 and 10^6 overwrites. `npm run bench:history`
+ * (about 640-byte values), a round of 100 writes each, one round per event-loop turn, to 10^4,
+ * 10^5 and 10^6 overwrites. `npm run bench:history`
  * (`-- --quick`: to 10^5). Each contender runs in its own child process (a fresh heap, read after a
  * full GC against the heap before the room was made), its 3 peers in that process:
  * - the library: 3 sessions (joinRoom over the in-memory link: the handshake, the data plane,
@@ -14,7 +15,7 @@
  * V1 state y-webrtc's sync step 2 sends, from each peer. And the write delay: each write's time in
  * the writers' loop (all 3 peers share one event loop, so a move on any peer delays every write),
  * p50/p99/max, and the moves' own durations. `DEBUG_JOIN=1` prints what the library's joiner
- * received, by peer and message type; `YIELD_EVERY` (default 1,000) is how many writes go between
+ * received, by peer and message type; `YIELD_EVERY` (default 100) is how many writes go between
  * two yields to the event loop (each turn's writes leave as one update per connection).
  */
 
@@ -42,7 +43,7 @@ interface Point {
   seconds: number
 }
 
-const YIELD_EVERY = Number(process.env.YIELD_EVERY ?? 1000)
+const YIELD_EVERY = Number(process.env.YIELD_EVERY ?? 100)
 const gc = (): void => { (globalThis as { gc?: () => void }).gc?.() }
 const heap = (): number => { gc(); gc(); return process.memoryUsage().heapUsed }
 const yieldTurn = async (): Promise<void> => await new Promise((resolve) => setImmediate(resolve))
@@ -70,7 +71,7 @@ const docsRoom = async (kind: 'y-webrtc' | 'ykeyvalue'): Promise<Room> => {
     })
   }
   const kvs = kind === 'ykeyvalue' ? docs.map((doc) => new YKeyValue<unknown>(doc.getArray('session-store'))) : null
-  const maps = docs.map((doc) => doc.getMap<unknown>('session-store'))
+  const maps = kvs !== null ? [] : docs.map((doc) => doc.getMap<unknown>('session-store'))
   return {
     set: (peer, key, value) => { if (kvs !== null) kvs[peer]?.set(key, value); else maps[peer]?.set(key, value) },
     live: () => kvs !== null ? Array.from((kvs[0] as YKeyValue<unknown>).map.values(), (e) => [e.key, e.val] as [string, unknown]) : Array.from((maps[0] as Y.Map<unknown>).entries()),
@@ -123,7 +124,10 @@ const libraryRoom = async (): Promise<Room> => {
       const target = sessions[0] as { epoch: { n: number, s: number } }
       const deadline = Date.now() + 60_000
       while (!(joiner.epoch.n === target.epoch.n && joiner.epoch.s === target.epoch.s && KEYS.every((key) => JSON.stringify(store.get(key)) === JSON.stringify(stores[0]?.get(key))))) {
-        if (Date.now() > deadline) throw new Error('the joiner did not catch up within 60 s')
+        if (Date.now() > deadline) {
+          const matching = KEYS.filter((key) => JSON.stringify(store.get(key)) === JSON.stringify(stores[0]?.get(key))).length
+          throw new Error(`the joiner did not catch up within 60 s: its epoch ${JSON.stringify(joiner.epoch)}, the room's ${JSON.stringify(target.epoch)}, ${matching} keys alike, ${JSON.stringify(joiner.status)}`)
+        }
         await new Promise((resolve) => setTimeout(resolve, 5))
       }
       const result = { total, perPeer: Math.max(...perPeer.values()) }
@@ -148,7 +152,7 @@ const measure = async (contender: Contender, checkpoints: number[]): Promise<Poi
     for (; done < target; done++) {
       const round = Math.floor(done / KEYS.length)
       const start = performance.now()
-      const pending = room.set(done % 3, KEYS[done % KEYS.length] as string, fullValue(round))
+      const pending = room.set(round % 3, KEYS[done % KEYS.length] as string, fullValue(round))
       if (pending !== undefined) await pending
       if (done % YIELD_EVERY === YIELD_EVERY - 1) await yieldTurn()
       const ms = performance.now() - start
@@ -199,9 +203,7 @@ if (mode === 'child') {
   const rows: string[] = []
   const kib = (n: number): string => `${(n / 1024).toFixed(1)} KiB`
   for (const contender of ['session-store', 'y-webrtc', 'ykeyvalue'] as Contender[]) {
-    // YKeyValue with writers taking turns write by write grows like a Y.Map and slows down with
-    // it: past 10^5 it does not finish in the bench's time (measured: over 40 minutes for 10^6).
-    const wanted = contender === 'ykeyvalue' ? checkpoints.filter((n) => n <= 100_000) : checkpoints
+    const wanted = checkpoints
     try {
       const out = execFileSync(process.execPath, ['--expose-gc', '--max-old-space-size=4096', '--import', 'tsx', self, 'child', contender, wanted.join(',')], { maxBuffer: 1 << 24, stdio: ['ignore', 'pipe', 'inherit'], timeout: 3_600_000 }).toString()
       const points = JSON.parse(out) as Point[]

@@ -11,13 +11,15 @@ import { ObservableV2 } from 'lib0/observable'
 import type { EpochId } from '../store/epochs.js'
 import { encodeEpochData } from './epoch-wire.js'
 import type { LinkConnection, LinkEvents } from './link.js'
-import { MESSAGE_BARRIER, MESSAGE_BARRIER_ACK } from './sync-v2.js'
+import { MESSAGE_BARRIER, MESSAGE_BARRIER_ACK, MESSAGE_SYNC_STEP2_V2, MESSAGE_UPDATE } from './sync-v2.js'
 
 /** Message types that belong to the room's connection, not to one epoch's document. */
 export const UNTAGGED: ReadonlySet<number> = new Set([1, 3, 4, MESSAGE_BARRIER, MESSAGE_BARRIER_ACK])
 
 class EpochConnection implements LinkConnection {
   #closed = false
+  /** This peer answered the remote's sync step 1 on this view: its live updates may follow. */
+  #answered = false
   readonly remoteId: string
   readonly binding: { readonly local: string, readonly remote: string }
   /** The Yjs client id the room's connection is bound to (impersonation rules read it). */
@@ -35,7 +37,12 @@ class EpochConnection implements LinkConnection {
 
   send (message: Uint8Array): boolean {
     if (this.#closed) return false
-    if (UNTAGGED.has(message[0] as number)) return this.view.current() ? this.outer.send(message) : false
+    const type = message[0] as number
+    if (UNTAGGED.has(type)) return this.view.current() ? this.outer.send(message) : false
+    // A live update before this peer's sync step 2 would start past what the remote has of its
+    // writers (admission refuses the gap); the step 2 carries all of it, so it is not sent.
+    if (type === MESSAGE_UPDATE && !this.#answered) return true
+    if (type === MESSAGE_SYNC_STEP2_V2) this.#answered = true
     return this.outer.send(encodeEpochData(this.view.epoch, message))
   }
 
