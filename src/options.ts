@@ -34,6 +34,12 @@ export interface JoinOptions {
   turn?: 'signaling' | undefined
   /** Makes the room protected: per-key write rights from an app-issued room token (README "Permissions"). Default none. */
   auth?: AuthOptions | undefined
+  /**
+   * Bounded history (README "Long sessions"): the overwrites of the current epoch after which this
+   * peer moves the room to a fresh document holding the live entries. Default 10000; 0 never moves
+   * (the peer still follows the moves of others).
+   */
+  compactAfter?: number | undefined
 }
 
 export interface AuthOptions {
@@ -50,7 +56,7 @@ export interface AuthOptions {
 
 export const DEFAULT_SIGNALING = ['ws://localhost:4444']
 export const DEFAULT_JOIN_TIMEOUT = 10_000
-const OPTIONS: ReadonlySet<string> = new Set(['signaling', 'password', 'token', 'peerOpts', 'maxConns', 'limits', 'metadata', 'joinTimeout', 'turn', 'auth'])
+const OPTIONS: ReadonlySet<string> = new Set(['signaling', 'password', 'token', 'peerOpts', 'maxConns', 'limits', 'metadata', 'joinTimeout', 'turn', 'auth', 'compactAfter'])
 
 export const invalidOption = (message: string): SessionStoreError => new SessionStoreError(ErrorCodes.INVALID_OPTION, message)
 
@@ -59,12 +65,13 @@ export const validateJoin = (room: unknown, options: JoinOptions): void => {
   if (typeof room !== 'string' || room.length === 0) throw invalidOption('the room name must be a non-empty string')
   if (typeof options !== 'object' || options === null) throw invalidOption('options must be an object')
   for (const name of Object.keys(options)) if (!OPTIONS.has(name)) throw invalidOption(`unknown option '${name}'`)
-  const { signaling, password, token, peerOpts, maxConns, joinTimeout } = options
+  const { signaling, password, token, peerOpts, maxConns, joinTimeout, compactAfter } = options
   if (signaling !== undefined && (!Array.isArray(signaling) || signaling.some((url) => typeof url !== 'string' || !URL.canParse(url)))) throw invalidOption('signaling must be an array of URLs')
   if (password !== undefined && (typeof password !== 'string' || password.length === 0)) throw invalidOption('password must be a non-empty string')
   if (token !== undefined && typeof token !== 'string') throw invalidOption('token must be a string')
   if (peerOpts !== undefined && (typeof peerOpts !== 'object' || peerOpts === null)) throw invalidOption('peerOpts must be an object')
   if (maxConns !== undefined && !(Number.isSafeInteger(maxConns) && maxConns > 0)) throw invalidOption('maxConns must be a positive integer')
+  if (compactAfter !== undefined && !(Number.isSafeInteger(compactAfter) && compactAfter >= 0)) throw invalidOption('compactAfter must be a non-negative integer')
   if (joinTimeout !== undefined && !(Number.isFinite(joinTimeout) && joinTimeout >= 0)) throw invalidOption('joinTimeout must be a non-negative number of milliseconds')
   if (options.turn !== undefined && options.turn !== 'signaling') throw invalidOption("turn must be 'signaling' or absent")
   const { auth } = options

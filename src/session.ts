@@ -19,8 +19,9 @@ import { resolveLimits } from './store/limits.js'
 import { SessionStore } from './store/store.js'
 import type { WrtcImplementation } from './transport/framed-wrtc.js'
 import type { Attestation, ConnectionInfo, Link, LinkFactory } from './transport/link.js'
-import type { Replication } from './transport/replication.js'
 import type { AuthenticatedLink } from './transport/authenticated-link.js'
+import { Epochs } from './epochs.js'
+import { DERIVED_CLIENTS } from './store/epochs.js'
 import { createStack } from './transport/stack.js'
 import { TOKEN_NOTICE, TokenWatch } from './token.js'
 import { createIdentity, type Identity } from './trust/identity.js'
@@ -74,12 +75,14 @@ export class Session extends IsolatedObservable<SessionEvents> {
   readonly room: string
   /** Resolves the store once it is available; rejects with SIGNALING_UNAVAILABLE or NOT_AVAILABLE. */
   readonly sessionStore: Promise<SessionStore>
-  readonly doc: Y.Doc
   readonly #store: SessionStore
   readonly #awareness: Awareness
   readonly #peers: PeerDirectory
   readonly #link: AuthenticatedLink
-  readonly #replication: Replication
+  /** The room's documents, one per epoch (epochs.ts): the store reads the current one's map. */
+  readonly #epochs: Epochs
+  /** Holds this peer's Yjs client id and the awareness, which outlive every epoch's document. */
+  readonly #base: Y.Doc
   readonly #availability: AvailabilityTracker
   #resolveStore!: (store: SessionStore) => void
   #rejectStore!: (err: SessionStoreError) => void
@@ -97,11 +100,14 @@ export class Session extends IsolatedObservable<SessionEvents> {
   constructor (room: string, options: JoinOptions = {}, runtime: Runtime = {}) {
     super()
     validateJoin(room, options)
-    const { signaling = DEFAULT_SIGNALING, password, token, peerOpts = {}, maxConns, metadata = null, joinTimeout = DEFAULT_JOIN_TIMEOUT, turn, auth } = options
+    const { signaling = DEFAULT_SIGNALING, password, token, peerOpts = {}, maxConns, metadata = null, joinTimeout = DEFAULT_JOIN_TIMEOUT, turn, auth, compactAfter } = options
     const limits = resolveLimits(options.limits)
     const ownMetadata = metadataOf(metadata, limits.maxValueBytes)
     this.room = room
-    this.doc = new Y.Doc()
+    this.#base = new Y.Doc()
+    // Below 2^31: the client ids above are seeds' and carries' (store/epochs.ts).
+    this.#base.clientID = this.#base.clientID % DERIVED_CLIENTS
+    const clientId = this.#base.clientID
     const identity = createIdentity()
     // A protected room's first room token, also the signaling token when no other is given.
     let signalingToken: string | Promise<string | undefined> | undefined = token
@@ -116,29 +122,20 @@ export class Session extends IsolatedObservable<SessionEvents> {
       channel: () => this.#link.arbiter,
       connections: () => this.#link.connections,
       token: () => this.#authority?.token ?? null,
-      catchUpWith: async (remoteId, timeout) => await this.#replication.catchUpWith(remoteId, timeout),
+      catchUpWith: async (remoteId, timeout) => await this.#epochs.catchUpWith(remoteId, timeout),
       onError: (err) => this.#emitError(err)
     })
     this.#locks.on('lock', ({ key, holder, released }) => {
       if (this.#leaving === null) this.#emit('lock', { key, holder: holder === null ? null : this.#peerOf(holder), released })
     })
-    this.#store = new SessionStore(this.doc.getMap(STORE_MAP), {
-      limits,
-      authority: this.#authority ?? undefined,
-      locks: this.#locks,
-      peerOf: (peerId) => this.#peerOf(peerId),
-      onError: (err) => this.#emitError(err),
-      // Who writes: read at each write (the awareness exists by then), so a rename shows in new entries.
-      writer: () => ({ id: String(this.doc.clientID), metadata: (this.#awareness.getLocalState()?.[METADATA_FIELD] ?? null) as Json })
-    })
-    this.#awareness = new Awareness(this.doc)
+    this.#awareness = new Awareness(this.#base)
     this.#peers = new PeerDirectory(this.#awareness, { maxMetadataBytes: limits.maxValueBytes, onChange: this.#onPeersChange })
     this.#awareness.setLocalState({ metadata: ownMetadata })
     const drop = (reason: string): void => { this.#dropped[reason] = (this.#dropped[reason] ?? 0) + 1 }
     const stack = createStack({
       room,
       identity,
-      doc: this.doc,
+      clientId,
       awareness: this.#awareness,
       root: STORE_MAP,
       limits,
@@ -154,14 +151,25 @@ export class Session extends IsolatedObservable<SessionEvents> {
       ...(this.#authority === null ? {} : { attestation: attestationOf(this.#authority) })
     })
     this.#link = stack.link
-    this.#replication = stack.replication
+    this.#epochs = new Epochs({ link: stack.link, root: STORE_MAP, limits, clientId, replicate: stack.replicate, protected: this.#authority !== null, compactAfter })
+    this.#store = new SessionStore(this.#epochs.doc.getMap(STORE_MAP), {
+      limits,
+      authority: this.#authority ?? undefined,
+      locks: this.#locks,
+      peerOf: (peerId) => this.#peerOf(peerId),
+      onError: (err) => this.#emitError(err),
+      inherited: (client, key, text) => this.#epochs.inherited(client, key, text),
+      epochs: (controls) => this.#epochs.attach(controls),
+      // Who writes: read at each write, so a rename shows in new entries.
+      writer: () => ({ id: String(clientId), metadata: (this.#awareness.getLocalState()?.[METADATA_FIELD] ?? null) as Json })
+    })
     this.sessionStore = new Promise((resolve, reject) => {
       this.#resolveStore = resolve
       this.#rejectStore = reject
     })
     this.sessionStore.catch(() => {}) // the rejection is also an 'error' event; callers may not await
 
-    this.#availability = new AvailabilityTracker({ link: this.#link, replication: this.#replication }, { joinTimeout, onDecided: this.#onDecided })
+    this.#availability = new AvailabilityTracker({ link: this.#link, replication: this.#epochs }, { joinTimeout, onDecided: this.#onDecided })
     this.#link.on('signaling', () => this.#emitStatus())
     this.#link.on('open', () => this.#emitStatus())
     this.#link.on('close', ({ connection }) => {
@@ -177,7 +185,7 @@ export class Session extends IsolatedObservable<SessionEvents> {
       else this.#emitError(err)
     })
     if (token !== undefined) this.#token.watch(token)
-    this.#replication.on('refused', ({ connection, reason }) => {
+    this.#epochs.on('refused', ({ connection, reason }) => {
       drop(reason)
       this.#link.penalize(connection.remoteId)
       this.#emitError(new SessionStoreError(ErrorCodes.PROTOCOL_ERROR, `closed the connection to a peer that sent ${reason}`))
@@ -202,6 +210,16 @@ export class Session extends IsolatedObservable<SessionEvents> {
       })
     }
     return listener
+  }
+
+  /** The room's current document (its epoch's: it changes when the room moves, epochs.ts). */
+  get doc (): Y.Doc {
+    return this.#epochs.doc
+  }
+
+  /** The room's current epoch: its number and seed id (src/PROTOCOL.md "Bounded history: epochs"). */
+  get epoch (): { n: number, s: number } {
+    return this.#epochs.epoch
   }
 
   /**
@@ -283,10 +301,10 @@ export class Session extends IsolatedObservable<SessionEvents> {
     this.#store.close()
     this.#locks.destroy()
     this.#rejectStore(new SessionStoreError(ErrorCodes.NOT_AVAILABLE, 'the session was left before the store became available'))
-    this.#replication.destroy()
+    this.#epochs.destroy()
     this.#peers.destroy()
     await this.#link.leave()
-    this.doc.destroy()
+    this.#base.destroy()
     this.#emitStatus()
   }
 

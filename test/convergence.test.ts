@@ -3,17 +3,24 @@
  * messages are delivered in random order, replicas disconnect and reconnect; at the end every
  * replica must hold the same document and the same visible store, within the per-entry rules and
  * the whole-store limits. Twice: with updates handed between documents directly (the store's
- * semantics), and through the data plane (replication.ts over the memory link: state diffs per
- * turn, the relay rule, messages lost when a connection closes, V2 resync, state checks). A
- * failure prints its seed; replay it with CONVERGENCE_SEED=<seed>.
+ * semantics), and through the data plane (epochs.ts and replication.ts over the memory link: state
+ * diffs per turn, the relay rule, messages lost when a connection closes, V2 resync, state checks,
+ * and moves to new epochs at random points, by random peers, around the disconnects). Through the
+ * data plane, no write is lost: each key's last write is what it ends holding, unless a writer
+ * overwrote it having seen it or a concurrent write was ordered after it.
+ * A failure prints its seed; replay it with CONVERGENCE_SEED=<seed>.
  */
 import { describe, expect, it } from 'vitest'
 import * as Y from 'yjs'
 import * as prng from 'lib0/prng'
 import { Awareness } from 'y-protocols/awareness'
 import { envelopeOf, Mesh } from './helpers/mesh.js'
-import { utf8Length } from '../src/store/limits.js'
+import { Epochs } from '../src/epochs.js'
+import { decodeEnvelope } from '../src/store/envelope.js'
+import { compareEpochs, DERIVED_CLIENTS } from '../src/store/epochs.js'
+import { resolveLimits, utf8Length } from '../src/store/limits.js'
 import { SessionStore } from '../src/store/store.js'
+import type { Link } from '../src/transport/link.js'
 import { MemoryHub } from '../src/transport/memory-link.js'
 import { Replication } from '../src/transport/replication.js'
 import { createIdentity } from '../src/trust/identity.js'
@@ -77,11 +84,14 @@ const runSeed = async (seed: number): Promise<void> => {
 
 interface WireReplica {
   link: ReturnType<MemoryHub['link']>
-  doc: Y.Doc
-  map: Y.Map<unknown>
+  epochs: Epochs
   store: SessionStore
-  replication: Replication
 }
+
+const mapOf = (replica: WireReplica): Y.Map<unknown> => replica.epochs.doc.getMap('session-store')
+
+/** Moves made through the data plane, over all seeds: some must be. */
+let movesMade = 0
 
 const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve))
 
@@ -90,38 +100,97 @@ const runWireSeed = async (seed: number): Promise<void> => {
   const gen = prng.create(seed)
   const hub = new MemoryHub({ manual: true })
   const replicas: WireReplica[] = []
+  // Every write's text is unique (a clock that only grows), so a text names one write.
+  let clock = 1_700_000_000_000
+  const now = (): number => ++clock
   for (let i = prng.int32(gen, 3, 5); i > 0; i--) {
     const link = hub.link('convergence', { signaling: [], peerOpts: {}, identity: createIdentity() })
-    const doc = new Y.Doc()
-    const awareness = new Awareness(doc)
+    const base = new Y.Doc()
+    base.clientID %= DERIVED_CLIENTS
+    const awareness = new Awareness(base)
     awareness.setLocalState({ n: i })
-    const store = new SessionStore(doc.getMap('session-store'), { limits: LIMITS, onError: () => {} })
-    const replication = new Replication(doc, awareness, link, { antiEntropyInterval: 0 })
-    replicas.push({ link, doc, map: doc.getMap('session-store'), store, replication })
+    const epochs = new Epochs({
+      link,
+      root: 'session-store',
+      limits: resolveLimits(LIMITS),
+      clientId: base.clientID,
+      replicate: (doc, view) => new Replication(doc, awareness, view as unknown as Link, { antiEntropyInterval: 0, bridge: false }),
+      protected: false,
+      compactAfter: 0
+    })
+    const store = new SessionStore(epochs.doc.getMap('session-store'), { limits: LIMITS, onError: () => {}, now, inherited: (client, key, text) => epochs.inherited(client, key, text), epochs: (controls) => epochs.attach(controls) })
+    replicas.push({ link, epochs, store })
   }
   await Promise.all(replicas.map(async ({ link }) => await link.ready))
   await new Promise((resolve) => setTimeout(resolve, 0)) // the links join
   const deliverSome = (n: number): void => {
     for (; n > 0 && hub.waiting.size > 0; n--) hub.deliver(prng.oneOf(gen, Array.from(hub.waiting)))
   }
+  /**
+   * Per key: the texts of acknowledged writes; the texts some writer had in its map and overwrote
+   * with a write (a delete concurrent with a move is not carried across it: src/PROTOCOL.md); and
+   * the texts any replica's map (of any epoch) replaced, by a later write or delete or a concurrent
+   * one that Yjs ordered after them.
+   */
+  const written = new Map<string, Set<string>>()
+  const overwritten = new Map<string, Set<string>>()
+  const replaced = new Map<string, Set<string>>()
+  const watch = (map: Y.Map<unknown>): void => {
+    map.observe((event) => {
+      for (const [key, change] of event.changes.keys) if (change.action !== 'add') record(replaced, key, change.oldValue)
+    })
+  }
+  for (const replica of replicas) {
+    watch(mapOf(replica))
+    replica.epochs.on('moved', () => watch(mapOf(replica)))
+  }
+  const raw = new Set<string>()
+  /** Per key: the clock of its last write, delete or hostile write (the test's clock orders them all). */
+  const last = new Map<string, number>()
+  const record = (into: Map<string, Set<string>>, key: string, text: unknown): void => {
+    if (typeof text !== 'string') return
+    let set = into.get(key)
+    if (set === undefined) into.set(key, set = new Set())
+    set.add(text)
+  }
+  /** What `replica`'s map holds under `key` (visible or hidden by the limits): what a write there replaces. */
+  const seen = (replica: WireReplica, key: string): unknown => mapOf(replica).get(key)
+  let moves = 0
   for (let step = 0; step < 300; step++) {
     const replica = prng.oneOf(gen, replicas)
     const roll = prng.int32(gen, 0, 99)
     if (roll < 40) {
-      await replica.store.set(prng.oneOf(gen, KEYS), randomValue(gen)).catch(() => {})
+      const key = prng.oneOf(gen, KEYS)
+      const before = seen(replica, key)
+      const ok = await replica.store.set(key, randomValue(gen)).then(() => true, () => false)
+      if (ok) {
+        record(overwritten, key, before)
+        record(written, key, mapOf(replica).get(key))
+        last.set(key, clock)
+      }
+    } else if (roll < 50) {
+      const key = prng.oneOf(gen, KEYS)
+      last.set(key, now())
+      await replica.store.delete(key)
     } else if (roll < 52) {
-      await replica.store.delete(prng.oneOf(gen, KEYS))
+      // A move at a random point, by a random peer: concurrent moves, from partitions too.
+      replica.epochs.move()
+      moves++
     } else if (roll < 55) {
       const connections = replica.link.connections
       if (connections.length > 0) prng.oneOf(gen, [...connections]).close() // what was in flight to it is lost
     } else if (roll < 58) {
       replica.link.connect(prng.oneOf(gen, replicas).link.localId as string)
     } else if (roll < 61) {
-      replica.doc.transact(() => replica.map.set(prng.oneOf(gen, KEYS), prng.bool(gen) ? 'x'.repeat(100) : 12), 'hostile')
+      const key = prng.oneOf(gen, KEYS)
+      record(overwritten, key, seen(replica, key))
+      raw.add(key)
+      last.set(key, now())
+      replica.epochs.doc.transact(() => mapOf(replica).set(key, prng.bool(gen) ? 'x'.repeat(100) : 12), 'hostile')
     } else if (roll < 66) {
       await nextTurn() // collected updates go out
     } else if (roll < 70) {
-      replica.replication.check()
+      replica.epochs.check()
     } else {
       deliverSome(prng.int32(gen, 0, 5))
     }
@@ -143,20 +212,38 @@ const runWireSeed = async (seed: number): Promise<void> => {
       deliverSome(hub.waiting.size * 50)
     } else if (++quiet >= 3) {
       if (checks-- === 0) break
-      for (const replica of replicas) replica.replication.check()
+      for (const replica of replicas) replica.epochs.check()
     }
   }
   const [first, ...rest] = replicas
   if (first === undefined) throw new Error('no replicas')
   for (const replica of rest) {
     expect(replica.link.connections).toHaveLength(ring ? Math.min(2, replicas.length - 1) : replicas.length - 1)
-    expect(Y.encodeStateVector(replica.doc)).toEqual(Y.encodeStateVector(first.doc))
-    expect(replica.map.toJSON()).toEqual(first.map.toJSON())
+    expect(compareEpochs(replica.epochs.epoch, first.epochs.epoch)).toBe(0)
+    expect(Y.encodeStateVector(replica.epochs.doc)).toEqual(Y.encodeStateVector(first.epochs.doc))
+    expect(mapOf(replica).toJSON()).toEqual(mapOf(first).toJSON())
     expect(replica.store.toJSON()).toEqual(first.store.toJSON())
     expect(replica.store.usage()).toEqual(first.store.usage())
   }
+  // No acknowledged write lost: each key holds a write someone made, and its last write (by the
+  // test's clock) is what it holds, unless a writer overwrote it having seen it or some map
+  // replaced it (a concurrent write ordered after it), or a hostile write won.
+  const final = mapOf(first)
+  const limits = resolveLimits(LIMITS)
+  for (const key of KEYS) {
+    const text = final.get(key)
+    const valid = typeof decodeEnvelope(key, text, limits) !== 'string'
+    if (valid) expect(written.get(key)?.has(text as string), `'${key}' holds a text no one wrote`).toBe(true)
+    if (raw.has(key)) continue
+    const latest = [...(written.get(key) ?? [])].find((t) => (decodeEnvelope(key, t, limits) as { at: number }).at >= (last.get(key) ?? 0))
+    if (latest !== undefined && latest !== text) {
+      expect(overwritten.get(key)?.has(latest) === true || replaced.get(key)?.has(latest) === true, `'${key}' lost its last write`).toBe(true)
+    }
+  }
+  movesMade += moves
   for (const replica of replicas) {
-    replica.replication.destroy()
+    replica.store.close()
+    replica.epochs.destroy()
     await replica.link.leave()
   }
 }
@@ -185,5 +272,6 @@ describe('convergence under random operations, delivery order and disconnects', 
         throw err
       }
     }
+    expect(movesMade).toBeGreaterThan(0)
   })
 })

@@ -90,6 +90,20 @@ export interface StoreOptions {
   locks?: LockRules | LockService | undefined
   /** The peer a lock holder's peer id names (the session's peers). Default: a peer with that id only. */
   peerOf?: ((peerId: string) => Peer) | undefined
+  /**
+   * Whether the map item of `client` under `key` holding `text` was made by a move (a seed or a
+   * carry: store/epochs.ts), whose client id names no writer. Default: none is.
+   */
+  inherited?: ((client: number, key: string, text: unknown) => boolean) | undefined
+  /** Receives the controls that move the store between epochs (epochs.ts); not part of the API. */
+  epochs?: ((controls: EpochControls) => void) | undefined
+}
+
+/** What epochs.ts does to the store at a move: see `rebind`, `offer` and `snapshot` below. */
+export interface EpochControls {
+  rebind: (map: Y.Map<unknown>) => void
+  offer: (key: string, raw: unknown) => void
+  snapshot: () => Array<[string, string]>
 }
 
 /** A lock this peer was granted, as the lock service hands it out. */
@@ -171,7 +185,7 @@ export interface LocalOrigin {
 
 export class SessionStore {
   readonly limits: Limits
-  readonly #map: Y.Map<unknown>
+  #map: Y.Map<unknown>
   readonly #origin: LocalOrigin
   readonly #onError: (error: SessionStoreError) => void
   readonly #writer: () => Writer
@@ -203,8 +217,9 @@ export class SessionStore {
   readonly #updates = new Map<string, Promise<unknown>>()
   /** The highest lock fencing token seen per key: writes under an older one do not count. */
   readonly #fences = new Map<string, number>()
+  readonly #inherited: (client: number, key: string, text: unknown) => boolean
 
-  constructor (map: Y.Map<unknown>, { limits, onError = () => {}, writer, now = Date.now, authority, restoreDelay = 200, locks, peerOf }: StoreOptions = {}) {
+  constructor (map: Y.Map<unknown>, { limits, onError = () => {}, writer, now = Date.now, authority, restoreDelay = 200, locks, peerOf, inherited = () => false, epochs }: StoreOptions = {}) {
     this.limits = resolveLimits(limits)
     this.#map = map
     this.#origin = Object.freeze({ source: 'local' as const, store: this })
@@ -215,10 +230,12 @@ export class SessionStore {
     this.#locks = locks ?? null
     this.#peerOf = peerOf ?? ((peerId) => ({ id: peerId, metadata: null, local: false }))
     this.#restoreDelay = restoreDelay
+    this.#inherited = inherited
     this.#visibility = new Visibility(this.limits)
     if (!this.#judges) this.#visibility.update(this.#read(map.keys(), true))
     else for (const key of map.keys()) this.#consider(key, true)
     map.observe(this.#onMapEvent)
+    epochs?.({ rebind: (next) => this.#rebind(next), offer: (key, raw) => this.#offer(key, raw), snapshot: () => this.#snapshot() })
   }
 
   /** Whether each entry is judged (seals, locks) and the best one kept, rather than read as it is. */
@@ -439,6 +456,59 @@ export class SessionStore {
     return locks
   }
 
+  /**
+   * Moves the facade to `map`, a new epoch's (epochs.ts): what readers see is judged anew from it,
+   * and observers are told of each key that changed. The best entries and lock fences seen are
+   * kept: in a protected room, or under a lock, a best entry the new map lacks (or holds a lower
+   * one of) is put back, as the restore rule does within one map.
+   */
+  #rebind (map: Y.Map<unknown>): void {
+    if (this.#closed || map === this.#map) return
+    const keys = new Set<string>([...this.#map.keys(), ...map.keys(), ...this.#best.keys(), ...this.#visibility.visible.keys()])
+    this.#map.unobserve(this.#onMapEvent)
+    this.#map = map
+    map.observe(this.#onMapEvent)
+    if (!this.#judges) {
+      // An entry the new map holds as it was (a seed's) is the same entry: no change to report.
+      const visible = this.#visibility.visible
+      const read = this.#read(keys, true).map(([key, entry]): [string, Entry | undefined] => {
+        const old = visible.get(key)
+        return [key, old !== undefined && old.text === entry?.text ? old : entry]
+      })
+      this.#deliver(this.#visibility.update(read))
+      return
+    }
+    for (const key of keys) this.#consider(key, true)
+  }
+
+  /**
+   * Protected rooms: judges `raw`, an entry under `key` in a document other than the map's (an
+   * older epoch a peer still writes to), as a candidate for the key's best entry; when it becomes
+   * the best, the restore rule puts it into the map.
+   */
+  #offer (key: string, raw: unknown): void {
+    if (this.#closed || this.#authority === null || typeof raw !== 'string' || this.#best.get(key)?.text === raw) return
+    this.#considerEntry(key, raw, true, false)
+  }
+
+  /**
+   * The entries a move seeds the next epoch with (epochs.ts), keys in UTF-16 order: the best entry
+   * of each key (in protected rooms the best counting one, tombstones included), or, for a store
+   * that does not judge, the valid entry the map holds.
+   */
+  #snapshot (): Array<[string, string]> {
+    const out: Array<[string, string]> = []
+    if (this.#judges) {
+      for (const [key, entry] of this.#best) out.push([key, entry.text])
+    } else {
+      for (const key of this.#map.keys()) {
+        const raw = this.#map.get(key)
+        if (typeof decodeEnvelope(key, raw, this.limits) !== 'string') out.push([key, raw as string])
+      }
+    }
+    return out.sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0)
+  }
+
   /** Detaches the facade from the map. Called by the session on leave. */
   close (): void {
     if (this.#closed) return
@@ -626,10 +696,16 @@ export class SessionStore {
       this.#reconcile(key)
       return
     }
-    const raw = this.#map.get(key)
+    this.#considerEntry(key, this.#map.get(key), remote, true)
+  }
+
+  /** Judges `raw` under `key`: the map's entry (`inMap`), or one offered from an older epoch. */
+  #considerEntry (key: string, raw: unknown, remote: boolean, inMap: boolean): void {
+    const authority = this.#authority
     const writing = this.#writing
     const entry = !remote && writing?.key === key && writing.text === raw ? writing : decodeEnvelope(key, raw, this.limits)
     if (typeof entry === 'string') {
+      if (!inMap) return
       this.#reportSeal(key, entry)
       if (authority === null) this.#forget(key)
       this.#reconcile(key)
@@ -641,7 +717,7 @@ export class SessionStore {
       this.#judged(key, entry, verdict, !own)
       return
     }
-    this.#awaiting.set(key, entry.text)
+    if (inMap) this.#awaiting.set(key, entry.text)
     const judging = verdict.then((settled) => {
       if (this.#closed) return
       if (this.#awaiting.get(key) === entry.text) this.#awaiting.delete(key)
@@ -678,6 +754,8 @@ export class SessionStore {
     if (entry.seal !== undefined) return entry.seal.signer === holder ? null : `'${key}' was written by a peer that did not hold its lock`
     const holderClient = this.#locks?.clientOf(holder)
     const writer = writerOf(this.#map, key)
+    // A seed or a carry (a move's struct) names no writer: its entry was judged in the epoch it came from.
+    if (writer !== undefined && this.#inherited(writer, key, entry.text)) return null
     if (holderClient !== undefined && writer !== undefined && writer !== holderClient) return `'${key}' was written by a peer that did not hold its lock`
     return null
   }

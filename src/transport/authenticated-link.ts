@@ -28,12 +28,13 @@ export const MESSAGE_HELLO = 16
 /** A connection whose remote has not completed the handshake by then is closed. */
 export const HELLO_TIMEOUT = 5000
 /**
- * The handshake's version, which is also the data plane's: 2 syncs in V2, batches updates and
- * relays by neighbour lists (src/PROTOCOL.md). A peer of another version is refused, with it said.
+ * The handshake's version, which is also the data plane's: 2 synced in V2, batched updates and
+ * relayed by neighbour lists; 3 adds epochs (src/PROTOCOL.md). A peer of another version is
+ * refused, with it said.
  */
-export const HANDSHAKE_VERSION = 2
-/** Yjs client ids are 32-bit unsigned integers. */
-const MAX_CLIENT_ID = 2 ** 32 - 1
+export const HANDSHAKE_VERSION = 3
+/** A session's Yjs client id is below 2^31: the ids above are seeds' and carries' (store/epochs.ts). */
+const MAX_CLIENT_ID = 2 ** 31 - 1
 
 /** A connection whose remote proved its identity; `client` is the Yjs client id it speaks as. */
 export interface VerifiedConnection extends LinkConnection {
@@ -60,7 +61,7 @@ export const checkHello = (hello: Record<string, unknown> | null, expected: { ro
     return 'its handshake was made for another connection (DTLS fingerprints differ)'
   }
   const client = hello.client
-  if (!Number.isSafeInteger(client) || (client as number) < 0 || (client as number) > MAX_CLIENT_ID) return 'its Yjs client id is not a 32-bit integer'
+  if (!Number.isSafeInteger(client) || (client as number) < 0 || (client as number) > MAX_CLIENT_ID) return 'its Yjs client id is not an integer below 2^31'
   if (client === expected.ownClient) return 'it claims this peer\'s own Yjs client id'
   return null
 }

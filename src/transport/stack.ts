@@ -13,18 +13,20 @@ import { SessionStoreError, ErrorCodes } from '../errors.js'
 import type { Limits } from '../store/limits.js'
 import type { Identity } from '../trust/identity.js'
 import { admissionControl, maxMessageBytes } from './admission.js'
-import { AuthenticatedLink } from './authenticated-link.js'
+import { AuthenticatedLink, type VerifiedConnection } from './authenticated-link.js'
 import { replyBudgets } from './budgets.js'
 import type { WrtcImplementation } from './framed-wrtc.js'
 import { impersonationRules, updateClaims } from './impersonation.js'
-import type { LinkFactory, LinkOptions } from './link.js'
+import type { EpochView } from './epoch-link.js'
+import type { Link, LinkFactory, LinkOptions } from './link.js'
 import { Replication } from './replication.js'
 import { browserWrtc, yWebrtcLink } from './y-webrtc-adapter.js'
 
 export interface StackOptions extends Omit<LinkOptions, 'identity' | 'maxMessageBytes'> {
   room: string
   identity: Promise<Identity>
-  doc: Y.Doc
+  /** This peer's Yjs client id, the same in every epoch's document (the handshake binds it). */
+  clientId: number
   awareness: Awareness
   /** The root map the store lives in: the only root type updates may touch. */
   root: string
@@ -39,26 +41,33 @@ export interface StackOptions extends Omit<LinkOptions, 'identity' | 'maxMessage
 
 export interface Stack {
   link: AuthenticatedLink
-  replication: Replication
+  /** The replication of one epoch's document over that epoch's view of the link (epoch-link.ts), with its hooks. */
+  replicate: (doc: Y.Doc, view: EpochView) => Replication
 }
 
 /** Builds the stack; throws INVALID_OPTION when there is no WebRTC implementation to use. */
-export const createStack = ({ room, identity, doc, awareness, root, limits, link, wrtc, onDrop, ...linkOptions }: StackOptions): Stack => {
+export const createStack = ({ room, identity, clientId, awareness, root, limits, link, wrtc, onDrop, ...linkOptions }: StackOptions): Stack => {
   let factory = link
   if (factory === undefined) {
     const implementation = (linkOptions.peerOpts.wrtc as WrtcImplementation | undefined) ?? wrtc ?? browserWrtc()
     if (implementation === undefined) throw new SessionStoreError(ErrorCodes.INVALID_OPTION, 'no WebRTC implementation: pass peerOpts.wrtc, or use y-session-store/node in Node')
     factory = yWebrtcLink(implementation)
   }
-  const authenticated = new AuthenticatedLink(factory(room, { ...linkOptions, identity, maxMessageBytes: maxMessageBytes(limits) }), { room, identity, clientId: () => doc.clientID })
-  const speakers = { doc, connectionOfClient: (client: number) => authenticated.connectionOfClient(client), onDrop }
-  const replication: Replication = new Replication(doc, awareness, authenticated, {
-    hooks: [
-      impersonationRules(speakers),
-      admissionControl({ doc, root, limits, onStalePending: () => replication.resync(), claims: (connection) => updateClaims(connection, speakers), onDrop }),
-      replyBudgets(onDrop)
-    ],
-    maxBatchUnits: 2 * limits.maxKeys
-  })
-  return { link: authenticated, replication }
+  const authenticated = new AuthenticatedLink(factory(room, { ...linkOptions, identity, maxMessageBytes: maxMessageBytes(limits) }), { room, identity, clientId: () => clientId })
+  const replicate = (doc: Y.Doc, view: EpochView): Replication => {
+    // Who is bound to a client, as this epoch's view sees it: a peer not in the epoch delivers none of its structs.
+    const speakers = { doc, connectionOfClient: (client: number) => view.viewOf(authenticated.connectionOfClient(client)) as VerifiedConnection | undefined, onDrop }
+    const replication: Replication = new Replication(doc, awareness, view as unknown as Link, {
+      hooks: [
+        impersonationRules(speakers),
+        admissionControl({ doc, root, limits, onStalePending: () => replication.resync(), claims: (connection) => updateClaims(connection, speakers), onDrop }),
+        replyBudgets(onDrop)
+      ],
+      maxBatchUnits: 2 * limits.maxKeys,
+      // One bridge for the room (epochs.ts), not one per epoch.
+      bridge: false
+    })
+    return replication
+  }
+  return { link: authenticated, replicate }
 }

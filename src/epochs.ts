@@ -1,0 +1,469 @@
+/**
+ * Bounded history (src/PROTOCOL.md "Bounded history: epochs"): the room's documents, one per
+ * epoch, and the moves between them. A Y.Map keeps a struct per overwrite forever; so when the
+ * current epoch's history passes `compactAfter`, a peer moves the room to a fresh document seeded
+ * with the store's live entries, and every peer follows to the greatest epoch it hears of.
+ *
+ * This peer holds its current epoch and the previous one, each replicated over its own view of
+ * the room's connections (transport/epoch-link.ts): a peer that has not heard of a move yet still
+ * writes to the previous one, and what it writes is carried into the current one (open rooms:
+ * store/epochs.ts carries; protected rooms: the store's best entries and restore rule). The
+ * store facade is moved to the current epoch's map (store.rebind), so its API does not change.
+ */
+
+import * as Y from 'yjs'
+import * as decoding from 'lib0/decoding'
+import { ObservableV2 } from 'lib0/observable'
+import { decodeEnvelope } from './store/envelope.js'
+import {
+  applyCarries, ascending, compareEpochs, coverLines, coverOf, FIRST_EPOCH, inherited, itemOf, MAX_COVER, sameEpoch, see, seedId, seedUpdate, toCarry,
+  type Cover, type EpochId, type Move
+} from './store/epochs.js'
+import type { Limits } from './store/limits.js'
+import type { EpochControls } from './store/store.js'
+import { Bridge } from './transport/bridge.js'
+import { EpochView, outerOf, UNTAGGED } from './transport/epoch-link.js'
+import { encodeEpochs, encodeMove, MESSAGE_EPOCH_DATA, MESSAGE_EPOCHS, MESSAGE_MOVE, readEpochData, readEpochs, readMove } from './transport/epoch-wire.js'
+import type { Link, LinkConnection } from './transport/link.js'
+import type { Replication } from './transport/replication.js'
+
+/** The default history (clock units beyond the live keys) after which a peer moves. */
+export const DEFAULT_COMPACT_AFTER = 10_000
+/** A peer that is not the smallest id among its neighbours moves only past this many times `compactAfter`. */
+const FALLBACK_FACTOR = 1.5
+/** Moves a connection may send: a burst, then one per MOVE_REFILL ms; more are dropped unread. */
+const MOVE_BURST = 64
+const MOVE_REFILL = 1000
+/** Moves this peer sends one connection: a burst, then one per MOVE_SEND_REFILL ms (below what a receiver takes). */
+const MOVE_SEND_BURST = 32
+const MOVE_SEND_REFILL = 2000
+
+/** The epochs a peer holds: its current one and older ones that peers may still write to. */
+export const HELD = 2
+
+/** The origin of the transactions that seed an epoch and carry writes into it. */
+export const MOVE_ORIGIN = Object.freeze({ source: 'move' as const })
+
+export interface EpochsOptions {
+  /** The room's connections (after the handshake). */
+  link: Link
+  root: string
+  limits: Limits
+  /** This peer's Yjs client id in every epoch's document. */
+  clientId: number
+  /** The replication of one epoch's document over its view. */
+  replicate: (doc: Y.Doc, view: EpochView) => Replication
+  /** Whether the room is protected (the store carries best entries across; no carries). */
+  protected: boolean
+  /** History after which this peer moves; 0 never. Default DEFAULT_COMPACT_AFTER. */
+  compactAfter?: number | undefined
+}
+
+export interface EpochsEvents {
+  /** A connection delivered its state of an epoch this peer holds (sync step 2). */
+  synced: (event: { connection: LinkConnection }) => void
+  /** A connection sent what this peer cannot accept; it was closed. */
+  refused: (event: { connection: LinkConnection, reason: string }) => void
+  /** This peer moved to `epoch` (`local`: it made the move), in `ms` of one turn. */
+  moved: (event: { epoch: EpochId, from: EpochId, local: boolean, ms: number }) => void
+}
+
+interface Held {
+  readonly move: Move
+  readonly cover: Cover
+  readonly seed: Uint8Array
+  readonly doc: Y.Doc
+  readonly view: EpochView
+  replication: Replication | null
+  /** Clock units of the document (its items, overwritten ones included). */
+  units: number
+}
+
+interface Remote {
+  /** The epochs it holds, its current first (empty until it says, or when it holds nothing). */
+  held: EpochId[]
+  /** It said which epochs it holds (none: a joiner). */
+  heard: boolean
+  received: { tokens: number, at: number }
+  sent: { tokens: number, at: number }
+  /** A move or an announcement waiting for budget. */
+  timer: ReturnType<typeof setTimeout> | undefined
+  /** Send it this peer's epochs again when the timer fires (a move of its was dropped for budget). */
+  reannounce: boolean
+}
+
+/** The epochs a remote holds for its data plane: one that holds nothing yet has epoch 0's (empty) document. */
+const holdsOf = (remote: Remote): EpochId[] => remote.held.length === 0 ? [FIRST_EPOCH] : remote.held
+
+const take = (bucket: { tokens: number, at: number }, burst: number, refill: number, now: number): boolean => {
+  bucket.tokens = Math.min(burst, bucket.tokens + (now - bucket.at) / refill)
+  bucket.at = now
+  if (bucket.tokens < 1) return false
+  bucket.tokens -= 1
+  return true
+}
+
+export class Epochs extends ObservableV2<EpochsEvents> {
+  readonly #options: EpochsOptions
+  readonly #compactAfter: number
+  /** The current epoch first, then the previous one. */
+  #held: Held[]
+  readonly #remotes = new Map<LinkConnection, Remote>()
+  #store: EpochControls | null = null
+  /** Every entry this peer has seen in any epoch's map, by key and writer (a move's cover). */
+  readonly #seen: Cover = new Map()
+  #bridge: Bridge
+  #moveScheduled = false
+  #destroyed = false
+
+  constructor (options: EpochsOptions) {
+    super()
+    this.#options = options
+    this.#compactAfter = options.compactAfter ?? DEFAULT_COMPACT_AFTER
+    const first: Move = { epoch: FIRST_EPOCH, parent: FIRST_EPOCH, cover: [], entries: [], seeded: true }
+    const doc = new Y.Doc({ gc: true })
+    doc.clientID = options.clientId
+    const held = this.#hold(first, new Uint8Array(0), doc)
+    this.#held = [held]
+    this.#start(held)
+    const { link } = options
+    link.on('open', this.#onOpen)
+    link.on('close', this.#onClose)
+    link.on('message', this.#onMessage)
+    for (const connection of link.connections) this.#onOpen({ connection })
+    this.#bridge = new Bridge(link, () => this.replication.component())
+  }
+
+  /** The current epoch's document. */
+  get doc (): Y.Doc {
+    return this.#current.doc
+  }
+
+  get epoch (): EpochId {
+    return this.#current.move.epoch
+  }
+
+  /** The epochs this peer holds, the current one first. */
+  get held (): EpochId[] {
+    return this.#held.map((held) => held.move.epoch)
+  }
+
+  /** The current epoch's replication. */
+  get replication (): Replication {
+    return this.#current.replication as Replication
+  }
+
+  get #current (): Held {
+    return this.#held[0] as Held
+  }
+
+  /** Moves the store along with the epochs: from now on it is rebound at each move (StoreOptions.epochs). */
+  attach (store: EpochControls): void {
+    this.#store = store
+  }
+
+  /** Whether the current epoch's item of `client` under `key` holding `text` is a seed's or a carry (it names no writer). */
+  inherited (client: number, key: string, text: unknown): boolean {
+    const map = this.doc.getMap<unknown>(this.#options.root)
+    return itemOf(map, key)?.client === client && map.get(key) === text && inherited(map, key)
+  }
+
+  /** The current epoch's barrier (locks' handoff): see Replication.catchUpWith. */
+  async catchUpWith (remoteId: string, timeout: number): Promise<boolean> {
+    return await this.replication.catchUpWith(remoteId, timeout)
+  }
+
+  /** Sends every neighbour a state check of each held epoch now (anti-entropy, as the periodic one does). */
+  check (): void {
+    for (const held of this.#held) held.replication?.check()
+  }
+
+  /** Moves the room now, whatever the history (tests; `compactAfter` decides otherwise). */
+  move (): EpochId {
+    this.#move()
+    return this.epoch
+  }
+
+  override destroy (): void {
+    if (this.#destroyed) return
+    this.#destroyed = true
+    const { link } = this.#options
+    link.off('open', this.#onOpen)
+    link.off('close', this.#onClose)
+    link.off('message', this.#onMessage)
+    this.#bridge.destroy()
+    for (const remote of this.#remotes.values()) clearTimeout(remote.timer)
+    this.#remotes.clear()
+    for (const held of this.#held) this.#release(held)
+    this.#held = []
+    super.destroy()
+  }
+
+  /** An epoch's document, view and listeners; its replication starts with `#start`. */
+  #hold (move: Move, seed: Uint8Array, doc: Y.Doc): Held {
+    const held: Held = {
+      move,
+      cover: coverOf(move.cover),
+      seed,
+      doc,
+      view: new EpochView(move.epoch, () => this.#options.link.localId, () => this.#held[0] === held),
+      replication: null,
+      units: 0
+    }
+    for (const clock of Y.decodeStateVector(Y.encodeStateVector(doc)).values()) held.units += clock
+    doc.on('afterTransaction', (transaction: Y.Transaction) => {
+      for (const [client, clock] of transaction.afterState) held.units += clock - (transaction.beforeState.get(client) ?? 0)
+      if (this.#held[0] === held) this.#checkHistory(held)
+    })
+    const map = doc.getMap<unknown>(this.#options.root)
+    for (const [key, text] of map.entries()) see(this.#seen, key, text)
+    for (const [line, at] of held.cover) if ((this.#seen.get(line) ?? -1) < at) this.#seen.set(line, at)
+    map.observe((event) => {
+      if (!this.#held.includes(held)) return
+      for (const key of event.keysChanged) see(this.#seen, key, map.get(key))
+      if (this.#held[0] !== held) {
+        this.#carry(held, event.keysChanged)
+        return
+      }
+      // The current epoch took a seed's or carry's entry for a key (concurrent carries resolved):
+      // what an older epoch holds later than it is carried after it.
+      if (this.#options.protected || event.transaction.origin === MOVE_ORIGIN) return
+      const keys = Array.from(event.keysChanged).filter((key) => inherited(map, key))
+      if (keys.length > 0) for (const older of this.#held.slice(1)) this.#carry(older, keys)
+    })
+    return held
+  }
+
+  #start (held: Held): void {
+    const replication = this.#options.replicate(held.doc, held.view)
+    // A state counts for availability when it is of the current epoch, from a peer whose current epoch it is too.
+    replication.on('synced', (event) => {
+      const remote = this.#remotes.get(outerOf(event.connection))
+      const theirs = remote === undefined ? undefined : holdsOf(remote)[0]
+      if (this.#held[0] === held && theirs !== undefined && sameEpoch(theirs, held.move.epoch)) this.emit('synced', [event])
+    })
+    replication.on('refused', (event) => this.emit('refused', [event]))
+    held.replication = replication
+  }
+
+  #release (held: Held): void {
+    held.replication?.destroy()
+    held.view.destroy()
+    held.doc.destroy()
+  }
+
+  /** After a transaction of the current epoch: past the threshold, a move in the next turn. */
+  #checkHistory (held: Held): void {
+    if (this.#compactAfter <= 0 || this.#moveScheduled) return
+    const history = held.units - held.doc.getMap(this.#options.root).size
+    if (history < this.#compactAfter) return
+    const me = this.#options.link.localId
+    const smallest = me !== undefined && this.#options.link.connections.every((connection) => me < connection.remoteId)
+    if (!smallest && history < this.#compactAfter * FALLBACK_FACTOR) return
+    this.#moveScheduled = true
+    setTimeout(() => {
+      this.#moveScheduled = false
+      if (!this.#destroyed && this.#held[0] === held) this.#move()
+    }, 0)
+  }
+
+  /** Moves the room: the store's live entries seed the next epoch. */
+  #move (): void {
+    const current = this.#current
+    const store = this.#store
+    const entries = store === null ? [] : store.snapshot()
+    const from = current.move.epoch
+    const n = from.n + 1
+    const cover = coverLines(this.#seen)
+    this.#adopt({ epoch: { n, s: seedId(n, from, entries) }, parent: from, cover, entries, seeded: true }, true)
+  }
+
+  /** Makes `move`'s epoch the current one: seed, carries, replication, store; tells every connection. */
+  #adopt (move: Move, local: boolean): void {
+    const start = performance.now()
+    const old = this.#held
+    const from = this.epoch
+    // A move without its seed comes to a peer that holds nothing: the seed comes with the sync.
+    const seed = move.seeded ? seedUpdate(move.epoch, this.#options.root, move.entries) : new Uint8Array(0)
+    const doc = new Y.Doc({ gc: true })
+    doc.clientID = this.#options.clientId
+    if (move.seeded) Y.applyUpdateV2(doc, seed, MOVE_ORIGIN)
+    const held = this.#hold(move, seed, doc)
+    // The older ones it keeps: the greatest HELD - 1 of what it held, the rest dropped after carrying.
+    const kept = [...old].sort((a, b) => compareEpochs(b.move.epoch, a.move.epoch)).slice(0, HELD - 1)
+    this.#held = [held, ...kept]
+    // What the held documents have that the new epoch lacks goes in before its data plane starts
+    // (open rooms): from the newest, which holds what was carried from the others (their later
+    // writes were carried as they came), so a value it overwrote is not carried from an older one.
+    // A protected room's store is offered all of it once it reads the new epoch.
+    const protectedRoom = this.#options.protected
+    if (!protectedRoom) this.#carry(old[0] as Held)
+    this.#start(held)
+    this.#store?.rebind(doc.getMap(this.#options.root))
+    if (protectedRoom) for (const previous of old) this.#carry(previous)
+    for (const dropped of old) if (!kept.includes(dropped)) this.#release(dropped)
+    const announcement = encodeEpochs(this.#announced())
+    for (const [connection, remote] of this.#remotes) {
+      connection.send(announcement)
+      this.#sync(connection, remote)
+    }
+    this.emit('moved', [{ epoch: move.epoch, from, local, ms: performance.now() - start }])
+  }
+
+  /**
+   * Carries what `held` (an older epoch) holds under `keys` that the current epoch lacks: in a
+   * protected room, offered to the store as candidates for the best entry; in an open one, as
+   * carries (store/epochs.ts).
+   */
+  #carry (held: Held, keys?: Iterable<string>): void {
+    const current = this.#current
+    const root = this.#options.root
+    const map = held.doc.getMap<unknown>(root)
+    if (this.#options.protected) {
+      const store = this.#store
+      if (store === null) return
+      for (const key of keys ?? Array.from(map.keys())) store.offer(key, map.get(key))
+      return
+    }
+    const carries = toCarry(held.doc, root, current.move.epoch, current.cover, current.doc.getMap(root), keys)
+    if (carries.length > 0) applyCarries(current.doc, root, current.move.epoch, carries, MOVE_ORIGIN)
+  }
+
+  #onOpen = ({ connection }: { connection: LinkConnection }): void => {
+    if (this.#destroyed || this.#remotes.has(connection)) return
+    this.#remotes.set(connection, { held: [], heard: false, received: { tokens: MOVE_BURST, at: Date.now() }, sent: { tokens: MOVE_SEND_BURST, at: Date.now() }, timer: undefined, reannounce: false })
+    connection.send(encodeEpochs(this.#announced()))
+  }
+
+  /** Whether this peer holds nothing yet: only epoch 0, with nothing in it (a joiner). */
+  get #fresh (): boolean {
+    return this.#held.length === 1 && this.epoch.n === 0 && this.#current.units === 0
+  }
+
+  /** The epochs this peer tells others it holds: none while it is fresh, so it is sent moves without their seeds. */
+  #announced (): EpochId[] {
+    return this.#fresh ? [] : this.held
+  }
+
+  #onClose = ({ connection }: { connection: LinkConnection }): void => {
+    const remote = this.#remotes.get(connection)
+    if (remote === undefined) return
+    clearTimeout(remote.timer)
+    this.#remotes.delete(connection)
+    for (const held of this.#held) held.view.close(connection)
+  }
+
+  #onMessage = ({ connection, message }: { connection: LinkConnection, message: Uint8Array }): void => {
+    const remote = this.#remotes.get(connection)
+    if (remote === undefined || this.#destroyed) return
+    try {
+      this.#receive(connection, remote, message)
+    } catch (err) {
+      this.#refuse(connection, `a message this peer cannot read (${(err as Error).message})`)
+    }
+  }
+
+  #receive (connection: LinkConnection, remote: Remote, message: Uint8Array): void {
+    const type = message[0] as number
+    if (UNTAGGED.has(type)) {
+      this.#current.view.deliver(connection, message)
+      return
+    }
+    const decoder = decoding.createDecoder(message)
+    decoding.readVarUint(decoder)
+    switch (type) {
+      case MESSAGE_EPOCHS: {
+        const held = readEpochs(decoder)
+        if (held === null) return this.#refuse(connection, 'a malformed epochs message')
+        remote.held = held
+        remote.heard = true
+        this.#sync(connection, remote)
+        return
+      }
+      case MESSAGE_MOVE: {
+        if (!take(remote.received, MOVE_BURST, MOVE_REFILL, Date.now())) {
+          // Dropped unread; asked for again once the budget allows.
+          remote.reannounce = true
+          this.#later(connection, remote, MOVE_REFILL)
+          return
+        }
+        const move = readMove(decoder, { maxCover: MAX_COVER, maxEntries: 4 * this.#options.limits.maxKeys })
+        if (move === null) return this.#refuse(connection, 'a malformed move, or one over the bounds')
+        const problem = this.#moveProblem(move)
+        if (problem !== null) return this.#refuse(connection, problem)
+        if (compareEpochs(move.epoch, this.epoch) <= 0) return
+        if (!move.seeded && !this.#fresh) {
+          // Written to since it asked: it needs the seed to carry its writes; it asks again.
+          connection.send(encodeEpochs(this.#announced()))
+          return
+        }
+        this.#adopt(move, false)
+        return
+      }
+      case MESSAGE_EPOCH_DATA: {
+        const data = readEpochData(decoder)
+        if (data === null) return this.#refuse(connection, 'a malformed epoch data message')
+        // Data of an epoch this peer no longer holds was in flight when it moved on: dropped.
+        this.#held.find((held) => sameEpoch(held.move.epoch, data.epoch))?.view.deliver(connection, data.message)
+        return
+      }
+      default:
+        this.#refuse(connection, `unknown message type ${type}`)
+    }
+  }
+
+  /** Why `move` is refused, or null (src/PROTOCOL.md "Admission" of epochs). */
+  #moveProblem ({ epoch, parent, entries, seeded }: Move): string | null {
+    if (epoch.n < 1 || epoch.n !== parent.n + 1 || !Number.isSafeInteger(epoch.n + 1)) return 'a move whose epoch numbers do not follow each other'
+    if (!seeded) return null
+    if (!ascending(entries)) return 'a move whose seed keys are not in ascending order'
+    if (seedId(epoch.n, parent, entries) !== epoch.s) return 'a move whose seed id does not match its seed'
+    for (const [key, text] of entries) {
+      const entry = decodeEnvelope(key, text, this.#options.limits)
+      if (typeof entry === 'string') return `a move whose seed entry '${key}' is invalid: ${entry}`
+      if (this.#options.protected && entry.seal === undefined) return `a move whose seed entry '${key}' is not sealed, in a protected room`
+    }
+    return null
+  }
+
+  /** Opens or closes each held epoch's view for `connection` by what it holds; sends it a move if it is behind. */
+  #sync (connection: LinkConnection, remote: Remote): void {
+    const holds = holdsOf(remote)
+    for (const held of this.#held) {
+      if (holds.some((epoch) => sameEpoch(epoch, held.move.epoch))) held.view.open(connection)
+      else held.view.close(connection)
+    }
+    if (!remote.heard) return
+    const theirs = remote.held[0] ?? null
+    if (theirs !== null && compareEpochs(theirs, this.epoch) >= 0) return
+    if (this.epoch.n === 0) return
+    // A peer that holds nothing gets the move without its seed (it syncs the document); others
+    // need the seed, which only a peer that made or was sent it has.
+    const move = this.#current.move
+    if (theirs !== null && !move.seeded) return
+    if (remote.timer === undefined && take(remote.sent, MOVE_SEND_BURST, MOVE_SEND_REFILL, Date.now())) {
+      connection.send(encodeMove(theirs === null ? { ...move, entries: [], seeded: false } : move))
+    } else {
+      this.#later(connection, remote, MOVE_SEND_REFILL)
+    }
+  }
+
+  /** Syncs `connection` again after `ms` (and re-announces, if asked): once, a pending timer stands. */
+  #later (connection: LinkConnection, remote: Remote, ms: number): void {
+    if (remote.timer !== undefined) return
+    remote.timer = setTimeout(() => {
+      remote.timer = undefined
+      if (this.#destroyed || this.#remotes.get(connection) !== remote) return
+      if (remote.reannounce) {
+        remote.reannounce = false
+        connection.send(encodeEpochs(this.#announced()))
+      }
+      this.#sync(connection, remote)
+    }, ms)
+  }
+
+  #refuse (connection: LinkConnection, reason: string): void {
+    connection.close()
+    this.emit('refused', [{ connection, reason }])
+  }
+}

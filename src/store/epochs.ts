@@ -1,0 +1,270 @@
+/**
+ * Epochs of a room's document, as data (src/PROTOCOL.md "Bounded history: epochs"): their ids and
+ * order, the seed a move starts from, the carries that bring writes the seed missed into the new
+ * epoch, and the cover that says which writes are already in it. Pure functions over entries and
+ * Yjs documents; who moves when is epochs.ts.
+ *
+ * Every struct a move makes is made alike by every peer: the seed by a client id derived from its
+ * content, each carry by a client id derived from the epoch, the key and the text, with the seed's
+ * item of the key as its origin. So peers that make the same seed or the same carry make the same
+ * structs, which Yjs merges as one.
+ */
+
+import * as Y from 'yjs'
+import { digest } from 'lib0/hash/sha256'
+
+/** An epoch: its number (0: the room's first document) and seed id (0 for epoch 0). */
+export interface EpochId {
+  readonly n: number
+  readonly s: number
+}
+
+/** The state vector of `doc`: clock per client. */
+export const stateOf = (doc: Y.Doc): Map<number, number> => Y.decodeStateVector(Y.encodeStateVector(doc))
+
+export const FIRST_EPOCH: EpochId = Object.freeze({ n: 0, s: 0 })
+
+/** The snapshot a move starts from: (key, entry text), keys in ascending UTF-16 order. */
+export type SeedEntries = ReadonlyArray<readonly [string, string]>
+
+/**
+ * One line of a cover: the writes of `writer` (an envelope's `by`) to `key` up to its clock `at`
+ * were seen by the mover, so they are in the epoch (as they are, or as what overwrote them).
+ */
+export interface CoverEntry {
+  readonly key: string
+  readonly writer: string
+  readonly at: number
+}
+
+/** A cover as a lookup: `key + "\n" + writer` to the highest `at` covered. */
+export type Cover = Map<string, number>
+
+/**
+ * What a move says: the new epoch, its parent, its cover and its seed. A move without its seed
+ * (`seeded` false, no entries) is for a peer that holds nothing: it gets the seed's structs with
+ * the epoch's document, by sync.
+ */
+export interface Move {
+  readonly epoch: EpochId
+  readonly parent: EpochId
+  readonly cover: readonly CoverEntry[]
+  readonly entries: SeedEntries
+  readonly seeded: boolean
+}
+
+/** The most lines of a cover; the oldest (by `at`) go first. */
+export const MAX_COVER = 4096
+/**
+ * Session client ids are below this; seed and carry client ids at or above it, so that a cover
+ * (which lists writers) can leave them out. The handshake refuses a session id above it.
+ */
+export const DERIVED_CLIENTS = 2 ** 31
+
+/** Negative when `a` is before `b` in the order every peer applies (number, then seed id). */
+export const compareEpochs = (a: EpochId, b: EpochId): number => a.n !== b.n ? a.n - b.n : a.s - b.s
+
+export const sameEpoch = (a: EpochId, b: EpochId): boolean => a.n === b.n && a.s === b.s
+
+export const epochName = ({ n, s }: EpochId): string => `${n}.${s.toString(16)}`
+
+const encoder = new TextEncoder()
+
+/** A derived client id: the first 31 bits of SHA-256 over the parts, in [DERIVED_CLIENTS, 2^32). */
+const derive = (parts: unknown[]): number => {
+  const hash = digest(encoder.encode(JSON.stringify(parts)))
+  const n = (((hash[0] as number) << 24) | ((hash[1] as number) << 16) | ((hash[2] as number) << 8) | (hash[3] as number)) >>> 0
+  return (n | DERIVED_CLIENTS) >>> 0
+}
+
+/** The seed id of epoch `n` with parent `parent` and seed `entries`: its seed's Yjs client id. */
+export const seedId = (n: number, parent: EpochId, entries: SeedEntries): number =>
+  derive(['y-session-store/seed/1', n, parent.n, parent.s, entries])
+
+/** A Yjs item id. */
+export interface ItemId {
+  readonly client: number
+  readonly clock: number
+}
+
+/**
+ * The client id of the carry of `text` under `key` into the epoch of seed `s`, placed after the
+ * item `origin` (or first): peers that carry the same write after the same item make one struct.
+ */
+export const carryId = (s: number, key: string, text: string, origin: ItemId | null): number =>
+  derive(['y-session-store/carry/1', s, key, text, origin === null ? null : [origin.client, origin.clock]])
+
+/** Whether the keys of `entries` are strictly ascending (each key once). */
+export const ascending = (entries: SeedEntries): boolean => {
+  for (let i = 1; i < entries.length; i++) if (!((entries[i - 1] as readonly [string, string])[0] < (entries[i] as readonly [string, string])[0])) return false
+  return true
+}
+
+/** The seed's structs as a V2 update: client `epoch.s` writes the entries in key order, in one transaction. */
+export const seedUpdate = (epoch: EpochId, root: string, entries: SeedEntries): Uint8Array => {
+  const doc = new Y.Doc({ gc: true })
+  doc.clientID = epoch.s
+  const map = doc.getMap(root)
+  doc.transact(() => {
+    for (const [key, text] of entries) map.set(key, text)
+  })
+  const update = Y.encodeStateAsUpdateV2(doc)
+  doc.destroy()
+  return update
+}
+
+/** What this module reads of a map item. */
+interface MapItem {
+  readonly id: ItemId
+  readonly origin: ItemId | null
+  readonly deleted: boolean
+  /** The key's previous item (Y.Map chains a key's items, overwritten ones included). */
+  readonly left: MapItem | null
+}
+
+/** Whether `text` was carried under `key` into the epoch of seed `s` already, wherever it went (a text is carried once). */
+const carried = (map: Y.Map<unknown>, s: number, key: string, text: string): boolean => {
+  for (let item = lastItem(map, key) ?? null; item !== null; item = item.left) {
+    if (isDerived(item.id.client) && item.id.client === carryId(s, key, text, item.origin)) return true
+  }
+  return false
+}
+
+/** The map's last item under `key` (Y.Map keeps it in `_map`, deleted or not). */
+const lastItem = (map: Y.Map<unknown>, key: string): MapItem | undefined =>
+  (map as unknown as { _map: Map<string, MapItem> })._map.get(key)
+
+/** The Yjs client that wrote the map's current item under `key`, and its clock. */
+export const itemOf = (map: Y.Map<unknown>, key: string): ItemId | undefined => {
+  const item = lastItem(map, key)
+  return item === undefined || item.deleted ? undefined : item.id
+}
+
+/**
+ * Whether `client` is a seed's or a carry's: derived, not a session's (the handshake binds only
+ * session ids, below DERIVED_CLIENTS).
+ */
+export const isDerived = (client: number): boolean => client >= DERIVED_CLIENTS
+
+/** Whether the current item under `key` in `map` is a seed's or a carry's. */
+export const inherited = (map: Y.Map<unknown>, key: string): boolean => {
+  const item = lastItem(map, key)
+  return item !== undefined && !item.deleted && isDerived(item.id.client)
+}
+
+/** Whether entry text `a` is later than `b` by their writers' clocks (`at`), then text: -1 for what is not an envelope. */
+const later = (a: string, b: unknown): boolean => {
+  const atA = writeOf(a)?.at ?? -1
+  const atB = writeOf(b)?.at ?? -1
+  return atA !== atB ? atA > atB : typeof b !== 'string' || a > b
+}
+
+const WRITER_AT = /^\{"by":"([^"]*)","at":(\d{1,16}),/
+
+/** The writer (`by`) and clock (`at`) of an entry text, or null for what is not an envelope. */
+export const writeOf = (text: unknown): { writer: string, at: number } | null => {
+  if (typeof text !== 'string') return null
+  const match = WRITER_AT.exec(text)
+  return match === null ? null : { writer: match[1] as string, at: Number(match[2]) }
+}
+
+/**
+ * Whether `cover` holds the entry `text` under `key`: the mover had seen a write of its writer to
+ * the key at this clock or a later one. A writer's clock grows with its writes, and each of its
+ * writes to a key saw the one before, so one number per writer and key says which are in.
+ */
+export const covered = (cover: Cover, key: string, text: string): boolean => {
+  const write = writeOf(text)
+  return write !== null && (cover.get(`${key}\n${write.writer}`) ?? -1) >= write.at
+}
+
+/** Adds entry `text` under `key` to `cover` (what a peer has seen). */
+export const see = (cover: Cover, key: string, text: unknown): void => {
+  const write = writeOf(text)
+  if (write === null) return
+  const line = `${key}\n${write.writer}`
+  if ((cover.get(line) ?? -1) < write.at) cover.set(line, write.at)
+}
+
+export const coverOf = (lines: readonly CoverEntry[]): Cover => {
+  const cover: Cover = new Map()
+  for (const { key, writer, at } of lines) {
+    const line = `${key}\n${writer}`
+    if ((cover.get(line) ?? -1) < at) cover.set(line, at)
+  }
+  return cover
+}
+
+/** The lines of `cover`, at most MAX_COVER of them, the most recent (by `at`) kept. */
+export const coverLines = (cover: Cover): CoverEntry[] => {
+  const lines: CoverEntry[] = []
+  for (const [line, at] of cover) {
+    const cut = line.indexOf('\n')
+    lines.push({ key: line.slice(0, cut), writer: line.slice(cut + 1), at })
+  }
+  return lines.sort((a, b) => b.at - a.at || (a.key < b.key ? -1 : a.key > b.key ? 1 : a.writer < b.writer ? -1 : 1)).slice(0, MAX_COVER)
+}
+
+/** A carry: a text to write under a key after an item (or first). */
+export type Carry = readonly [key: string, text: string, origin: ItemId | null]
+
+/**
+ * What of document `doc` (an older epoch) is to be carried into epoch `into` (whose map is
+ * `target`): the entry of each key when `into`'s cover does not hold it (its mover had not seen
+ * it) and `target` holds under the key nothing, its seed's entry (which cannot be later: its mover
+ * had not seen this one), or a carry's entry that it is later than (by `at`, then text: two
+ * carries from different epochs, after concurrent moves); it goes after that entry. An original
+ * write of `into` stands: concurrent with the old one, or made after seeing it carried.
+ * Deletes are not carried: a deleted key's items keep no content, so a delete cannot be told from
+ * one older than the snapshot, nor from one of an older value than the snapshot's (src/PROTOCOL.md).
+ * `keys` limits it to those keys (default: every key `doc`'s map has).
+ */
+export const toCarry = (doc: Y.Doc, root: string, into: EpochId, cover: Cover, target: Y.Map<unknown>, keys?: Iterable<string>): Carry[] => {
+  const map = doc.getMap<unknown>(root)
+  const out: Carry[] = []
+  for (const key of keys ?? Array.from(map.keys())) {
+    const last = lastItem(map, key)
+    if (last === undefined || last.deleted) continue
+    const current = lastItem(target, key)
+    const text = map.get(key)
+    if (typeof text !== 'string' || writeOf(text) === null || covered(cover, key, text)) continue
+    if (current === undefined) {
+      out.push([key, text, null])
+      continue
+    }
+
+    const held = target.get(key)
+    if (current.deleted || held === text || !isDerived(current.id.client)) continue
+    if (current.id.client !== into.s && !later(text, held)) continue
+    if (carried(target, into.s, key, text)) continue
+    out.push([key, text, current.id])
+  }
+  return out
+}
+
+/**
+ * Carries `carries` into `doc`, the document of epoch `epoch`: each text as an item of its own
+ * client `carryId`, at clock 0, after its origin (the item `toCarry` found current, which it
+ * still is). What `doc` already holds is not made again. Applied with `origin`.
+ */
+export const applyCarries = (doc: Y.Doc, root: string, epoch: EpochId, carries: readonly Carry[], origin: unknown): void => {
+  const map = doc.getMap<unknown>(root)
+  doc.transact((transaction) => {
+    for (const [key, text, after] of carries) {
+      const current = lastItem(map, key)
+      const client = carryId(epoch.s, key, text, after)
+      if (Y.getState(doc.store, client) !== 0) continue
+      const still = after === null ? current === undefined : current !== undefined && current.id.client === after.client && current.id.clock === after.clock
+      if (!still) continue
+      const left = (current ?? null) as unknown as Y.Item | null
+      new Y.Item(Y.createID(client, 0), left, left === null ? null : left.lastId, null, null, map as unknown as Y.AbstractType<unknown>, key, new Y.ContentAny([text])).integrate(transaction, 0)
+    }
+  }, origin)
+}
+
+/** The history of a document beyond its live entries: its clock units, less its map's keys. */
+export const historyOf = (doc: Y.Doc, root: string): number => {
+  let units = 0
+  for (const clock of stateOf(doc).values()) units += clock
+  return units - doc.getMap(root).size
+}

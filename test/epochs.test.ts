@@ -1,0 +1,321 @@
+/**
+ * Bounded history (src/epochs.ts, src/store/epochs.ts): moves between epochs over the in-memory
+ * link. A move triggered by the threshold; concurrent moves converging to one epoch; writes
+ * concurrent with a move carried over; a peer that slept through several moves catching up;
+ * locks' fences and signed entries surviving moves; bad moves refused; older peers refused.
+ */
+
+import { afterEach, describe, expect, it } from 'vitest'
+import * as Y from 'yjs'
+import { Awareness } from 'y-protocols/awareness'
+import { createRoomToken, generateIssuerKeys } from '../src/auth.js'
+import { Epochs } from '../src/epochs.js'
+import { joinRoom, type Session } from '../src/session.js'
+import { decodeEnvelope, encodeEnvelope } from '../src/store/envelope.js'
+import { carryId, compareEpochs, DERIVED_CLIENTS, FIRST_EPOCH, historyOf, seedId, type EpochId } from '../src/store/epochs.js'
+import { DEFAULT_LIMITS } from '../src/store/limits.js'
+import { SessionStore, type LockRules } from '../src/store/store.js'
+import { checkHello, HANDSHAKE_VERSION } from '../src/transport/authenticated-link.js'
+import { encodeMove } from '../src/transport/epoch-wire.js'
+import type { Link, LinkConnection } from '../src/transport/link.js'
+import { MemoryHub } from '../src/transport/memory-link.js'
+import { Replication } from '../src/transport/replication.js'
+import { createIdentity } from '../src/trust/identity.js'
+import { waitFor } from './helpers/wait.js'
+
+const ROOT = 'session-store'
+let rooms = 0
+
+interface Peer {
+  name: string
+  link: ReturnType<MemoryHub['link']>
+  epochs: Epochs
+  store: SessionStore
+  refused: string[]
+  leave: () => Promise<void>
+}
+
+const peers: Peer[] = []
+const sessions: Session[] = []
+afterEach(async () => {
+  await Promise.all(peers.splice(0).map(async (peer) => await peer.leave()))
+  await Promise.all(sessions.splice(0).map(async (session) => await session.leave()))
+})
+
+/** One peer of `room`: its epochs over the hub's link, a store over them (without the handshake). */
+const peer = async (hub: MemoryHub, room: string, name: string, { compactAfter = 0, locks }: { compactAfter?: number, locks?: LockRules } = {}): Promise<Peer> => {
+  const link = hub.link(room, { signaling: [], peerOpts: {}, identity: createIdentity() })
+  await link.ready
+  const base = new Y.Doc()
+  base.clientID %= DERIVED_CLIENTS
+  const awareness = new Awareness(base)
+  const epochs = new Epochs({
+    link,
+    root: ROOT,
+    limits: DEFAULT_LIMITS,
+    clientId: base.clientID,
+    replicate: (doc, view) => new Replication(doc, awareness, view as unknown as Link, { antiEntropyInterval: 0, bridge: false }),
+    protected: false,
+    compactAfter
+  })
+  const store = new SessionStore(epochs.doc.getMap(ROOT), { inherited: (client, key, text) => epochs.inherited(client, key, text), epochs: (controls) => epochs.attach(controls), ...(locks === undefined ? {} : { locks, restoreDelay: 20 }) })
+  const refused: string[] = []
+  epochs.on('refused', ({ reason }) => refused.push(reason))
+  const p: Peer = {
+    name,
+    link,
+    epochs,
+    store,
+    refused,
+    leave: async () => {
+      store.close()
+      epochs.destroy()
+      await link.leave()
+      base.destroy()
+    }
+  }
+  peers.push(p)
+  return p
+}
+
+const sameEpochs = (...ps: Peer[]): boolean => ps.every((p) => compareEpochs(p.epochs.epoch, (ps[0] as Peer).epochs.epoch) === 0)
+const sameStores = (...ps: Peer[]): boolean => ps.every((p) => JSON.stringify(p.store.toJSON()) === JSON.stringify((ps[0] as Peer).store.toJSON()))
+const mapOf = (p: Peer): string => JSON.stringify(Array.from(p.epochs.doc.getMap(ROOT).entries()).sort(([a], [b]) => a < b ? -1 : 1))
+const settled = async (...ps: Peer[]): Promise<void> => {
+  await waitFor(() => sameEpochs(...ps) && sameStores(...ps) && ps.every((p) => mapOf(p) === mapOf(ps[0] as Peer)), { what: 'one epoch and one state on every peer' })
+}
+const connected = async (...ps: Peer[]): Promise<void> => {
+  await waitFor(() => ps.every((p) => p.link.connections.length === ps.length - 1), { what: 'every peer connected' })
+}
+
+/** Delivers every waiting message of a manual hub, in rounds, until nothing moves. */
+const drain = async (hub: MemoryHub): Promise<void> => {
+  for (let quiet = 0; quiet < 3;) {
+    await new Promise((resolve) => setImmediate(resolve))
+    if (hub.waiting.size === 0) {
+      quiet++
+      continue
+    }
+    quiet = 0
+    for (const connection of Array.from(hub.waiting)) while (hub.deliver(connection));
+  }
+}
+
+describe('epochs', () => {
+  it('a peer moves the room when the history passes compactAfter; every peer follows, the history stays bounded', async () => {
+    const hub = new MemoryHub()
+    const room = `epochs-${++rooms}`
+    const [a, b, c] = [await peer(hub, room, 'a', { compactAfter: 200 }), await peer(hub, room, 'b', { compactAfter: 200 }), await peer(hub, room, 'c', { compactAfter: 200 })] as [Peer, Peer, Peer]
+    await connected(a, b, c)
+    for (let round = 0; round < 30; round++) {
+      for (let k = 0; k < 20; k++) await [a, b, c][k % 3]?.store.set(`k${k}`, { round, pad: 'x'.repeat(50) })
+      await new Promise((resolve) => setImmediate(resolve))
+    }
+    await settled(a, b, c)
+    expect(a.epochs.epoch.n).toBeGreaterThanOrEqual(2)
+    for (const p of [a, b, c]) {
+      expect(p.store.get('k7')).toEqual({ round: 29, pad: 'x'.repeat(50) })
+      expect(p.store.keys()).toHaveLength(20)
+      expect(historyOf(p.epochs.doc, ROOT)).toBeLessThan(1.5 * 200 + 3 * 20)
+      expect(p.refused).toEqual([])
+    }
+  })
+
+  it('two peers that move at once from different snapshots end in one epoch, with both snapshots\' writes', async () => {
+    const hub = new MemoryHub({ manual: true })
+    const room = `epochs-${++rooms}`
+    const a = await peer(hub, room, 'a')
+    const b = await peer(hub, room, 'b')
+    await drain(hub)
+    await a.store.set('from-a', 1)
+    await b.store.set('from-b', 2)
+    await a.store.set('shared', 'a')
+    // Neither has the other's writes when it moves: two epochs 1, from different snapshots.
+    a.epochs.move()
+    b.epochs.move()
+    expect(a.epochs.epoch.n).toBe(1)
+    expect(b.epochs.epoch.n).toBe(1)
+    expect(a.epochs.epoch.s).not.toBe(b.epochs.epoch.s)
+    await drain(hub)
+    await settled(a, b)
+    const winner = compareEpochs(a.epochs.epoch, b.epochs.epoch) === 0 ? a.epochs.epoch : null
+    expect(winner).not.toBeNull()
+    for (const p of [a, b]) expect(p.store.toJSON()).toEqual({ 'from-a': 1, 'from-b': 2, shared: 'a' })
+  })
+
+  it('a move tells observers nothing when no value changed', async () => {
+    const hub = new MemoryHub()
+    const room = `epochs-${++rooms}`
+    const a = await peer(hub, room, 'a')
+    const b = await peer(hub, room, 'b')
+    await connected(a, b)
+    await a.store.set('slide', 3)
+    await settled(a, b)
+    const seen: unknown[] = []
+    b.store.observeAllChanges((key, value) => seen.push([key, value]))
+    expect(seen).toEqual([['slide', 3]])
+    a.epochs.move()
+    await settled(a, b)
+    expect(b.epochs.epoch.n).toBe(1)
+    expect(seen).toEqual([['slide', 3]])
+  })
+
+  it('two peers with the same snapshot make the same epoch, struct for struct', async () => {
+    const hub = new MemoryHub({ manual: true })
+    const room = `epochs-${++rooms}`
+    const a = await peer(hub, room, 'a')
+    const b = await peer(hub, room, 'b')
+    await drain(hub)
+    await a.store.set('x', 1)
+    await drain(hub)
+    a.epochs.move()
+    b.epochs.move()
+    expect(a.epochs.epoch).toEqual(b.epochs.epoch)
+    expect(Y.encodeStateAsUpdateV2(a.epochs.doc)).toEqual(Y.encodeStateAsUpdateV2(b.epochs.doc))
+    await drain(hub)
+    await settled(a, b)
+    expect(a.epochs.epoch.n).toBe(1)
+  })
+
+  it('writes made concurrently with a move are carried over; a write made after seeing a carry is not undone', async () => {
+    const hub = new MemoryHub({ manual: true })
+    const room = `epochs-${++rooms}`
+    const [a, b, c] = [await peer(hub, room, 'a'), await peer(hub, room, 'b'), await peer(hub, room, 'c')] as [Peer, Peer, Peer]
+    await drain(hub)
+    await a.store.set('title', 'draft')
+    await drain(hub)
+    // b and c write to epoch 0 while a moves without having their writes.
+    await b.store.set('title', 'final')
+    await c.store.set('cursor', 3)
+    a.epochs.move()
+    await a.store.set('slide', 1)
+    await drain(hub)
+    await settled(a, b, c)
+    expect(a.epochs.epoch.n).toBe(1)
+    for (const p of [a, b, c]) expect(p.store.toJSON()).toEqual({ title: 'final', cursor: 3, slide: 1 })
+    // The carried entry is a struct every carrier makes alike; an overwrite after it stands.
+    const carried = a.epochs.doc.getMap(ROOT).get('title') as string
+    const item = (a.epochs.doc.getMap(ROOT) as unknown as { _map: Map<string, { id: { client: number }, origin: { client: number, clock: number } | null }> })._map.get('title')
+    expect(item?.id.client).toBe(carryId(a.epochs.epoch.s, 'title', carried, item?.origin ?? null))
+    expect(item?.origin?.client).toBe(a.epochs.epoch.s) // after the seed's entry, which it is later than
+    await c.store.set('title', 'final, edited')
+    await drain(hub)
+    await settled(a, b, c)
+    for (const p of [a, b, c]) expect(p.store.get('title')).toBe('final, edited')
+  })
+
+  it('a peer that slept through several moves catches up: its offline writes carried, what others overwrote meanwhile not undone', async () => {
+    const hub = new MemoryHub()
+    const room = `epochs-${++rooms}`
+    const [a, b, c] = [await peer(hub, room, 'a'), await peer(hub, room, 'b'), await peer(hub, room, 'c')] as [Peer, Peer, Peer]
+    await connected(a, b, c)
+    await a.store.set('agenda', 'v1')
+    await a.store.set('timer', 0)
+    await settled(a, b, c)
+    for (const connection of [...c.link.connections]) connection.close()
+    await waitFor(() => c.link.connections.length === 0 && a.link.connections.length === 1)
+    await c.store.set('note', 'written offline')
+    for (let move = 1; move <= 3; move++) {
+      await a.store.set('agenda', `v${move + 1}`)
+      await b.store.set('timer', move)
+      await settled(a, b)
+      a.epochs.move()
+      await settled(a, b)
+    }
+    expect(a.epochs.epoch.n).toBe(3)
+    expect(c.epochs.epoch.n).toBe(0)
+    c.link.connect(a.link.localId as string)
+    c.link.connect(b.link.localId as string)
+    await settled(a, b, c)
+    expect(c.epochs.epoch).toEqual(a.epochs.epoch)
+    for (const p of [a, b, c]) expect(p.store.toJSON()).toEqual({ agenda: 'v4', timer: 3, note: 'written offline' })
+  })
+
+  it('a lock\'s fence survives moves: an entry under an older fencing token still does not count', async () => {
+    const hub = new MemoryHub()
+    const room = `epochs-${++rooms}`
+    const table = new Map<string, { holder: string, fencingToken: number }>()
+    const rules = (self: string): LockRules => ({ holder: (key) => table.get(key) ?? null, self: () => self, clientOf: () => undefined })
+    const a = await peer(hub, room, 'a', { locks: rules('a') })
+    const b = await peer(hub, room, 'b', { locks: rules('b') })
+    await connected(a, b)
+    table.set('votes', { holder: 'a', fencingToken: 5 })
+    await a.store.set('votes', 1)
+    await settled(a, b)
+    table.delete('votes')
+    a.epochs.move()
+    await settled(a, b)
+    const text = b.epochs.doc.getMap(ROOT).get('votes') as string
+    expect((decodeEnvelope('votes', text, DEFAULT_LIMITS) as { lock?: number }).lock).toBe(5)
+    // A stale holder's late write under token 4, straight into the new epoch: fenced off, put back.
+    b.epochs.doc.getMap(ROOT).set('votes', encodeEnvelope('mallory', 1, 1, 'null', '99', { lock: 4 }))
+    await waitFor(() => a.epochs.doc.getMap(ROOT).get('votes') === text && b.epochs.doc.getMap(ROOT).get('votes') === text, { what: 'the fenced entry put back' })
+    for (const p of [a, b]) expect(p.store.get('votes')).toBe(1)
+  })
+
+  it('refuses moves that do not hold: a seed id that is not its content\'s, an invalid seed entry', async () => {
+    const hub = new MemoryHub()
+    const room = `epochs-${++rooms}`
+    const a = await peer(hub, room, 'a')
+    const b = await peer(hub, room, 'b')
+    await connected(a, b)
+    const connection = b.link.connections[0] as LinkConnection
+    const entries = [['k', encodeEnvelope('1', 1, 1, 'null', '1')] as const]
+    connection.send(encodeMove({ epoch: { n: 1, s: 12345 }, parent: FIRST_EPOCH, cover: [], entries, seeded: true }))
+    await waitFor(() => a.refused.length === 1)
+    expect(a.refused[0]).toMatch(/seed id does not match/)
+    expect(a.epochs.epoch).toEqual(FIRST_EPOCH)
+    await waitFor(() => a.link.connections.length === 0)
+    a.link.connect(b.link.localId as string)
+    await connected(a, b)
+    const bad = [['k', 'not an envelope'] as const]
+    const epoch: EpochId = { n: 1, s: seedId(1, FIRST_EPOCH, bad) }
+    ;(b.link.connections[0] as LinkConnection).send(encodeMove({ epoch, parent: FIRST_EPOCH, cover: [], entries: bad, seeded: true }))
+    await waitFor(() => a.refused.length === 2)
+    expect(a.refused[1]).toMatch(/seed entry 'k' is invalid/)
+    expect(a.epochs.epoch).toEqual(FIRST_EPOCH)
+  })
+
+  it('a peer of the previous data plane (handshake version 2) is refused, and told why', () => {
+    expect(HANDSHAKE_VERSION).toBe(3)
+    const binding = { local: 'l', remote: 'r' }
+    const hello = { v: 2, room: 'r', from: 'x', to: 'y', binding: ['r', 'l'], client: 7 }
+    expect(checkHello(hello, { room: 'r', from: 'x', to: 'y', binding, ownClient: 8 })).toBe('handshake version 2 (this peer speaks 3)')
+    expect(checkHello({ ...hello, v: 3, client: DERIVED_CLIENTS + 1 }, { room: 'r', from: 'x', to: 'y', binding, ownClient: 8 })).toMatch(/below 2\^31/)
+    expect(checkHello({ ...hello, v: 3 }, { room: 'r', from: 'x', to: 'y', binding, ownClient: 8 })).toBeNull()
+  })
+})
+
+const issuer = await generateIssuerKeys()
+
+describe('epochs through joinRoom', () => {
+  const minter = (room: string, user: string, write: string[]) => async (peerKey: Parameters<typeof createRoomToken>[0]['peerKey']): Promise<string> =>
+    await createRoomToken({ privateKey: issuer.privateKey, room, user, write, peerKey, expiresIn: 3600 })
+
+  it('a protected room: signed entries cross moves verbatim and still convince; a joiner receives the epoch', async () => {
+    const hub = new MemoryHub()
+    const room = `epochs-${++rooms}`
+    const join = async (user: string, write: string[]): Promise<{ session: Session, store: SessionStore }> => {
+      const session = joinRoom(room, { joinTimeout: 2000, compactAfter: 40, auth: { issuer: issuer.publicKey, token: minter(room, user, write) } }, { link: hub.link })
+      sessions.push(session)
+      return { session, store: await session.sessionStore }
+    }
+    const host = await join('host', ['*'])
+    const guest = await join('guest', ['hand/guest'])
+    await waitFor(() => host.session.permissions !== null && guest.session.permissions !== null)
+    await guest.store.set('hand/guest', true)
+    for (let i = 0; i < 60; i++) await host.store.set(`slide`, i)
+    await waitFor(() => host.session.epoch.n >= 1 && guest.session.epoch.n === host.session.epoch.n && guest.store.get('slide') === 59, { what: 'a move, followed' })
+    const sealed = host.session.doc.getMap(ROOT).get('hand/guest') as string
+    expect(decodeEnvelope('hand/guest', sealed, DEFAULT_LIMITS)).toMatchObject({ seal: { signer: expect.any(String) } })
+    expect(host.store.entry('hand/guest')?.updatedBy.user).toBe('guest')
+    // The guest may not write 'slide': its write straight into the new epoch's document is put back.
+    const best = host.session.doc.getMap(ROOT).get('slide') as string
+    guest.session.doc.getMap(ROOT).set('slide', encodeEnvelope('guest', Date.now(), 1, 'null', '"hijacked"'))
+    await waitFor(() => host.session.doc.getMap(ROOT).get('slide') === best && guest.session.doc.getMap(ROOT).get('slide') === best, { what: 'the best entry put back' })
+    const viewer = await join('viewer', [])
+    expect(viewer.session.epoch).toEqual(host.session.epoch)
+    expect(viewer.store.toJSON()).toEqual({ 'hand/guest': true, slide: 59 })
+    expect(viewer.store.entry('slide')?.updatedBy.user).toBe('host')
+  })
+})
