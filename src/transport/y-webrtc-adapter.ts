@@ -718,6 +718,13 @@ class YWebrtcLink extends ObservableV2<LinkEvents> implements Link {
     const room = this.#provider.room
     const existing = room?.webrtcConns.get(remoteId)
     if (room === null || room === undefined || existing === undefined || !existing.connected) return
+    // Closed for the layers above at once, not after the goodbye: the new connection's handshake
+    // claims the client id the old one is bound to (authenticated-link.ts).
+    for (const [channel, connection] of this.#connections) {
+      if (connection.remoteId !== remoteId) continue
+      this.#connections.delete(channel)
+      this.emit('close', [{ connection }])
+    }
     // Without y-webrtc's listeners: its close handler would remove the new connection by peer id.
     existing.peer.removeAllListeners('close')
     existing.peer.removeAllListeners('error')
