@@ -93,7 +93,7 @@ const libraryRoom = async (): Promise<Room> => {
   const { MemoryHub } = await import('../src/transport/memory-link.js')
   const hub = new MemoryHub()
   const room = 'history-room'
-  const sessions = []
+  const sessions: Array<Awaited<ReturnType<typeof joinRoom>>> = []
   for (let i = 0; i < 3; i++) {
     const session = joinRoom(room, { joinTimeout: 5000, ...(COMPACT_AFTER === undefined ? {} : { compactAfter: COMPACT_AFTER }) }, { link: hub.link })
     await session.sessionStore
