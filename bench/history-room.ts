@@ -16,7 +16,8 @@
  * the writers' loop (all 3 peers share one event loop, so a move on any peer delays every write),
  * p50/p99/max, and the moves' own durations. `DEBUG_JOIN=1` prints what the library's joiner
  * received, by peer and message type; `YIELD_EVERY` (default 100) is how many writes go between
- * two yields to the event loop (each turn's writes leave as one update per connection).
+ * two yields to the event loop (each turn's writes leave as one update per connection);
+ * `COMPACT_AFTER` sets the library peers' `compactAfter`.
  */
 
 import { execFileSync } from 'node:child_process'
@@ -44,6 +45,8 @@ interface Point {
 }
 
 const YIELD_EVERY = Number(process.env.YIELD_EVERY ?? 100)
+/** The library peers' compactAfter (`COMPACT_AFTER`); default the library's. */
+const COMPACT_AFTER = process.env.COMPACT_AFTER === undefined ? undefined : Number(process.env.COMPACT_AFTER)
 const gc = (): void => { (globalThis as { gc?: () => void }).gc?.() }
 const heap = (): number => { gc(); gc(); return process.memoryUsage().heapUsed }
 const yieldTurn = async (): Promise<void> => await new Promise((resolve) => setImmediate(resolve))
@@ -90,9 +93,9 @@ const libraryRoom = async (): Promise<Room> => {
   const { MemoryHub } = await import('../src/transport/memory-link.js')
   const hub = new MemoryHub()
   const room = 'history-room'
-  const sessions = []
+  const sessions: Array<Awaited<ReturnType<typeof joinRoom>>> = []
   for (let i = 0; i < 3; i++) {
-    const session = joinRoom(room, { joinTimeout: 5000 }, { link: hub.link })
+    const session = joinRoom(room, { joinTimeout: 5000, ...(COMPACT_AFTER === undefined ? {} : { compactAfter: COMPACT_AFTER }) }, { link: hub.link })
     await session.sessionStore
     sessions.push(session)
   }

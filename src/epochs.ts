@@ -26,6 +26,8 @@ import { EpochView, outerOf, UNTAGGED } from './transport/epoch-link.js'
 import { encodeEpochs, encodeMove, MESSAGE_EPOCH_DATA, MESSAGE_EPOCHS, MESSAGE_MOVE, readEpochData, readEpochs, readMove } from './transport/epoch-wire.js'
 import type { Link, LinkConnection } from './transport/link.js'
 import type { Replication } from './transport/replication.js'
+import { MESSAGE_RATE } from './transport/admission.js'
+import { createTokenBucket, type TokenBucket } from './transport/budgets.js'
 
 /** The default history (clock units beyond the live keys) after which a peer moves. */
 export const DEFAULT_COMPACT_AFTER = 10_000
@@ -90,6 +92,12 @@ interface Remote {
   timer: ReturnType<typeof setTimeout> | undefined
   /** Send it this peer's epochs again when the timer fires (a move of its was dropped for budget). */
   reannounce: boolean
+  /**
+   * Its messages that no epoch's data plane counts (42, 43, and data this peer does not deliver:
+   * of an epoch it does not hold, or not open with it): admission's message rate, so that they
+   * are no way around it.
+   */
+  uncounted: TokenBucket
 }
 
 /** The epochs a remote holds for its data plane: one that holds nothing yet has epoch 0's (empty) document. */
@@ -331,7 +339,7 @@ export class Epochs extends ObservableV2<EpochsEvents> {
 
   #onOpen = ({ connection }: { connection: LinkConnection }): void => {
     if (this.#destroyed || this.#remotes.has(connection)) return
-    this.#remotes.set(connection, { held: [], heard: false, received: { tokens: MOVE_BURST, at: Date.now() }, sent: { tokens: MOVE_SEND_BURST, at: Date.now() }, timer: undefined, reannounce: false })
+    this.#remotes.set(connection, { held: [], heard: false, received: { tokens: MOVE_BURST, at: Date.now() }, sent: { tokens: MOVE_SEND_BURST, at: Date.now() }, timer: undefined, reannounce: false, uncounted: createTokenBucket(MESSAGE_RATE) })
     connection.send(encodeEpochs(this.#announced()))
   }
 
@@ -366,11 +374,12 @@ export class Epochs extends ObservableV2<EpochsEvents> {
   #receive (connection: LinkConnection, remote: Remote, message: Uint8Array): void {
     const type = message[0] as number
     if (UNTAGGED.has(type)) {
-      this.#current.view.deliver(connection, message)
+      if (!this.#current.view.deliver(connection, message)) this.#count(remote)
       return
     }
     const decoder = decoding.createDecoder(message)
     decoding.readVarUint(decoder)
+    if (type !== MESSAGE_EPOCH_DATA) this.#count(remote)
     switch (type) {
       case MESSAGE_EPOCHS: {
         const held = readEpochs(decoder)
@@ -404,12 +413,17 @@ export class Epochs extends ObservableV2<EpochsEvents> {
         const data = readEpochData(decoder)
         if (data === null) return this.#refuse(connection, 'a malformed epoch data message')
         // Data of an epoch this peer no longer holds was in flight when it moved on: dropped.
-        this.#held.find((held) => sameEpoch(held.move.epoch, data.epoch))?.view.deliver(connection, data.message)
+        if (this.#held.find((held) => sameEpoch(held.move.epoch, data.epoch))?.view.deliver(connection, data.message) !== true) this.#count(remote)
         return
       }
       default:
         this.#refuse(connection, `unknown message type ${type}`)
     }
+  }
+
+  /** Counts a message no data plane counts; past admission's rate, the connection is refused (thrown: #onMessage). */
+  #count (remote: Remote): void {
+    if (!remote.uncounted.take()) throw new Error(`messages at a rate over ${MESSAGE_RATE.rate}/s`)
   }
 
   /** Why `move` is refused, or null (src/PROTOCOL.md "Admission" of epochs). */

@@ -16,7 +16,7 @@ import { carryId, compareEpochs, DERIVED_CLIENTS, FIRST_EPOCH, historyOf, seedId
 import { DEFAULT_LIMITS } from '../src/store/limits.js'
 import { SessionStore, type LockRules } from '../src/store/store.js'
 import { checkHello, HANDSHAKE_VERSION } from '../src/transport/authenticated-link.js'
-import { encodeMove } from '../src/transport/epoch-wire.js'
+import { encodeEpochData, encodeMove } from '../src/transport/epoch-wire.js'
 import type { Link, LinkConnection } from '../src/transport/link.js'
 import { MemoryHub } from '../src/transport/memory-link.js'
 import { Replication } from '../src/transport/replication.js'
@@ -274,6 +274,19 @@ describe('epochs', () => {
     await waitFor(() => a.refused.length === 2)
     expect(a.refused[1]).toMatch(/seed entry 'k' is invalid/)
     expect(a.epochs.epoch).toEqual(FIRST_EPOCH)
+  })
+
+  it('data for an epoch this peer does not hold counts against admission\'s message rate: a flood of it is refused', async () => {
+    const hub = new MemoryHub()
+    const room = `epochs-${++rooms}`
+    const a = await peer(hub, room, 'a')
+    const b = await peer(hub, room, 'b')
+    await connected(a, b)
+    const connection = b.link.connections[0] as LinkConnection
+    const stale = encodeEpochData({ n: 7, s: 12345 }, new Uint8Array([35, 0]))
+    for (let i = 0; i < 7000 && connection.writable; i++) connection.send(stale)
+    await waitFor(() => a.refused.length > 0)
+    expect(a.refused[0]).toMatch(/messages at a rate over 1250\/s/)
   })
 
   it('a peer of the previous data plane (handshake version 2) is refused, and told why', () => {

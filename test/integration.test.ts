@@ -78,17 +78,33 @@ describe('peers in separate processes over WebRTC', () => {
   it('a late joiner of a long-lived room gets the whole state even when it is far over 256 KiB', async () => {
     const server = await startSignaling()
     const room = uniqueRoom()
-    const a = await joinPeer('a', room, { signaling: [server.url] })
+    // compactAfter 0: the room keeps its history (no epochs), which is what makes the state this large.
+    const a = await joinPeer('a', room, { signaling: [server.url], compactAfter: 0 })
     // Alternating overwrites of two keys: each leaves a tombstone, so history grows ~10 bytes a write.
     await a.call('overwrite', { keys: ['spotlight', 'timer'], count: 50_000 }, 120_000)
     const stateBytes = await a.call<number>('stateBytes')
     expect(stateBytes).toBeGreaterThan(262_144) // what kills an unframed data channel
-    const late = await joinPeer('late', room, { signaling: [server.url] })
+    const late = await joinPeer('late', room, { signaling: [server.url], compactAfter: 0 })
     expect(late.joined.sync).toBe('synced')
     expect(late.joined.json).toEqual({ spotlight: { n: 49_998, by: 'writer' }, timer: { n: 49_999, by: 'writer' } })
     await expectWebrtc(late, 1)
     expect(await late.call<number>('stateBytes')).toBe(stateBytes)
     // The connection survived the large message: it still carries writes both ways.
+    await late.call('set', { key: 'after', value: true })
+    await a.call('waitForValue', { key: 'after', value: true })
+  })
+
+  it('with epochs (the default), a long-lived room\'s state stays small, and a late joiner gets it all and writes', async () => {
+    const server = await startSignaling()
+    const room = uniqueRoom()
+    const a = await joinPeer('a', room, { signaling: [server.url], compactAfter: 5000 })
+    await a.call('overwrite', { keys: ['spotlight', 'timer'], count: 30_000 }, 120_000)
+    // The writes do not yield, so the move comes once they end: the current epoch holds the live entries.
+    await waitFor(async () => (await a.call<number>('stateBytes')) < 262_144, { what: 'a move' })
+    const late = await joinPeer('late', room, { signaling: [server.url] })
+    expect(late.joined.sync).toBe('synced')
+    expect(late.joined.json).toEqual({ spotlight: { n: 29_998, by: 'writer' }, timer: { n: 29_999, by: 'writer' } })
+    await expectWebrtc(late, 1)
     await late.call('set', { key: 'after', value: true })
     await a.call('waitForValue', { key: 'after', value: true })
   })
