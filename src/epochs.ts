@@ -30,7 +30,12 @@ import { MESSAGE_RATE } from './transport/admission.js'
 import { createTokenBucket, type TokenBucket } from './transport/budgets.js'
 
 /** The default history (clock units beyond the live keys) after which a peer moves. */
-export const DEFAULT_COMPACT_AFTER = 10_000
+/**
+ * Off by default (0: this peer never starts a move; it still follows the moves of others) until
+ * concurrent carries have one place (src/PROTOCOL.md, "The race left open"): a room that opts in
+ * trades that rare race, and concurrent bare deletes, for a bounded history.
+ */
+export const DEFAULT_COMPACT_AFTER = 0
 /** A peer that is not the smallest id among its neighbours moves only past this many times `compactAfter`. */
 const FALLBACK_FACTOR = 1.5
 /** Moves a connection may send: a burst, then one per MOVE_REFILL ms; more are dropped unread. */
