@@ -101,11 +101,19 @@ const drain = async (hub: MemoryHub): Promise<void> => {
   }
 }
 
+/** A new hub (manual: messages wait for `drain`) and a fresh room of peers `names`, all in it (a manual hub drained once). */
+const roomOf = async (names: string[], { manual = false, ...options }: { manual?: boolean, compactAfter?: number } = {}): Promise<{ hub: MemoryHub, peers: Peer[] }> => {
+  const hub = new MemoryHub({ manual })
+  const room = `epochs-${++rooms}`
+  const ps: Peer[] = []
+  for (const name of names) ps.push(await peer(hub, room, name, options))
+  if (manual) await drain(hub)
+  return { hub, peers: ps }
+}
+
 describe('epochs', () => {
   it('a peer moves the room when the history passes compactAfter; every peer follows, the history stays bounded', async () => {
-    const hub = new MemoryHub()
-    const room = `epochs-${++rooms}`
-    const [a, b, c] = [await peer(hub, room, 'a', { compactAfter: 200 }), await peer(hub, room, 'b', { compactAfter: 200 }), await peer(hub, room, 'c', { compactAfter: 200 })] as [Peer, Peer, Peer]
+    const [a, b, c] = (await roomOf(['a', 'b', 'c'], { compactAfter: 200 })).peers as [Peer, Peer, Peer]
     await connected(a, b, c)
     for (let round = 0; round < 30; round++) {
       for (let k = 0; k < 20; k++) await [a, b, c][k % 3]?.store.set(`k${k}`, { round, pad: 'x'.repeat(50) })
@@ -122,11 +130,7 @@ describe('epochs', () => {
   })
 
   it('two peers that move at once from different snapshots end in one epoch, with both snapshots\' writes', async () => {
-    const hub = new MemoryHub({ manual: true })
-    const room = `epochs-${++rooms}`
-    const a = await peer(hub, room, 'a')
-    const b = await peer(hub, room, 'b')
-    await drain(hub)
+    const { hub, peers: [a, b] } = await roomOf(['a', 'b'], { manual: true }) as { hub: MemoryHub, peers: [Peer, Peer] }
     await a.store.set('from-a', 1)
     await b.store.set('from-b', 2)
     await a.store.set('shared', 'a')
@@ -144,10 +148,7 @@ describe('epochs', () => {
   })
 
   it('a move tells observers nothing when no value changed', async () => {
-    const hub = new MemoryHub()
-    const room = `epochs-${++rooms}`
-    const a = await peer(hub, room, 'a')
-    const b = await peer(hub, room, 'b')
+    const [a, b] = (await roomOf(['a', 'b'])).peers as [Peer, Peer]
     await connected(a, b)
     await a.store.set('slide', 3)
     await settled(a, b)
@@ -161,11 +162,7 @@ describe('epochs', () => {
   })
 
   it('two peers with the same snapshot make the same epoch, struct for struct', async () => {
-    const hub = new MemoryHub({ manual: true })
-    const room = `epochs-${++rooms}`
-    const a = await peer(hub, room, 'a')
-    const b = await peer(hub, room, 'b')
-    await drain(hub)
+    const { hub, peers: [a, b] } = await roomOf(['a', 'b'], { manual: true }) as { hub: MemoryHub, peers: [Peer, Peer] }
     await a.store.set('x', 1)
     await drain(hub)
     a.epochs.move()
@@ -178,10 +175,7 @@ describe('epochs', () => {
   })
 
   it('writes made concurrently with a move are carried over; a write made after seeing a carry is not undone', async () => {
-    const hub = new MemoryHub({ manual: true })
-    const room = `epochs-${++rooms}`
-    const [a, b, c] = [await peer(hub, room, 'a'), await peer(hub, room, 'b'), await peer(hub, room, 'c')] as [Peer, Peer, Peer]
-    await drain(hub)
+    const { hub, peers: [a, b, c] } = await roomOf(['a', 'b', 'c'], { manual: true }) as { hub: MemoryHub, peers: [Peer, Peer, Peer] }
     await a.store.set('title', 'draft')
     await drain(hub)
     // b and c write to epoch 0 while a moves without having their writes.
@@ -205,9 +199,7 @@ describe('epochs', () => {
   })
 
   it('a peer that slept through several moves catches up: its offline writes carried, what others overwrote meanwhile not undone', async () => {
-    const hub = new MemoryHub()
-    const room = `epochs-${++rooms}`
-    const [a, b, c] = [await peer(hub, room, 'a'), await peer(hub, room, 'b'), await peer(hub, room, 'c')] as [Peer, Peer, Peer]
+    const [a, b, c] = (await roomOf(['a', 'b', 'c'])).peers as [Peer, Peer, Peer]
     await connected(a, b, c)
     await a.store.set('agenda', 'v1')
     await a.store.set('timer', 0)
@@ -254,10 +246,7 @@ describe('epochs', () => {
   })
 
   it('refuses moves that do not hold: a seed id that is not its content\'s, an invalid seed entry', async () => {
-    const hub = new MemoryHub()
-    const room = `epochs-${++rooms}`
-    const a = await peer(hub, room, 'a')
-    const b = await peer(hub, room, 'b')
+    const [a, b] = (await roomOf(['a', 'b'])).peers as [Peer, Peer]
     await connected(a, b)
     const connection = b.link.connections[0] as LinkConnection
     const entries = [['k', encodeEnvelope('1', 1, 1, 'null', '1')] as const]
@@ -277,10 +266,7 @@ describe('epochs', () => {
   })
 
   it('data for an epoch this peer does not hold counts against admission\'s message rate: a flood of it is refused', async () => {
-    const hub = new MemoryHub()
-    const room = `epochs-${++rooms}`
-    const a = await peer(hub, room, 'a')
-    const b = await peer(hub, room, 'b')
+    const [a, b] = (await roomOf(['a', 'b'])).peers as [Peer, Peer]
     await connected(a, b)
     const connection = b.link.connections[0] as LinkConnection
     const stale = encodeEpochData({ n: 7, s: 12345 }, new Uint8Array([35, 0]))
