@@ -281,17 +281,21 @@ const frameChannel = (channel: RTCDataChannel, pc: RTCPeerConnection, hooks: Cha
       return undefined
     }
     goodbyes.sent++
+    let timedOut = false
     let timer: ReturnType<typeof setTimeout> | undefined
     goodbye = new Promise<void>((resolve) => {
+      // Whatever ends the goodbye but the timeout is the remote's answer: BYE_ACK, its own BYE, or its close.
       endGoodbye = () => {
         endGoodbye = undefined
         clearTimeout(timer)
+        if (!timedOut) goodbyes.answered++
         underWay.delete(goodbye as Promise<void>)
         resolve()
       }
     })
     underWay.add(goodbye)
     timer = setTimeout(() => {
+      timedOut = true
       goodbyes.timedOut++
       closeNow()
     }, GOODBYE_TIMEOUT)
@@ -305,18 +309,14 @@ const frameChannel = (channel: RTCDataChannel, pc: RTCPeerConnection, hooks: Cha
   const onGoodbye = (kind: number): void => {
     if (kind === FRAME_BYE) {
       goodbyes.received++
-      if (goodbye !== undefined) {
-        // Both ends said goodbye at once: each has sent its last message; no answer is sent.
-        goodbyes.answered++
-        return closeNow()
-      }
+      // Both ends said goodbye at once: each has sent its last message; no answer is sent.
+      if (goodbye !== undefined) return closeNow()
       stop()
       try {
         nativeSend(BYE_ACK)
       } catch {}
       return closeNow()
     }
-    if (goodbye !== undefined && endGoodbye !== undefined) goodbyes.answered++
     closeNow()
   }
 
@@ -333,7 +333,6 @@ const frameChannel = (channel: RTCDataChannel, pc: RTCPeerConnection, hooks: Cha
   channel.addEventListener('close', () => {
     isOpen = false
     stop()
-    if (endGoodbye !== undefined) goodbyes.answered++
     endGoodbye?.()
     clearTimeout(unfinished)
     if (closed) return

@@ -115,6 +115,13 @@ interface WebrtcConn {
   }
 }
 
+/** Destroys a y-webrtc connection without y-webrtc's close and error listeners (which re-announce, and remove the peer's connection by id). */
+const destroyQuietly = (conn: WebrtcConn): void => {
+  conn.peer.removeAllListeners('close')
+  conn.peer.removeAllListeners('error')
+  conn.peer.destroy()
+}
+
 interface Room {
   name: string
   peerId: string
@@ -725,10 +732,8 @@ class YWebrtcLink extends ObservableV2<LinkEvents> implements Link {
       this.#connections.delete(channel)
       this.emit('close', [{ connection }])
     }
-    // Without y-webrtc's listeners: its close handler would remove the new connection by peer id.
-    existing.peer.removeAllListeners('close')
-    existing.peer.removeAllListeners('error')
-    existing.peer.destroy()
+    // Quietly: y-webrtc's close handler would remove the new connection by peer id.
+    destroyQuietly(existing)
     room.webrtcConns.delete(remoteId)
     const counter = 'connections replaced by a new offer from their peer'
     this.dropped[counter] = (this.dropped[counter] ?? 0) + 1
@@ -830,11 +835,7 @@ class YWebrtcLink extends ObservableV2<LinkEvents> implements Link {
     // They are closed before y-webrtc's disconnect sends anything over them: sending on a channel
     // whose remote is closing at the same moment crashes @roamhq/wrtc (SIGSEGV in
     // RTCDataChannel::Send, seen when peers leave together).
-    this.#provider.room?.webrtcConns.forEach((conn) => {
-      conn.peer.removeAllListeners('close')
-      conn.peer.removeAllListeners('error')
-      conn.peer.destroy()
-    })
+    this.#provider.room?.webrtcConns.forEach(destroyQuietly)
     for (const [channel, connection] of this.#connections) {
       this.#connections.delete(channel)
       this.emit('close', [{ connection }])
