@@ -321,6 +321,7 @@ export class Epochs extends ObservableV2<EpochsEvents> {
       this.#sync(connection, remote)
     }
     this.emit('moved', [{ epoch: move.epoch, from, local, ms: performance.now() - start }])
+    this.#dropSettled()
   }
 
   /**
@@ -364,6 +365,31 @@ export class Epochs extends ObservableV2<EpochsEvents> {
     clearTimeout(remote.timer)
     this.#remotes.delete(connection)
     for (const held of this.#held) held.view.close(connection)
+    this.#dropSettled()
+  }
+
+  /**
+   * Drops the older epochs once no neighbour can still write to them: every connection that said
+   * which epochs it holds is in the current one (or a later one). A neighbour moves only after
+   * carrying what it held, and one that has not spoken yet, or comes back later from an older
+   * epoch, is sent the move and carries its own writes (src/PROTOCOL.md "Held documents"). So a
+   * live room holds one epoch's history between moves, not two.
+   */
+  #dropSettled (): void {
+    if (this.#held.length < 2 || this.#destroyed) return
+    const current = this.epoch
+    for (const remote of this.#remotes.values()) {
+      const theirs = remote.heard ? remote.held[0] : undefined
+      if (remote.heard && (theirs === undefined || compareEpochs(theirs, current) < 0)) return
+    }
+    const [kept, ...dropped] = this.#held
+    this.#held = [kept as Held]
+    for (const older of dropped) this.#release(older)
+    const announcement = encodeEpochs(this.#announced())
+    for (const [connection, remote] of this.#remotes) {
+      connection.send(announcement)
+      this.#sync(connection, remote)
+    }
   }
 
   #onMessage = ({ connection, message }: { connection: LinkConnection, message: Uint8Array }): void => {
@@ -392,6 +418,7 @@ export class Epochs extends ObservableV2<EpochsEvents> {
         remote.held = held
         remote.heard = true
         this.#sync(connection, remote)
+        this.#dropSettled()
         return
       }
       case MESSAGE_MOVE: {

@@ -129,6 +129,23 @@ describe('epochs', () => {
     }
   })
 
+  it('the previous epoch is held while a neighbour may still write to it, and dropped once every neighbour moved', async () => {
+    const { hub, peers } = await roomOf(['a', 'b', 'c'], { manual: true })
+    const [a, b, c] = peers as [Peer, Peer, Peer]
+    await a.store.set('k', 1)
+    await drain(hub)
+    a.epochs.move()
+    // a has moved; b and c have not heard of it yet: they may still write to epoch 0.
+    expect(a.epochs.held).toHaveLength(2)
+    await c.store.set('k', 2)
+    await drain(hub)
+    await settled(a, b, c)
+    for (const p of [a, b, c]) {
+      expect(p.epochs.held).toEqual([a.epochs.epoch])
+      expect(p.store.get('k')).toBe(2)
+    }
+  })
+
   it('two peers that move at once from different snapshots end in one epoch, with both snapshots\' writes', async () => {
     const { hub, peers: [a, b] } = await roomOf(['a', 'b'], { manual: true }) as { hub: MemoryHub, peers: [Peer, Peer] }
     await a.store.set('from-a', 1)

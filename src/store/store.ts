@@ -224,7 +224,8 @@ export class SessionStore {
     this.#map = map
     this.#origin = Object.freeze({ source: 'local' as const, store: this })
     this.#onError = onError
-    this.#writer = writer ?? (() => ({ id: String(map.doc?.clientID ?? 0), metadata: null }))
+    // Through this.#map, not `map`: a closure over the constructor's map would hold the first epoch's document for good.
+    this.#writer = writer ?? (() => ({ id: String(this.#map.doc?.clientID ?? 0), metadata: null }))
     this.#now = now
     this.#authority = authority ?? null
     this.#locks = locks ?? null
