@@ -16,8 +16,8 @@ import * as decoding from 'lib0/decoding'
 import { ObservableV2 } from 'lib0/observable'
 import { decodeEnvelope } from './store/envelope.js'
 import {
-  applyCarries, ascending, compareEpochs, coverLines, coverOf, FIRST_EPOCH, inherited, itemOf, MAX_COVER, sameEpoch, see, seedId, seedUpdate, toCarry,
-  type Cover, type EpochId, type Move
+  applyCarries, ascending, compareEpochs, coverLines, coverOf, FIRST_EPOCH, inherited, itemOf, laterThan, MAX_COVER, sameEpoch, see, seedId, seedUpdate, toCarry, writeOf,
+  type Cover, type EpochId, type Latest, type Move
 } from './store/epochs.js'
 import type { Limits } from './store/limits.js'
 import type { EpochControls } from './store/store.js'
@@ -29,13 +29,12 @@ import type { Replication } from './transport/replication.js'
 import { MESSAGE_RATE } from './transport/admission.js'
 import { createTokenBucket, type TokenBucket } from './transport/budgets.js'
 
-/** The default history (clock units beyond the live keys) after which a peer moves. */
 /**
- * Off by default (0: this peer never starts a move; it still follows the moves of others) until
- * concurrent carries have one place (src/PROTOCOL.md, "The race left open"): a room that opts in
- * trades that rare race, and concurrent bare deletes, for a bounded history.
+ * The default history (clock units beyond the live keys) after which a peer moves: about 2.5 MiB
+ * of heap per peer at its peak (bench/history-room.ts). 0 would never start a move (a peer still
+ * follows the moves of others).
  */
-export const DEFAULT_COMPACT_AFTER = 0
+export const DEFAULT_COMPACT_AFTER = 10_000
 /** A peer that is not the smallest id among its neighbours moves only past this many times `compactAfter`. */
 const FALLBACK_FACTOR = 1.5
 /** Moves a connection may send: a burst, then one per MOVE_REFILL ms; more are dropped unread. */
@@ -125,6 +124,8 @@ export class Epochs extends ObservableV2<EpochsEvents> {
   #store: EpochControls | null = null
   /** Every entry this peer has seen in any epoch's map, by key and writer (a move's cover). */
   readonly #seen: Cover = new Map()
+  /** Open rooms: per key, the latest write (or delete) this peer has seen in any held epoch (#enforce). */
+  readonly #latest = new Map<string, Latest>()
   #bridge: Bridge
   #moveScheduled = false
   #destroyed = false
@@ -229,22 +230,80 @@ export class Epochs extends ObservableV2<EpochsEvents> {
       if (this.#held[0] === held) this.#checkHistory(held)
     })
     const map = doc.getMap<unknown>(this.#options.root)
-    for (const [key, text] of map.entries()) see(this.#seen, key, text)
+    for (const [key, text] of map.entries()) {
+      see(this.#seen, key, text)
+      this.#note(key, text)
+    }
     for (const [line, at] of held.cover) if ((this.#seen.get(line) ?? -1) < at) this.#seen.set(line, at)
     map.observe((event) => {
       if (!this.#held.includes(held)) return
-      for (const key of event.keysChanged) see(this.#seen, key, map.get(key))
+      for (const key of event.keysChanged) {
+        const text = map.get(key)
+        see(this.#seen, key, text)
+        if (map.has(key)) this.#note(key, text)
+        else this.#noteDelete(key, event.changes.keys.get(key)?.oldValue)
+      }
       if (this.#held[0] !== held) {
         this.#carry(held, event.keysChanged)
+        this.#enforce(event.keysChanged)
         return
       }
+      if (this.#options.protected) return
+      this.#enforce(event.keysChanged)
       // The current epoch took a seed's or carry's entry for a key (concurrent carries resolved):
       // what an older epoch holds later than it is carried after it.
-      if (this.#options.protected || event.transaction.origin === MOVE_ORIGIN) return
+      if (event.transaction.origin === MOVE_ORIGIN) return
       const keys = Array.from(event.keysChanged).filter((key) => inherited(map, key))
       if (keys.length > 0) for (const older of this.#held.slice(1)) this.#carry(older, keys)
     })
     return held
+  }
+
+  /** Open rooms: `text`, seen under `key` in a held epoch, is the key's latest if it is later than what was. */
+  #note (key: string, text: unknown): void {
+    if (this.#options.protected || typeof text !== 'string') return
+    const write = writeOf(text)
+    if (write === null) return
+    const seen = this.#latest.get(key)
+    const candidate = { at: write.at, text }
+    if (seen === undefined || laterThan(candidate, seen)) this.#latest.set(key, candidate)
+  }
+
+  /** Open rooms: `key` was deleted in a held epoch; when what it held was the key's latest, the delete is. */
+  #noteDelete (key: string, old: unknown): void {
+    if (this.#options.protected || typeof old !== 'string') return
+    const write = writeOf(old)
+    if (write !== null && this.#latest.get(key)?.text === old) this.#latest.set(key, { at: write.at, text: null })
+  }
+
+  /**
+   * Open rooms: where the current epoch's map holds under a key a seed's or carry's entry earlier
+   * than the latest write (or delete) this peer has seen under it, puts the latest back: carried
+   * after that entry (a struct every peer in the same place makes alike), or the key deleted. So a
+   * copy of an old write, carried by a peer that had not seen what overwrote it, never undoes a
+   * write made after it (a write's `at` is above what it replaced: store.ts #clockFor); nor does
+   * it bring back a key that was deleted after it. An original write of the epoch stands.
+   */
+  #enforce (keys: Iterable<string>): void {
+    if (this.#options.protected) return
+    const current = this.#current
+    const root = this.#options.root
+    const map = current.doc.getMap<unknown>(root)
+    const carries: Array<[string, string, ReturnType<typeof itemOf> & object]> = []
+    const deletes: string[] = []
+    for (const key of keys) {
+      const latest = this.#latest.get(key)
+      if (latest === undefined || !inherited(map, key)) continue
+      const text = map.get(key)
+      const write = writeOf(text)
+      if (write !== null && !laterThan(latest, { at: write.at, text: text as string })) continue
+      const item = itemOf(map, key)
+      if (item === undefined) continue
+      if (latest.text === null) deletes.push(key)
+      else carries.push([key, latest.text, item])
+    }
+    if (carries.length > 0) applyCarries(current.doc, root, current.move.epoch, carries, MOVE_ORIGIN)
+    if (deletes.length > 0) current.doc.transact(() => { for (const key of deletes) map.delete(key) }, MOVE_ORIGIN)
   }
 
   #start (held: Held): void {
@@ -314,6 +373,7 @@ export class Epochs extends ObservableV2<EpochsEvents> {
     this.#start(held)
     this.#store?.rebind(doc.getMap(this.#options.root))
     if (protectedRoom) for (const previous of old) this.#carry(previous)
+    else this.#enforce(Array.from(this.#latest.keys()))
     for (const dropped of old) if (!kept.includes(dropped)) this.#release(dropped)
     const announcement = encodeEpochs(this.#announced())
     for (const [connection, remote] of this.#remotes) {

@@ -36,8 +36,8 @@ export interface JoinOptions {
   auth?: AuthOptions | undefined
   /**
    * Bounded history (README "Long sessions"): the overwrites of the current epoch after which this
-   * peer moves the room to a fresh document holding the live entries, say 10000. Default 0: never
-   * moves (the peer still follows the moves of others); see the README for what opting in costs.
+   * peer moves the room to a fresh document holding the live entries. Default 10000; 0: this peer
+   * never starts a move (it still follows the moves of others).
    */
   compactAfter?: number | undefined
 }

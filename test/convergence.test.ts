@@ -7,7 +7,9 @@
  * diffs per turn, the relay rule, messages lost when a connection closes, V2 resync, state checks,
  * and moves to new epochs at random points, by random peers, around the disconnects). Through the
  * data plane, no write is lost: each key's last write is what it ends holding, unless a writer
- * overwrote it having seen it or a concurrent write was ordered after it.
+ * overwrote it having seen it or a concurrent write was ordered after it; and no write comes back
+ * that a writer overwrote or deleted having seen it (a carried copy of it: src/PROTOCOL.md, "The
+ * latest rule").
  * A failure prints its seed; replay it with CONVERGENCE_SEED=<seed>.
  */
 import { describe, expect, it } from 'vitest'
@@ -128,12 +130,14 @@ const runWireSeed = async (seed: number): Promise<void> => {
   }
   /**
    * Per key: the texts of acknowledged writes; the texts some writer had in its map and overwrote
-   * with a write (a delete concurrent with a move is not carried across it: src/PROTOCOL.md); and
+   * with a write; and
    * the texts any replica's map (of any epoch) replaced, by a later write or delete or a concurrent
    * one that Yjs ordered after them.
    */
   const written = new Map<string, Set<string>>()
   const overwritten = new Map<string, Set<string>>()
+  /** Per key: the texts a writer had in its map and deleted. */
+  const deleted = new Map<string, Set<string>>()
   const replaced = new Map<string, Set<string>>()
   const watch = (map: Y.Map<unknown>): void => {
     map.observe((event) => {
@@ -170,8 +174,10 @@ const runWireSeed = async (seed: number): Promise<void> => {
       }
     } else if (roll < 50) {
       const key = prng.oneOf(gen, KEYS)
+      const before = seen(replica, key)
       last.set(key, now())
       await replica.store.delete(key)
+      record(deleted, key, before)
     } else if (roll < 52) {
       // A move at a random point, by a random peer: concurrent moves, from partitions too.
       replica.epochs.move()
@@ -235,6 +241,9 @@ const runWireSeed = async (seed: number): Promise<void> => {
     const valid = typeof decodeEnvelope(key, text, limits) !== 'string'
     if (valid) expect(written.get(key)?.has(text as string), `'${key}' holds a text no one wrote`).toBe(true)
     if (raw.has(key)) continue
+    // Nor does a write come back that a writer overwrote, or deleted, having seen it (a carry's copy of it).
+    if (valid) expect(overwritten.get(key)?.has(text as string) === true, `'${key}' holds a write that was overwritten by a writer that saw it`).toBe(false)
+    if (valid) expect(deleted.get(key)?.has(text as string) === true, `'${key}' holds a write that was deleted by a writer that saw it`).toBe(false)
     const latest = [...(written.get(key) ?? [])].find((t) => (decodeEnvelope(key, t, limits) as { at: number }).at >= (last.get(key) ?? 0))
     if (latest !== undefined && latest !== text) {
       expect(overwritten.get(key)?.has(latest) === true || replaced.get(key)?.has(latest) === true, `'${key}' lost its last write`).toBe(true)

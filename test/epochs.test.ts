@@ -12,7 +12,7 @@ import { createRoomToken, generateIssuerKeys } from '../src/auth.js'
 import { Epochs } from '../src/epochs.js'
 import { joinRoom, type Session } from '../src/session.js'
 import { decodeEnvelope, encodeEnvelope } from '../src/store/envelope.js'
-import { carryId, compareEpochs, DERIVED_CLIENTS, FIRST_EPOCH, historyOf, seedId, type EpochId } from '../src/store/epochs.js'
+import { applyCarries, carryId, compareEpochs, DERIVED_CLIENTS, FIRST_EPOCH, historyOf, itemOf, seedId, type EpochId } from '../src/store/epochs.js'
 import { DEFAULT_LIMITS } from '../src/store/limits.js'
 import { SessionStore, type LockRules } from '../src/store/store.js'
 import { checkHello, HANDSHAKE_VERSION } from '../src/transport/authenticated-link.js'
@@ -213,6 +213,30 @@ describe('epochs', () => {
     await drain(hub)
     await settled(a, b, c)
     for (const p of [a, b, c]) expect(p.store.get('title')).toBe('final, edited')
+  })
+
+  it('a late copy of a carried write does not undo the write made after it; a delete concurrent with a move is not undone', async () => {
+    const { hub, peers: [a, b] } = await roomOf(['a', 'b'], { manual: true }) as { hub: MemoryHub, peers: [Peer, Peer] }
+    await a.store.set('title', 'draft')
+    await a.store.set('gone', 'soon')
+    await drain(hub)
+    // b writes and deletes in epoch 0 while a moves without having seen either.
+    await b.store.set('title', 'final')
+    await b.store.delete('gone')
+    a.epochs.move()
+    await drain(hub)
+    await settled(a, b)
+    for (const p of [a, b]) expect(p.store.toJSON()).toEqual({ title: 'final' })
+    const carried = a.epochs.doc.getMap(ROOT).get('title') as string
+    await a.store.set('title', 'final, edited')
+    await drain(hub)
+    // A copy of the carried write placed after the edit, as a peer that had not seen the edit would
+    // place its carry after what it held: Yjs makes it the map's entry; the peers that saw the edit put it back.
+    const map = b.epochs.doc.getMap<unknown>(ROOT)
+    applyCarries(b.epochs.doc, ROOT, b.epochs.epoch, [['title', carried, itemOf(map, 'title') ?? null]], 'late')
+    await drain(hub)
+    await settled(a, b)
+    for (const p of [a, b]) expect(p.store.get('title')).toBe('final, edited')
   })
 
   it('a peer that slept through several moves catches up: its offline writes carried, what others overwrote meanwhile not undone', async () => {

@@ -499,6 +499,29 @@ describe('who wrote what', () => {
     expect(map.get('pinned')).toBe('{"by":"ada","at":1700000000005,"since":1700000000000,"m":{"name":"Ada"},"v":"v2"}')
   })
 
+  it('a write is later by its clock than what it replaced, even from a peer whose clock is behind (within ten minutes)', async () => {
+    const ahead = new Y.Doc()
+    const behind = new Y.Doc()
+    const a = new SessionStore(ahead.getMap('session-store'), { now: () => 1_700_000_060_000 })
+    const b = new SessionStore(behind.getMap('session-store'), { now: () => 1_700_000_000_000 })
+    const sync = (from: Y.Doc, to: Y.Doc): void => { Y.applyUpdate(to, Y.encodeStateAsUpdate(from, Y.encodeStateVector(to))) }
+    await a.set('k', 'from the future')
+    sync(ahead, behind)
+    await b.set('k', 'after it')
+    expect(b.entry('k')?.updatedAt).toBe(1_700_000_060_001)
+    await b.delete('k')
+    await b.set('k', 'after the delete')
+    expect(b.entry('k')?.updatedAt).toBe(1_700_000_060_002)
+    // A claim further ahead than that is not followed.
+    const far = new Y.Doc()
+    const late = new Y.Doc()
+    await new SessionStore(far.getMap('session-store'), { now: () => 1_700_000_000_000 + 11 * 60_000 }).set('k', 'eleven minutes ahead')
+    sync(far, late)
+    const d = new SessionStore(late.getMap('session-store'), { now: () => 1_700_000_000_000 })
+    await d.set('k', 'mine')
+    expect(d.entry('k')?.updatedAt).toBe(1_700_000_000_000)
+  })
+
   it('observers receive the entry as a third argument: undefined when absent, the writer\'s record otherwise', () => {
     let t = 100
     const mesh = new Mesh(2, { now: () => ++t })

@@ -205,6 +205,22 @@ export const coverLines = (cover: Cover): CoverEntry[] => {
   return lines.sort((a, b) => b.at - a.at || (a.key < b.key ? -1 : a.key > b.key ? 1 : a.writer < b.writer ? -1 : 1)).slice(0, MAX_COVER)
 }
 
+/**
+ * The latest write a peer has seen under a key, in any epoch it held: its clock and text, or a
+ * delete of it (text null) with the clock of the entry it deleted.
+ */
+export interface Latest {
+  readonly at: number
+  readonly text: string | null
+}
+
+/** Whether `a` is later than `b`: by `at`, then a delete before an entry of the same clock, then text. */
+export const laterThan = (a: Latest, b: Latest): boolean => {
+  if (a.at !== b.at) return a.at > b.at
+  if ((a.text === null) !== (b.text === null)) return a.text === null
+  return a.text !== null && b.text !== null && a.text > b.text
+}
+
 /** A carry: a text to write under a key after an item (or first). */
 export type Carry = readonly [key: string, text: string, origin: ItemId | null]
 

@@ -161,6 +161,8 @@ type Verified = Entry & { readonly user: string }
 
 /** At most this many INVALID_REMOTE_ENTRY reports per transaction; the rest are counted in one more. */
 const MAX_REPORTS = 10
+/** How far ahead of this peer's clock a seen entry's `at` may be for a write to follow it (ms). */
+const MAX_CLOCK_LEAD = 10 * 60_000
 /** At most this many reports of entries refused by their seal, per second. */
 const MAX_SEAL_REPORTS = 10
 
@@ -218,6 +220,8 @@ export class SessionStore {
   /** The highest lock fencing token seen per key: writes under an older one do not count. */
   readonly #fences = new Map<string, number>()
   readonly #inherited: (client: number, key: string, text: unknown) => boolean
+  /** Per key: the highest `at` of a visible entry that left the map (deleted or overwritten). */
+  readonly #gone = new Map<string, number>()
 
   constructor (map: Y.Map<unknown>, { limits, onError = () => {}, writer, now = Date.now, authority, restoreDelay = 200, locks, peerOf, inherited = () => false, epochs }: StoreOptions = {}) {
     this.limits = resolveLimits(limits)
@@ -539,7 +543,7 @@ export class SessionStore {
     if (deleted && old === undefined) return undefined
     const { valueText, bytes } = deleted ? { valueText: 'null', bytes: 0 } : this.#measure(key, value, old)
     const { id, metadata, metadataText } = this.#whoAmI()
-    const at = this.#clock()
+    const at = this.#clockFor(key, old)
     // An overwrite keeps the key's rank: the rule never moves a key behind others for being updated.
     const since = old?.since ?? at
     const text = encodeEnvelope(id, at, since, metadataText, valueText, { lock, deleted })
@@ -613,6 +617,19 @@ export class SessionStore {
     return await result
   }
 
+  /**
+   * The clock of a write of `key` that replaces `old`: this peer's clock, or one above the highest
+   * `at` of what the key held that this store has seen, if that is later (a clock behind another
+   * peer's), so that a write made after seeing another is later by `at` too (epochs.ts orders
+   * carries by it). An `at` more than MAX_CLOCK_LEAD ahead of this peer's clock is not followed: a
+   * claim from far in the future must not drag every later write there.
+   */
+  #clockFor (key: string, old: Entry | undefined): number {
+    const now = this.#clock()
+    const seen = Math.max(old?.at ?? -1, this.#gone.get(key) ?? -1)
+    return seen >= now && seen < now + MAX_CLOCK_LEAD ? seen + 1 : now
+  }
+
   /** The clock for a write, validated. */
   #clock (): number {
     const at = Math.floor(this.#now())
@@ -662,6 +679,11 @@ export class SessionStore {
 
   #onMapEvent = (event: Y.YMapEvent<unknown>): void => {
     const remote = event.transaction.origin !== this.#origin
+    // What readers saw under each changed key is leaving: its clock bounds the key's next write (#clockFor).
+    for (const key of event.keysChanged) {
+      const at = this.#visibility.visible.get(key)?.at
+      if (at !== undefined && at > (this.#gone.get(key) ?? -1)) this.#gone.set(key, at)
+    }
     if (this.#judges) {
       for (const key of event.keysChanged) this.#consider(key, remote)
       return
