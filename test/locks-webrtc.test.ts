@@ -51,14 +51,24 @@ describe('locks over WebRTC', () => {
     await expect(other?.call('set', { key: 'spotlight', value: 'other' })).rejects.toMatchObject({ code: 'LOCKED' })
     const held = await holder?.call<string>('rawGet', { key: 'spotlight' })
     expect(held).toContain(`"lk":${String(lock?.fencingToken)}`)
-    // A modified client copies the holder's entry with another value, fencing token included.
+    expect(held).toMatch(/"lg":"[\w-]+\.[\w-]+\.[\w-]+",/)
+    // A modified client copies the holder's entry with another value, fencing token and grant
+    // included; then claims a lease it was not given (the next token), with the holder's grant or none.
     await waitFor(async () => (await mallory?.call('lockHolder', { key: 'spotlight' })) !== null)
-    await mallory?.call('rawSet', { key: 'spotlight', raw: held?.replace('"held"', '"mallory"') })
-    await waitFor(async () => {
-      const raws = await Promise.all([holder, other].map(async (p) => await p?.call<string>('rawGet', { key: 'spotlight' })))
-      return raws.every((raw) => raw === held)
-    }, { timeout: 4000, what: 'the holder\'s entry restored' })
-    expect(await other?.call('get', { key: 'spotlight' })).toBe('held')
+    const token = String(lock?.fencingToken)
+    const next = String((lock?.fencingToken ?? 0) + 1)
+    for (const raw of [
+      held?.replace('"held"', '"mallory"'),
+      held?.replace('"held"', '"mallory"').replace(`"lk":${token},`, `"lk":${next},`),
+      held?.replace('"held"', '"mallory"').replace(`"lk":${token},`, `"lk":${next},`).replace(/"lg":"[^"]*",/, '')
+    ]) {
+      await mallory?.call('rawSet', { key: 'spotlight', raw })
+      await waitFor(async () => {
+        const raws = await Promise.all([holder, other].map(async (p) => await p?.call<string>('rawGet', { key: 'spotlight' })))
+        return raws.every((raw) => raw === held)
+      }, { timeout: 4000, what: 'the holder\'s entry restored' })
+      expect(await other?.call('get', { key: 'spotlight' })).toBe('held')
+    }
 
     const killedAt = Date.now()
     await holder?.kill('SIGKILL')
