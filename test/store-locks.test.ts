@@ -7,8 +7,10 @@
 import { describe, expect, it } from 'vitest'
 import * as Y from 'yjs'
 import { ErrorCodes } from '../src/errors.js'
+import { joinRoom } from '../src/session.js'
 import { encodeEnvelope } from '../src/store/envelope.js'
 import { SessionStore, type LockRules } from '../src/store/store.js'
+import { MemoryHub } from '../src/transport/memory-link.js'
 import { waitFor } from './helpers/wait.js'
 
 const MAP = 'session-store'
@@ -208,6 +210,43 @@ describe('a lease a peer was not told of', () => {
 })
 
 describe('a lock handoff', () => {
+  it('update reads the previous holder\'s last write once it is judged, also while its grant is being checked', async () => {
+    const locks = new SignedLocks()
+    const slow = (rules: LockRules): LockRules => ({
+      ...rules,
+      grantHolder: async (key, fencingToken, grant) => {
+        await new Promise((resolve) => setTimeout(resolve, 50)) // a slow check (WebCrypto under load)
+        return await rules.grantHolder?.(key, fencingToken, grant)
+      }
+    })
+    const aDoc = new Y.Doc()
+    const cDoc = new Y.Doc()
+    locks.clients.set('a', aDoc.clientID)
+    locks.clients.set('c', cDoc.clientID)
+    let told = false
+    const aStore = new SessionStore(aDoc.getMap(MAP), { locks: locks.rulesFor('a'), restoreDelay: 20 })
+    const cRules = slow(locks.rulesFor('c', () => told))
+    const service = {
+      ...cRules,
+      acquire: async (key: string) => {
+        told = true
+        const lock = { key, holder: 'c', fencingToken: 8, expiresAt: Date.now() + 10_000, held: true, release: async () => { locks.table.delete(key) } }
+        locks.give(key, 'c', 8)
+        return lock
+      },
+      revoke: async () => {},
+      caughtUp: async () => {},
+      expiresAt: () => null
+    }
+    const cStore = new SessionStore(cDoc.getMap(MAP), { locks: service, restoreDelay: 20 })
+    locks.give('votes', 'a', 7)
+    await aStore.set('votes', 41)
+    locks.table.delete('votes')
+    // a's last write under lease 7 arrives (c was never told of 7), then c updates under 8.
+    Y.applyUpdate(cDoc, Y.encodeStateAsUpdate(aDoc), 'net')
+    expect(await cStore.update('votes', (n) => Number(n ?? 0) + 1)).toBe(42)
+  })
+
   it('a write of the previous lease that arrives after the next grant still counts, until a write under the next lease is seen', async () => {
     const locks = new Locks()
     const past = new Map<number, string>([[5, 'a'], [6, 'b']])
@@ -230,5 +269,21 @@ describe('a lock handoff', () => {
     aDoc.getMap(MAP).set('votes', encodeEnvelope('a', now, now, 'null', '99', { lock: 5 }))
     Y.applyUpdate(cDoc, Y.encodeStateAsUpdate(aDoc), 'net')
     expect(cStore.get('votes')).toBe(2)
+  })
+})
+
+describe('a room without an arbiter', () => {
+  it('lock, update and revokeLock reject LOCK_UNAVAILABLE; the store itself keeps working', async () => {
+    const hub = new MemoryHub()
+    const ada = joinRoom('no-arbiter', {}, { link: hub.link })
+    const bob = joinRoom('no-arbiter', {}, { link: hub.link })
+    const [adaStore, bobStore] = await Promise.all([ada.sessionStore, bob.sessionStore])
+    await expect(adaStore.lock('votes', { ttl: 10_000 })).rejects.toMatchObject({ code: ErrorCodes.LOCK_UNAVAILABLE })
+    await expect(adaStore.update('votes', (n) => (Number(n ?? 0)) + 1, { wait: 0 })).rejects.toMatchObject({ code: ErrorCodes.LOCK_UNAVAILABLE })
+    await expect(adaStore.revokeLock('votes')).rejects.toMatchObject({ code: ErrorCodes.LOCK_UNAVAILABLE })
+    expect(adaStore.lockHolder('votes')).toBeNull()
+    await adaStore.set('votes', 1)
+    await waitFor(() => bobStore.get('votes') === 1, { what: 'the write without a lock to arrive' })
+    await Promise.all([ada.leave(), bob.leave()])
   })
 })

@@ -436,7 +436,7 @@ export class SessionStore {
 
   /**
    * Read-modify-write under the key's lock: takes it (waiting up to `wait`, default 30 s), waits
-   * for the previous holder's writes, calls `fn` with the current value, writes what it returns
+   * for the previous holder's writes (arrived and judged), calls `fn` with the current value, writes what it returns
    * (undefined deletes), releases. Resolves the final value. Concurrent updates, on one peer or
    * many, run one after another, so none is lost.
    */
@@ -450,6 +450,7 @@ export class SessionStore {
       const lock = await this.lock(key, { ttl, wait })
       try {
         await service.caughtUp(key)
+        await this.#judgedNow(key)
         const next = await fn(this.get(key))
         return next === undefined ? (await this.delete(key), undefined) : await this.set(key, next)
       } finally {
@@ -461,6 +462,15 @@ export class SessionStore {
     this.#updates.set(key, tail)
     void tail.then(() => { if (this.#updates.get(key) === tail) this.#updates.delete(key) })
     return await result
+  }
+
+  /**
+   * Resolves once what the document holds under `key` has been judged: the previous holder's last
+   * write may have arrived (the handoff barrier) with its seal or lock grant still being checked,
+   * and reading before its verdict would read the value before it.
+   */
+  async #judgedNow (key: string): Promise<void> {
+    while (this.#awaiting.has(key) && this.#judging.size > 0 && !this.#closed) await Promise.race(this.#judging)
   }
 
   #lockService (key: string): LockService {
