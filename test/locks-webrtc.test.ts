@@ -1,8 +1,9 @@
 /**
  * Locks over real WebRTC, every peer in its own process, the signaling server as the arbiter:
  * update() loses nothing when many peers call it at once (one instance, and two instances sharing
- * Redis); a holder that is killed loses its lock within its TTL; a non-holder's set rejects
- * LOCKED; a modified client writing to a locked key through the document is ignored.
+ * Redis); a holder that is killed loses its lock within its TTL, one that leaves frees it at once;
+ * a non-holder's set rejects LOCKED; a modified client writing to a locked key through the
+ * document is ignored, also when it claims a lease it was not given.
  */
 import { describe, expect, it, onTestFinished } from 'vitest'
 import { joinPeer, type PeerProcess } from './helpers/peers.js'
@@ -76,6 +77,25 @@ describe('locks over WebRTC', () => {
     expect(Date.now() - killedAt).toBeLessThan(11_000 + 1_000)
     await other?.call('set', { key: 'spotlight', value: 'other now' })
     await mallory?.call('waitForValue', { key: 'spotlight', value: 'other now' })
+  })
+})
+
+describe('a clean leave', () => {
+  it('frees the holder\'s lock at once, and every peer is told through session \'lock\' events', { timeout: 90_000 }, async () => {
+    const server = await startSignaling({ lockGrace: 0 })
+    const room = uniqueRoom('leave')
+    const holder = await joinPeer('holder', room, { signaling: [server.url] })
+    const other = await joinPeer('other', room, { signaling: [server.url] })
+    await settle([holder, other], 2)
+    const lock = await holder.call<{ holder: string }>('lock', { key: 'spotlight', ttl: 60_000 })
+    const told = (released: boolean) => (p: PeerProcess) => p.events.some((e) => e.event === 'lock' && e.key === 'spotlight' && e.released === released && e.holder === (released ? null : lock.holder))
+    await waitFor(() => [holder, other].every(told(false)), { what: 'both peers told of the grant' })
+    const leftAt = Date.now()
+    await holder.call('leave')
+    await waitFor(() => told(true)(other), { timeout: 5_000, what: 'the other told of the release' })
+    await other.call('lock', { key: 'spotlight', ttl: 10_000, wait: 5_000 })
+    // Within seconds, not the 60 s lease.
+    expect(Date.now() - leftAt).toBeLessThan(5_000)
   })
 })
 
