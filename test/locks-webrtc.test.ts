@@ -81,7 +81,7 @@ describe('locks over WebRTC', () => {
 })
 
 describe('a clean leave', () => {
-  it('frees the holder\'s lock at once, and every peer is told through session \'lock\' events', { timeout: 90_000 }, async () => {
+  it('frees the holder\'s lock at once, every peer is told through session \'lock\' events, and a joiner reads what was written under it', { timeout: 90_000 }, async () => {
     const server = await startSignaling({ lockGrace: 0 })
     const room = uniqueRoom('leave')
     const holder = await joinPeer('holder', room, { signaling: [server.url] })
@@ -90,12 +90,19 @@ describe('a clean leave', () => {
     const lock = await holder.call<{ holder: string }>('lock', { key: 'spotlight', ttl: 60_000 })
     const told = (released: boolean) => (p: PeerProcess) => p.events.some((e) => e.event === 'lock' && e.key === 'spotlight' && e.released === released && e.holder === (released ? null : lock.holder))
     await waitFor(() => [holder, other].every(told(false)), { what: 'both peers told of the grant' })
+    await holder.call('set', { key: 'spotlight', value: 'under the lock' })
+    await other.call('waitForValue', { key: 'spotlight', value: 'under the lock' })
     const leftAt = Date.now()
     await holder.call('leave')
     await waitFor(() => told(true)(other), { timeout: 5_000, what: 'the other told of the release' })
     await other.call('lock', { key: 'spotlight', ttl: 10_000, wait: 5_000 })
     // Within seconds, not the 60 s lease.
     expect(Date.now() - leftAt).toBeLessThan(5_000)
+    await other.call('release', { key: 'spotlight' })
+    // A joiner never told of the holder's lease reads what was written under it: its grant checks out.
+    const late = await joinPeer('late', room, { signaling: [server.url] })
+    await late.call('waitForValue', { key: 'spotlight', value: 'under the lock' })
+    expect(late.events.filter((e) => e.event === 'error')).toEqual([])
   })
 })
 

@@ -794,11 +794,11 @@ export class SessionStore {
     const byHolder = (holder: string): string | null => lock === null ? null : this.#writerProblem(key, entry, holder)
     const known = this.#leaseHolder(key, token)
     if (known !== undefined) return byHolder(known)
-    const check = this.#locks?.grantHolder
-    if (check === undefined) return null
+    const locks = this.#locks
+    if (locks?.grantHolder === undefined) return null
     const forged = `'${key}' was written under a lock (fencing token ${token}) that the arbiter did not grant its writer`
     if (entry.grant === undefined) return forged
-    return check(key, token, entry.grant).then((granted) => granted === undefined ? null : granted === null ? forged : byHolder(granted), () => forged)
+    return locks.grantHolder(key, token, entry.grant).then((granted) => granted === undefined ? null : granted === null ? forged : byHolder(granted), () => forged)
   }
 
   /** The holder of lease `fencingToken` of `key`, when this peer knows that lease (told by the arbiter, or its grant checked). */
