@@ -34,6 +34,15 @@ describe('decodeEnvelope', () => {
     }
   })
 
+  it('reads the fencing token and the lock grant of a write under a lock; a grant without a token, or with JSON escapes, is not an envelope', () => {
+    const grant = 'eyJhbGciOiJFZERTQSJ9.eyJ2IjoxfQ.c2ln-_'
+    const entry = decoded(encodeEnvelope('1', 1, 1, 'null', '2', { lock: 1767225600000123, grant }))
+    expect(entry).toMatchObject({ lock: 1767225600000123, grant, value: 2 })
+    expect(decoded(encodeEnvelope('1', 1, 1, 'null', '2', { lock: 5 }))).not.toHaveProperty('grant')
+    expect(typeof decodeEnvelope('k', `{"by":"1","at":1,"since":1,"lg":"${grant}","m":null,"v":1}`, LIMITS)).toBe('string')
+    expect(typeof decodeEnvelope('k', '{"by":"1","at":1,"since":1,"lk":5,"lg":"a\\"b","m":null,"v":1}', LIMITS)).toBe('string')
+  })
+
   it('counts neither the metadata nor the other fields in the limits: a value at maxValueBytes with large metadata is valid', () => {
     const value = JSON.stringify('v'.repeat(62))
     const metadata = JSON.stringify('m'.repeat(62))

@@ -1,8 +1,9 @@
 /**
  * Locks over real WebRTC, every peer in its own process, the signaling server as the arbiter:
  * update() loses nothing when many peers call it at once (one instance, and two instances sharing
- * Redis); a holder that is killed loses its lock within its TTL; a non-holder's set rejects
- * LOCKED; a modified client writing to a locked key through the document is ignored.
+ * Redis); a holder that is killed loses its lock within its TTL, one that leaves frees it at once;
+ * a non-holder's set rejects LOCKED; a modified client writing to a locked key through the
+ * document is ignored, also when it claims a lease it was not given.
  */
 import { describe, expect, it, onTestFinished } from 'vitest'
 import { joinPeer, type PeerProcess } from './helpers/peers.js'
@@ -51,14 +52,24 @@ describe('locks over WebRTC', () => {
     await expect(other?.call('set', { key: 'spotlight', value: 'other' })).rejects.toMatchObject({ code: 'LOCKED' })
     const held = await holder?.call<string>('rawGet', { key: 'spotlight' })
     expect(held).toContain(`"lk":${String(lock?.fencingToken)}`)
-    // A modified client copies the holder's entry with another value, fencing token included.
+    expect(held).toMatch(/"lg":"[\w-]+\.[\w-]+\.[\w-]+",/)
+    // A modified client copies the holder's entry with another value, fencing token and grant
+    // included; then claims a lease it was not given (the next token), with the holder's grant or none.
     await waitFor(async () => (await mallory?.call('lockHolder', { key: 'spotlight' })) !== null)
-    await mallory?.call('rawSet', { key: 'spotlight', raw: held?.replace('"held"', '"mallory"') })
-    await waitFor(async () => {
-      const raws = await Promise.all([holder, other].map(async (p) => await p?.call<string>('rawGet', { key: 'spotlight' })))
-      return raws.every((raw) => raw === held)
-    }, { timeout: 4000, what: 'the holder\'s entry restored' })
-    expect(await other?.call('get', { key: 'spotlight' })).toBe('held')
+    const token = String(lock?.fencingToken)
+    const next = String((lock?.fencingToken ?? 0) + 1)
+    for (const raw of [
+      held?.replace('"held"', '"mallory"'),
+      held?.replace('"held"', '"mallory"').replace(`"lk":${token},`, `"lk":${next},`),
+      held?.replace('"held"', '"mallory"').replace(`"lk":${token},`, `"lk":${next},`).replace(/"lg":"[^"]*",/, '')
+    ]) {
+      await mallory?.call('rawSet', { key: 'spotlight', raw })
+      await waitFor(async () => {
+        const raws = await Promise.all([holder, other].map(async (p) => await p?.call<string>('rawGet', { key: 'spotlight' })))
+        return raws.every((raw) => raw === held)
+      }, { timeout: 4000, what: 'the holder\'s entry restored' })
+      expect(await other?.call('get', { key: 'spotlight' })).toBe('held')
+    }
 
     const killedAt = Date.now()
     await holder?.kill('SIGKILL')
@@ -66,6 +77,32 @@ describe('locks over WebRTC', () => {
     expect(Date.now() - killedAt).toBeLessThan(11_000 + 1_000)
     await other?.call('set', { key: 'spotlight', value: 'other now' })
     await mallory?.call('waitForValue', { key: 'spotlight', value: 'other now' })
+  })
+})
+
+describe('a clean leave', () => {
+  it('frees the holder\'s lock at once, every peer is told through session \'lock\' events, and a joiner reads what was written under it', { timeout: 90_000 }, async () => {
+    const server = await startSignaling({ lockGrace: 0 })
+    const room = uniqueRoom('leave')
+    const holder = await joinPeer('holder', room, { signaling: [server.url] })
+    const other = await joinPeer('other', room, { signaling: [server.url] })
+    await settle([holder, other], 2)
+    const lock = await holder.call<{ holder: string }>('lock', { key: 'spotlight', ttl: 60_000 })
+    const told = (released: boolean) => (p: PeerProcess) => p.events.some((e) => e.event === 'lock' && e.key === 'spotlight' && e.released === released && e.holder === (released ? null : lock.holder))
+    await waitFor(() => [holder, other].every(told(false)), { what: 'both peers told of the grant' })
+    await holder.call('set', { key: 'spotlight', value: 'under the lock' })
+    await other.call('waitForValue', { key: 'spotlight', value: 'under the lock' })
+    const leftAt = Date.now()
+    await holder.call('leave')
+    await waitFor(() => told(true)(other), { timeout: 5_000, what: 'the other told of the release' })
+    await other.call('lock', { key: 'spotlight', ttl: 10_000, wait: 5_000 })
+    // Within seconds, not the 60 s lease.
+    expect(Date.now() - leftAt).toBeLessThan(5_000)
+    await other.call('release', { key: 'spotlight' })
+    // A joiner never told of the holder's lease reads what was written under it: its grant checks out.
+    const late = await joinPeer('late', room, { signaling: [server.url] })
+    await late.call('waitForValue', { key: 'spotlight', value: 'under the lock' })
+    expect(late.events.filter((e) => e.event === 'error')).toEqual([])
   })
 })
 

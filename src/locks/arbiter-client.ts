@@ -377,8 +377,19 @@ export class ArbiterClient extends IsolatedObservable<ArbiterClientEvents> {
     return held !== undefined && held.deadline > this.#now()
   }
 
-  /** Checks a grant (as a holder attaches it to its writes, say) with the arbiter's key; null when it is not one. */
-  async verifyGrant (grant: string): Promise<GrantPayload | null> {
+  /** The signed grant of this peer's lock of `key`, while it holds it. */
+  grantOf (key: string): string | undefined {
+    return this.isHeld(key) ? this.#held.get(key)?.grant : undefined
+  }
+
+  /**
+   * Checks a grant (as a holder attaches it to its writes) with the arbiter's key; null when it is
+   * not one of this room. While the key is not known yet (no answer from the arbiter so far), waits
+   * up to `wait` ms for it; null after that.
+   */
+  async verifyGrant (grant: string, { wait = 0 }: { wait?: number } = {}): Promise<GrantPayload | null> {
+    const deadline = this.#now() + wait
+    while (this.serverKey === null && !this.#destroyed && deadline > this.#now()) await this.#waitFor(null, deadline - this.#now())
     const serverKey = this.serverKey
     if (serverKey === null) return null
     const payload = await verifyGrant(grant, serverKey)

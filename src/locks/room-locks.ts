@@ -16,6 +16,10 @@ import { ArbiterClient, type LockChange } from './arbiter-client.js'
 
 /** How long the next holder waits for the previous holder's last writes before it reads anyway. */
 export const HANDOFF_TIMEOUT = 2000
+/** How long a grant carried by an entry waits for the arbiter's key (its first answer) before it counts as unchecked. */
+export const GRANT_CHECK_WAIT = 5000
+/** Grants checked, by their text: a lease's writes carry one grant, checked once. */
+const MAX_CHECKED_GRANTS = 1024
 
 export interface RoomLocksOptions {
   room: string
@@ -44,6 +48,8 @@ export class RoomLocks extends IsolatedObservable<RoomLocksEvents> implements Lo
   readonly #previous = new Map<string, string>()
   /** Holders of recent leases by `key + fencing token`: whose writes a late one of them may be. */
   readonly #past = new Map<string, string>()
+  /** Grants carried by entries, checked or being checked: the holder each names for its (key, token), or null. */
+  readonly #checked = new Map<string, Promise<{ key: string, fencing: number, holder: string } | null | undefined>>()
   #destroyed = false
 
   constructor (options: RoomLocksOptions) {
@@ -63,10 +69,7 @@ export class RoomLocks extends IsolatedObservable<RoomLocksEvents> implements Lo
         token: options.token
       })
       client.on('lock', (change) => {
-        if (change.holder !== null) {
-          this.#past.set(`${change.fencingToken} ${change.key}`, change.holder)
-          if (this.#past.size > 4096) this.#past.delete(this.#past.keys().next().value as string)
-        }
+        if (change.holder !== null) this.#remember(change.key, change.fencingToken, change.holder)
         if (change.holder === null && change.previous !== null) {
           this.#previous.set(change.key, change.previous)
           if (this.#previous.size > 4096) this.#previous.delete(this.#previous.keys().next().value as string)
@@ -90,8 +93,46 @@ export class RoomLocks extends IsolatedObservable<RoomLocksEvents> implements Lo
     return this.#client?.holder(key)?.expiresAt ?? null
   }
 
+  /** That `holder` was given lease `fencingToken` of `key` (the arbiter said so, or signed it). */
+  #remember (key: string, fencingToken: number, holder: string): void {
+    this.#past.set(`${fencingToken} ${key}`, holder)
+    if (this.#past.size > 4096) this.#past.delete(this.#past.keys().next().value as string)
+  }
+
   pastHolder (key: string, fencingToken: number): string | undefined {
     return this.#past.get(`${fencingToken} ${key}`)
+  }
+
+  grant (key: string, fencingToken: number): string | undefined {
+    const held = this.#client?.holder(key)
+    return held?.fencingToken === fencingToken ? this.#client?.grantOf(key) : undefined
+  }
+
+  /**
+   * The holder a grant carried by an entry names, when it is the arbiter's signed grant of lease
+   * `fencingToken` of `key` in this room; null when it is not; undefined when this peer has no
+   * arbiter's key to check it with (none within GRANT_CHECK_WAIT: a joiner checks the room's
+   * entries before its arbiter has answered, or the room has no arbiter).
+   */
+  async grantHolder (key: string, fencingToken: number, grant: string): Promise<string | null | undefined> {
+    let checked = this.#checked.get(grant)
+    if (checked === undefined) {
+      checked = this.#ready.then(async (client) => {
+        if (client === null) return undefined
+        const payload = await client.verifyGrant(grant, { wait: GRANT_CHECK_WAIT })
+        if (client.serverKey === null) return undefined
+        if (payload !== null) this.#remember(payload.key, payload.fencing, payload.holder)
+        return payload === null ? null : { key: payload.key, fencing: payload.fencing, holder: payload.holder }
+      })
+      // A grant that could not be checked for want of a key is checked again next time.
+      const entry = checked
+      entry.then((payload) => { if (payload === undefined) this.#checked.delete(grant) }, () => this.#checked.delete(grant))
+      if (this.#checked.size >= MAX_CHECKED_GRANTS) this.#checked.delete(this.#checked.keys().next().value as string)
+      this.#checked.set(grant, entry)
+    }
+    const payload = await checked
+    if (payload === undefined) return undefined
+    return payload !== null && payload.key === key && payload.fencing === fencingToken ? payload.holder : null
   }
 
   self (): string | null {

@@ -17,6 +17,12 @@
  * delete, the signer, the token that grants it the key, and its signature over the room, the key
  * and the envelope without the `sig` field (trust/signed-entry.ts). Every peer reads sealed
  * entries; only protected peers check the seal, and a tombstone reads as an absent key.
+ *
+ * A write made under the key's lock (store.lock) carries, right after `since`,
+ *
+ *     "lk":<fencing token>,"lg":"<the arbiter's signed grant of that lease>",
+ *
+ * so that a peer that was not told of the lease can check that the writer was given it.
  */
 
 import { decodeValue, type Json } from './json.js'
@@ -46,6 +52,8 @@ export interface Entry {
   readonly seal?: Seal | undefined
   /** The fencing token of the lock its writer held on the key when it wrote (store.lock). */
   readonly lock?: number | undefined
+  /** The arbiter's signed grant of that lock (a compact JWS: locks/wire.ts `verifyGrant`). */
+  readonly grant?: string | undefined
   /** A tombstone: the key was deleted (written so under a lock, or in a protected room). */
   readonly deleted?: boolean | undefined
 }
@@ -68,14 +76,16 @@ export interface Seal {
 
 /** The most characters of a room token in a sealed entry. */
 export const MAX_TOKEN_CHARS = 4096
-/** The most characters of an entry's seal fields besides the token (version, signer, signature). */
-const MAX_SEAL_FIXED = '"lk":,"ver":,"del":true,"pk":"","tok":"","sig":"",'.length + 16 + 16 + 180 + 200
+/** The most characters of a lock grant in an entry (locks/wire.ts MAX_REQUEST_JWS_LENGTH). */
+export const MAX_GRANT_CHARS = 4096
+/** The most characters of an entry's lock and seal fields besides the token (token, grant, version, signer, signature). */
+const MAX_SEAL_FIXED = '"lk":,"lg":"","ver":,"del":true,"pk":"","tok":"","sig":"",'.length + 16 + MAX_GRANT_CHARS + 16 + 180 + 200
 
 /** A writer id: 1 to 128 printable ASCII characters, no quote or backslash (JSON needs no escape). */
 export const WRITER_ID = /^[!#-[\]-~]{1,128}$/
 
 const MS = '(0|[1-9][0-9]{0,15})'
-const PREFIX = new RegExp(`^\\{"by":"([!#-[\\]-~]{1,128})","at":${MS},"since":${MS},(?:"lk":${MS},)?(?:"ver":${MS},("del":true,)?"pk":"([A-Za-z0-9_.-]{43,180})","tok":"([A-Za-z0-9_.-]{1,${MAX_TOKEN_CHARS}})",("sig":"([A-Za-z0-9_-]{1,200})",)|("del":true,))?"m":`)
+const PREFIX = new RegExp(`^\\{"by":"([!#-[\\]-~]{1,128})","at":${MS},"since":${MS},(?:"lk":${MS},(?:"lg":"([A-Za-z0-9_.-]{1,${MAX_GRANT_CHARS}})",)?)?(?:"ver":${MS},("del":true,)?"pk":"([A-Za-z0-9_.-]{43,180})","tok":"([A-Za-z0-9_.-]{1,${MAX_TOKEN_CHARS}})",("sig":"([A-Za-z0-9_-]{1,200})",)|("del":true,))?"m":`)
 const VALUE_FIELD = ',"v":'
 /** The most UTF-16 code units an envelope has besides its metadata and value texts. */
 const MAX_FIXED = '{"by":"","at":,"since":,"m":,"v":}'.length + 128 + 16 + 16 + MAX_SEAL_FIXED + MAX_TOKEN_CHARS
@@ -84,8 +94,8 @@ const MAX_FIXED = '{"by":"","at":,"since":,"m":,"v":}'.length + 128 + 16 + 16 + 
 export const isClock = (n: unknown): n is number => Number.isSafeInteger(n) && (n as number) >= 0
 
 /** The envelope's text. `metadataText` and `valueText` are JSON texts the caller has validated. */
-export const encodeEnvelope = (by: string, at: number, since: number, metadataText: string, valueText: string, { lock, deleted = false }: { lock?: number | undefined, deleted?: boolean } = {}): string =>
-  `{"by":"${by}","at":${at},"since":${since},${lockHead(lock)}${deleted ? '"del":true,' : ''}"m":${metadataText}${VALUE_FIELD}${valueText}}`
+export const encodeEnvelope = (by: string, at: number, since: number, metadataText: string, valueText: string, { lock, grant, deleted = false }: { lock?: number | undefined, grant?: string | undefined, deleted?: boolean } = {}): string =>
+  `{"by":"${by}","at":${at},"since":${since},${lockHead(lock, grant)}${deleted ? '"del":true,' : ''}"m":${metadataText}${VALUE_FIELD}${valueText}}`
 
 /** What a sealed entry's signer supplies besides the envelope's own fields. */
 export interface SealFields {
@@ -96,10 +106,12 @@ export interface SealFields {
 }
 
 /** A sealed envelope without its signature: the text to sign (with room and key). */
-export const encodeUnsignedEnvelope = (by: string, at: number, since: number, seal: SealFields, metadataText: string, valueText: string, lock?: number): string =>
-  `{"by":"${by}","at":${at},"since":${since},${lockHead(lock)}${sealHead(seal)}"m":${metadataText}${VALUE_FIELD}${valueText}}`
+export const encodeUnsignedEnvelope = (by: string, at: number, since: number, seal: SealFields, metadataText: string, valueText: string, lock?: number, grant?: string): string =>
+  `{"by":"${by}","at":${at},"since":${since},${lockHead(lock, grant)}${sealHead(seal)}"m":${metadataText}${VALUE_FIELD}${valueText}}`
 
-const lockHead = (lock: number | undefined): string => lock === undefined ? '' : `"lk":${lock},`
+/** `grant` is a compact JWS (base64url and dots: nothing JSON escapes), written only with `lock`. */
+const lockHead = (lock: number | undefined, grant: string | undefined): string =>
+  lock === undefined ? '' : grant === undefined ? `"lk":${lock},` : `"lk":${lock},"lg":"${grant}",`
 
 /** The sealed envelope: `unsigned` (from encodeUnsignedEnvelope) with the signature inserted before `m`. */
 export const insertSignature = (unsigned: string, signature: string): string => {
@@ -156,22 +168,23 @@ export const decodeEnvelope = (key: string, raw: unknown, limits: Limits): Entry
   if (!isClock(at) || !isClock(since)) return 'a clock of the entry is not a safe integer'
   const lock = prefix[4] === undefined ? undefined : Number(prefix[4])
   if (lock !== undefined && !isClock(lock)) return 'the lock fencing token of the entry is not a safe integer'
+  const grant = prefix[5]
   let seal: Seal | undefined
-  if (prefix[5] !== undefined) {
-    const ver = Number(prefix[5])
+  if (prefix[6] !== undefined) {
+    const ver = Number(prefix[6])
     if (!isClock(ver)) return 'the version of the entry is not a safe integer'
-    const signatureField = prefix[9] as string
+    const signatureField = prefix[10] as string
     const end = prefix[0].length - '"m":'.length
     seal = {
       ver,
-      deleted: prefix[6] !== undefined,
-      signer: prefix[7] as string,
-      token: prefix[8] as string,
-      signature: prefix[10] as string,
+      deleted: prefix[7] !== undefined,
+      signer: prefix[8] as string,
+      token: prefix[9] as string,
+      signature: prefix[11] as string,
       unsigned: raw.slice(0, end - signatureField.length) + raw.slice(end)
     }
   }
-  const deleted = seal?.deleted === true || prefix[11] !== undefined
+  const deleted = seal?.deleted === true || prefix[12] !== undefined
   const metadataStart = prefix[0].length
   const metadataEnd = valueEnd(raw, metadataStart)
   if (metadataEnd < 0 || !raw.startsWith(VALUE_FIELD, metadataEnd) || raw.charCodeAt(raw.length - 1) !== 0x7d) {
@@ -189,5 +202,5 @@ export const decodeEnvelope = (key: string, raw: unknown, limits: Limits): Entry
   if (value === undefined) return 'the value is not valid JSON'
   const entry: Entry = { key, text: raw, bytes: keyBytes + valueBytes, value, by: prefix[1] as string, metadata, at, since, seal }
   if (lock === undefined && !deleted) return entry
-  return { ...entry, ...(lock === undefined ? {} : { lock }), ...(deleted ? { deleted } : {}) }
+  return { ...entry, ...(lock === undefined ? {} : { lock }), ...(grant === undefined ? {} : { grant }), ...(deleted ? { deleted } : {}) }
 }

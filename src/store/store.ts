@@ -154,10 +154,23 @@ export interface LockRules {
   clientOf: (peerId: string) => number | undefined
   /** Who held `key`'s lock with fencing token `fencingToken`, if this peer saw that lease. */
   pastHolder?: (key: string, fencingToken: number) => string | undefined
+  /** The arbiter's signed grant of this peer's lease of `key` under `fencingToken`, carried by its writes. */
+  grant?: (key: string, fencingToken: number) => string | undefined
+  /**
+   * The holder that `grant` (an entry's `lg`) names, once checked with the arbiter's key, for a
+   * lease this peer was not told of: null when it is not the arbiter's grant of that lease of
+   * `key`; undefined when this peer cannot check it (it has no arbiter's key). Once checked, the
+   * lease is one of `pastHolder`'s. Absent: entries under unknown leases count as they are.
+   */
+  grantHolder?: (key: string, fencingToken: number, grant: string) => Promise<string | null | undefined>
 }
 
 /** An entry that counts in a protected room: sealed, verified, with its user. */
 type Verified = Entry & { readonly user: string }
+
+/** An entry's lock fields, present only when written under a lock. */
+const lockFields = (lock: number | undefined, grant: string | undefined): { lock?: number, grant?: string } =>
+  lock === undefined ? {} : grant === undefined ? { lock } : { lock, grant }
 
 /** At most this many INVALID_REMOTE_ENTRY reports per transaction; the rest are counted in one more. */
 const MAX_REPORTS = 10
@@ -428,7 +441,7 @@ export class SessionStore {
 
   /**
    * Read-modify-write under the key's lock: takes it (waiting up to `wait`, default 30 s), waits
-   * for the previous holder's writes, calls `fn` with the current value, writes what it returns
+   * for the previous holder's writes (arrived and judged), calls `fn` with the current value, writes what it returns
    * (undefined deletes), releases. Resolves the final value. Concurrent updates, on one peer or
    * many, run one after another, so none is lost.
    */
@@ -442,6 +455,7 @@ export class SessionStore {
       const lock = await this.lock(key, { ttl, wait })
       try {
         await service.caughtUp(key)
+        await this.#judgedNow(key)
         const next = await fn(this.get(key))
         return next === undefined ? (await this.delete(key), undefined) : await this.set(key, next)
       } finally {
@@ -453,6 +467,15 @@ export class SessionStore {
     this.#updates.set(key, tail)
     void tail.then(() => { if (this.#updates.get(key) === tail) this.#updates.delete(key) })
     return await result
+  }
+
+  /**
+   * Resolves once what the document holds under `key` has been judged: the previous holder's last
+   * write may have arrived (the handoff barrier) with its seal or lock grant still being checked,
+   * and reading before its verdict would read the value before it.
+   */
+  async #judgedNow (key: string): Promise<void> {
+    while (this.#awaiting.has(key) && this.#judging.size > 0 && !this.#closed) await Promise.race(this.#judging)
   }
 
   #lockService (key: string): LockService {
@@ -533,7 +556,7 @@ export class SessionStore {
     this.#assertOpen()
     this.#assertKey(key)
     const old = this.#visibility.visible.get(key)
-    const lock = this.#lockFor(key)
+    const { lock, grant } = this.#lockFor(key)
     if (value === undefined && lock === undefined) {
       if (this.#map.has(key)) this.#transact(() => this.#map.delete(key))
       return undefined
@@ -546,8 +569,8 @@ export class SessionStore {
     const at = this.#clockFor(key, old)
     // An overwrite keeps the key's rank: the rule never moves a key behind others for being updated.
     const since = old?.since ?? at
-    const text = encodeEnvelope(id, at, since, metadataText, valueText, { lock, deleted })
-    const entry: Entry = { key, text, bytes, value: JSON.parse(valueText) as Json, by: id, metadata, at, since, ...(lock === undefined ? {} : { lock }), ...(deleted ? { deleted } : {}) }
+    const text = encodeEnvelope(id, at, since, metadataText, valueText, { lock, grant, deleted })
+    const entry: Entry = { key, text, bytes, value: JSON.parse(valueText) as Json, by: id, metadata, at, since, ...lockFields(lock, grant), ...(deleted ? { deleted } : {}) }
     this.#writing = entry
     try {
       this.#transact(() => this.#map.set(key, text))
@@ -558,16 +581,17 @@ export class SessionStore {
   }
 
   /**
-   * The fencing token a write of `key` carries: that of this peer's lock on it, or undefined when
-   * the key is not locked. Throws LOCKED when another peer holds it.
+   * The fencing token and signed grant a write of `key` carries: those of this peer's lock on it,
+   * or none when the key is not locked. Throws LOCKED when another peer holds it.
    */
-  #lockFor (key: string): number | undefined {
+  #lockFor (key: string): { lock?: number, grant?: string } {
     const lock = this.#locks?.holder(key) ?? null
-    if (lock === null) return undefined
+    if (lock === null) return {}
     if (lock.holder !== this.#locks?.self()) {
       throw new SessionStoreError(ErrorCodes.LOCKED, `'${key}' is locked by another peer (fencing token ${lock.fencingToken}): only its holder may write it`, { key })
     }
-    return lock.fencingToken
+    const grant = this.#locks?.grant?.(key, lock.fencingToken)
+    return grant === undefined ? { lock: lock.fencingToken } : { lock: lock.fencingToken, grant }
   }
 
   /**
@@ -580,7 +604,7 @@ export class SessionStore {
     const refusal = authority.refusal(key, this.#now())
     const signer = authority.signer
     if (refusal !== null || signer === null) throw new SessionStoreError(ErrorCodes.PERMISSION_DENIED, refusal ?? 'this peer has no valid room token', { key })
-    const lock = this.#lockFor(key)
+    const { lock, grant } = this.#lockFor(key)
     const old = this.#best.get(key)
     const live = old === undefined || old.deleted === true ? undefined : old
     const deleted = value === undefined
@@ -592,7 +616,7 @@ export class SessionStore {
     const ver = Math.max(old?.seal?.ver ?? 0, this.#reserved.get(key) ?? 0) + 1
     this.#reserved.set(key, ver)
     const seal = { ver, deleted, signer: signer.id, token: signer.token }
-    const unsigned = encodeUnsignedEnvelope(id, at, since, seal, metadataText, valueText, lock)
+    const unsigned = encodeUnsignedEnvelope(id, at, since, seal, metadataText, valueText, lock, grant)
     // Signing starts now (WebCrypto runs signatures in parallel); the writes land in call order.
     const signing = authority.sign(key, unsigned)
     signing.catch(() => {})
@@ -602,7 +626,7 @@ export class SessionStore {
       const text = insertSignature(unsigned, signature)
       const entry: Verified = {
         key, text, bytes, value: JSON.parse(valueText) as Json, by: id, metadata, at, since, user: signer.user,
-        seal: { ...seal, signature, unsigned }, ...(lock === undefined ? {} : { lock }), ...(deleted ? { deleted } : {})
+        seal: { ...seal, signature, unsigned }, ...lockFields(lock, grant), ...(deleted ? { deleted } : {})
       }
       this.#writing = entry
       try {
@@ -736,16 +760,31 @@ export class SessionStore {
     }
     const own = entry === writing
     const verdict: Verdict | Promise<Verdict> = own || authority === null ? { user: (entry as Partial<Verified>).user ?? '' } : authority.check(key, entry)
+    const problemOf = (settled: Verdict): string | null | Promise<string | null> =>
+      typeof settled === 'string' ? settled : own || this.#best.get(key)?.text === entry.text ? null : this.#lockProblem(key, entry)
+    let problem: string | null | Promise<string | null> | undefined
     if (!(verdict instanceof Promise)) {
-      this.#judged(key, entry, verdict, !own)
-      return
+      problem = problemOf(verdict)
+      if (!(problem instanceof Promise)) {
+        this.#judged(key, entry, verdict, problem)
+        return
+      }
     }
+    // The seal's verdict or the lock grant's check is awaited: meanwhile the key shows its best entry.
     if (inMap) this.#awaiting.set(key, entry.text)
-    const judging = verdict.then((settled) => {
+    const judging = (async () => {
+      const settled = await verdict
+      const settledProblem = await (problem ?? problemOf(settled))
       if (this.#closed) return
-      if (this.#awaiting.get(key) === entry.text) this.#awaiting.delete(key)
-      this.#judged(key, entry, settled, true)
-    }, () => {})
+      if (this.#awaiting.get(key) === entry.text) {
+        this.#awaiting.delete(key)
+      } else if (inMap && authority === null) {
+        // An open room's key is the map's entry: the map has moved on, and what it holds now is judged by itself.
+        this.#reconcile(key)
+        return
+      }
+      this.#judged(key, entry, settled, settledProblem)
+    })().catch(() => {})
     this.#judging.add(judging)
     void judging.finally(() => this.#judging.delete(judging))
   }
@@ -762,18 +801,37 @@ export class SessionStore {
    * locked, an entry counts when written by the holder under the holder's token, or under an older
    * lock by that lock's holder (a write of the previous lease that arrives late: the next holder
    * waited for it before it read, so it belongs to the history); an entry without a token does
-   * not. The writer is the signer in protected rooms, and the Yjs client of the map item in open
-   * ones (checked where the holder's client is known: a neighbour).
+   * not. A token of a lease this peer was not told of (newer than it heard of, or older than its
+   * arrival in the room, or made up) counts only with the arbiter's signed grant of that lease, so
+   * a peer cannot claim a lock it was not given, nor raise the fence over the real holder's writes.
+   * The writer is the signer in protected rooms, and the Yjs client of the map item in open ones
+   * (checked where the holder's client is known: a neighbour). A promise when the grant is checked.
    */
-  #lockProblem (key: string, entry: Entry): string | null {
+  #lockProblem (key: string, entry: Entry): string | null | Promise<string | null> {
     const fence = this.#fences.get(key) ?? 0
     if (entry.lock !== undefined && entry.lock < fence) return `written under an older lock of '${key}' (fencing token ${entry.lock} < ${fence})`
     const lock = this.#locks?.holder(key) ?? null
-    if (lock === null) return null
-    if (entry.lock === undefined) return `'${key}' is locked by another peer`
-    if (entry.lock > lock.fencingToken) return null // a newer grant than this peer has heard of: its holder's
-    const holder = entry.lock === lock.fencingToken ? lock.holder : this.#locks?.pastHolder?.(key, entry.lock)
-    if (holder === undefined) return null
+    if (entry.lock === undefined) return lock === null ? null : `'${key}' is locked by another peer`
+    const token = entry.lock
+    // While the key is free anyone's entry counts, one under a lease only when the lease is real (it raises the fence).
+    const byHolder = (holder: string): string | null => lock === null ? null : this.#writerProblem(key, entry, holder)
+    const known = this.#leaseHolder(key, token)
+    if (known !== undefined) return byHolder(known)
+    const locks = this.#locks
+    if (locks?.grantHolder === undefined) return null
+    const forged = `'${key}' was written under a lock (fencing token ${token}) that the arbiter did not grant its writer`
+    if (entry.grant === undefined) return forged
+    return locks.grantHolder(key, token, entry.grant).then((granted) => granted === undefined ? null : granted === null ? forged : byHolder(granted), () => forged)
+  }
+
+  /** The holder of lease `fencingToken` of `key`, when this peer knows that lease (told by the arbiter, or its grant checked). */
+  #leaseHolder (key: string, fencingToken: number): string | undefined {
+    const lock = this.#locks?.holder(key) ?? null
+    return fencingToken === lock?.fencingToken ? lock.holder : this.#locks?.pastHolder?.(key, fencingToken)
+  }
+
+  /** Why `entry` was not written by `holder`, the holder of the lease it names, or null. */
+  #writerProblem (key: string, entry: Entry, holder: string): string | null {
     if (entry.seal !== undefined) return entry.seal.signer === holder ? null : `'${key}' was written by a peer that did not hold its lock`
     const holderClient = this.#locks?.clientOf(holder)
     const writer = writerOf(this.#map, key)
@@ -797,17 +855,19 @@ export class SessionStore {
    * an open one it is the key's entry. A remote entry that breaks the key's lock counts for
    * neither. Then the document is reconciled with the best entry.
    */
-  #judged (key: string, entry: Entry, verdict: Verdict, remote: boolean): void {
+  #judged (key: string, entry: Entry, verdict: Verdict, problem: string | null): void {
     // The best entry again (another peer put it back): nothing to judge, and its writer may differ.
     if (this.#best.get(key)?.text === entry.text) {
       this.#reconcile(key)
       return
     }
-    const problem = typeof verdict === 'string' ? verdict : remote ? this.#lockProblem(key, entry) : null
     if (problem !== null) {
       this.#reportSeal(key, problem)
     } else {
-      if (entry.lock !== undefined) this.#fences.set(key, Math.max(this.#fences.get(key) ?? 0, entry.lock))
+      // Only a lease this peer knows of raises the fence: one it could not check (no arbiter's key) does not.
+      if (entry.lock !== undefined && (this.#locks?.grantHolder === undefined || this.#leaseHolder(key, entry.lock) !== undefined)) {
+        this.#fences.set(key, Math.max(this.#fences.get(key) ?? 0, entry.lock))
+      }
       const best = this.#best.get(key)
       if (best?.text !== entry.text && (best === undefined || this.#authority === null || outranks(entry, best))) {
         const judged: Verified = { ...entry, user: (verdict as { user: string }).user }
