@@ -5,7 +5,7 @@
  */
 
 import { afterEach, describe, expect, it } from 'vitest'
-import type { JWK } from 'jose'
+import { importJWK, SignJWT, type JWK } from 'jose'
 import { createRoomToken, generateIssuerKeys } from '../src/auth.js'
 import { ErrorCodes, SessionStoreError } from '../src/errors.js'
 import { joinRoom, type Session } from '../src/session.js'
@@ -57,14 +57,20 @@ describe('joinRoom with auth', () => {
     expect(host.store.entry('hand/guest')?.updatedBy.user).toBe('guest')
   })
 
-  it('a token for another room, or from another issuer, leaves the peer read-only (UNAUTHORIZED); its writes are refused', async () => {
+  it('a token that is missing, expired, for another room, or from another issuer leaves the peer read-only (UNAUTHORIZED); its writes are refused', async () => {
     const hub = new MemoryHub()
     const room = `perm-${++rooms}`
     const stranger = await generateIssuerKeys()
     const wrongRoom = await join(hub, room, minter('elsewhere', 'w', ['*']))
     const wrongIssuer = await join(hub, room, async (peerKey) => await createRoomToken({ privateKey: stranger.privateKey, room, user: 'x', write: ['*'], peerKey }))
+    const expired = await join(hub, room, async (peerKey) => {
+      const now = Math.floor(Date.now() / 1000)
+      return await new SignJWT({ room, write: ['*'], cnf: { jwk: peerKey } }).setProtectedHeader({ alg: 'EdDSA', typ: 'JWT' })
+        .setSubject('late').setIssuedAt(now - 7200).setExpirationTime(now - 3600).sign(await importJWK(issuer.privateKey, 'EdDSA'))
+    })
+    const missing = await join(hub, room, async () => '')
     const failing = await join(hub, room, async () => { throw new Error('backend down') })
-    for (const peer of [wrongRoom, wrongIssuer, failing]) {
+    for (const peer of [wrongRoom, wrongIssuer, expired, missing, failing]) {
       await waitFor(() => peer.errors.some((e) => e.code === ErrorCodes.UNAUTHORIZED))
       expect(peer.session.permissions).toBeNull()
       expect(peer.store.canWrite('anything')).toBe(false)

@@ -5,7 +5,7 @@ import * as Y from 'yjs'
 import { SignJWT, importJWK, type JWK } from 'jose'
 import { createRoomToken, generateIssuerKeys } from '../src/auth.js'
 import { ErrorCodes, SessionStoreError } from '../src/errors.js'
-import { decodeEnvelope, encodeEnvelope, insertSignature, encodeUnsignedEnvelope } from '../src/store/envelope.js'
+import { decodeEnvelope, encodeEnvelope, insertSignature, encodeUnsignedEnvelope, type Entry } from '../src/store/envelope.js'
 import { DEFAULT_LIMITS } from '../src/store/limits.js'
 import { outranks, SessionStore } from '../src/store/store.js'
 import { createIdentity, type Identity } from '../src/trust/identity.js'
@@ -70,6 +70,35 @@ const forge = async (signer: TestPeer, key: string, value: unknown, { ver = 1, a
   const unsigned = encodeUnsignedEnvelope('1', at, at, { ver, deleted, signer: signer.identity.id, token }, 'null', JSON.stringify(value))
   return insertSignature(unsigned, await signer.authority.sign(key, unsigned))
 }
+
+const entryOf = (key: string, text: string): Entry => {
+  const entry = decodeEnvelope(key, text, DEFAULT_LIMITS)
+  if (typeof entry === 'string') throw new Error(entry)
+  return entry
+}
+
+const stranger = await generateIssuerKeys()
+
+/** A token claimed as given, signed by the room's issuer: for times createRoomToken will not make. */
+const signClaims = async (claims: Record<string, unknown>): Promise<string> =>
+  await new SignJWT(claims).setProtectedHeader({ alg: 'EdDSA', typ: 'JWT' }).sign(await importJWK(issuer.privateKey, 'EdDSA'))
+
+/**
+ * Room tokens that grant every key but cannot be used for this room at the entry's signing time
+ * (`at`): what a peer whose token is expired, for another room, or from another issuer holds.
+ */
+const unusableTokens: Array<[string, RegExp, (identity: Identity) => Promise<{ token: string, at: number }>]> = [
+  ['that expired before the entry was signed', /expired/, async (identity) => {
+    const now = Math.floor(Date.now() / 1000)
+    return { token: await signClaims({ sub: 'mallory', room: ROOM, write: ['*'], cnf: { jwk: identity.publicJwk }, iat: now - 7200, exp: now - 3600 }), at: Date.now() }
+  }],
+  ['valid now, but the entry dated after its expiry', /expired/, async (identity) =>
+    ({ token: await tokenFor(identity, 'mallory', ['*'], { expiresIn: 600 }), at: Date.now() + 3600_000 })],
+  ['for another room', /for room 'elsewhere'/, async (identity) =>
+    ({ token: await tokenFor(identity, 'mallory', ['*'], { room: 'elsewhere' }), at: Date.now() })],
+  ['from another issuer', /does not verify with the room's issuer key/, async (identity) =>
+    ({ token: await createRoomToken({ privateKey: stranger.privateKey, room: ROOM, user: 'mallory', write: ['*'], peerKey: identity.publicJwk }), at: Date.now() })]
+]
 
 describe('key patterns', () => {
   it.each([
@@ -220,19 +249,25 @@ describe('signed entries', () => {
     expect(reader.store.entry('pinned')?.updatedBy.user).toBe('p256-user')
   })
 
-  it('an entry signed by a peer whose token does not grant the key, or signed after its token expired, does not count', async () => {
+  it('an entry signed by a peer whose token does not grant the key, or under another peer\'s token, does not count', async () => {
     const guest = await peer('guest', ['hand/guest'])
-    const entryOf = (text: string) => {
-      const entry = decodeEnvelope('spotlight', text, DEFAULT_LIMITS)
-      if (typeof entry === 'string') throw new Error(entry)
-      return entry
-    }
-    expect(await guest.authority.check('spotlight', entryOf(await forge(guest, 'spotlight', 'me')))).toMatch(/does not grant/)
-    const late = await forge(guest, 'spotlight', 'me', { at: Date.now() + 7200_000 })
-    expect(await guest.authority.check('spotlight', entryOf(late))).toMatch(/expired|grant/)
+    expect(await guest.authority.check('spotlight', entryOf('spotlight', await forge(guest, 'spotlight', 'me')))).toMatch(/does not grant/)
     // Another peer's token in my entry: the token is bound to its key, not mine.
     const host = await peer('host', ['*'])
-    expect(await guest.authority.check('spotlight', entryOf(await forge(guest, 'spotlight', 'me', { token: host.token })))).toMatch(/bound to another/)
+    expect(await guest.authority.check('spotlight', entryOf('spotlight', await forge(guest, 'spotlight', 'me', { token: host.token })))).toMatch(/bound to another/)
+  })
+
+  // Each token grants every key: only the token's flaw can be what makes the entry not count.
+  it.each(unusableTokens)('an entry signed under a token %s does not count, whatever it grants: %s', async (_what, reason, make) => {
+    const mallory = await peer('mallory', null)
+    const { token, at } = await make(mallory.identity)
+    const reader = await peer('reader', [])
+    expect(await reader.authority.check('spotlight', entryOf('spotlight', await forge(mallory, 'spotlight', 'me', { token, at })))).toMatch(reason)
+  })
+
+  it('an entry without a seal (a peer without auth) does not count', async () => {
+    const reader = await peer('reader', [])
+    expect(await reader.authority.check('spotlight', entryOf('spotlight', encodeEnvelope('1', Date.now(), Date.now(), 'null', '"me"')))).toMatch(/not signed/)
   })
 })
 
@@ -300,7 +335,11 @@ describe('a protected store', () => {
       ['a raw Yjs delete of the key', async (_a, _h, map) => { map.delete('spotlight') }],
       ['a tombstone signed by the guest', async (attacker, _h, map) => {
         map.set('spotlight', await forge(attacker, 'spotlight', null, { ver: 99, deleted: true }))
-      }]
+      }],
+      ...unusableTokens.map(([what, _reason, make]): typeof attacks[number] => [`an entry signed under a token ${what}, granting every key`, async (attacker, _h, map) => {
+        const { token, at } = await make(attacker.identity)
+        map.set('spotlight', await forge(attacker, 'spotlight', 'mallory', { ver: 99, token, at }))
+      }])
     ]
 
     it.each(attacks)('%s: every honest peer keeps reading the host\'s latest value, the room converges back to it, a late joiner reads it', async (_what, attack) => {
