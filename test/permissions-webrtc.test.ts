@@ -10,15 +10,18 @@ import { fork } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { describe, expect, it, onTestFinished } from 'vitest'
 import { generateIssuerKeys } from '../src/auth.js'
-import { joinPeer, type PeerProcess } from './helpers/peers.js'
+import { joinPeer, spawnPeer, type PeerProcess } from './helpers/peers.js'
 import { startSignaling, uniqueRoom } from './helpers/server.js'
 import { waitFor } from './helpers/wait.js'
 
 const issuer = await generateIssuerKeys()
 const stranger = await generateIssuerKeys()
 
-const authFor = (room: string, user: string, write: string[]): Record<string, unknown> =>
-  ({ issuer: issuer.publicKey, mint: { privateKey: issuer.privateKey, room, user, write } })
+const authFor = (room: string, user: string, write: string[], keys = issuer): Record<string, unknown> =>
+  ({ issuer: keys.publicKey, mint: { privateKey: keys.privateKey, room, user, write } })
+
+/** Preloaded into a peer process: its WebCrypto lacks Ed25519, as in Chromium before 137. */
+const WITHOUT_ED25519 = fileURLToPath(new URL('./fixtures/without-ed25519.mjs', import.meta.url))
 
 describe('a protected room over WebRTC', () => {
   it('host, guest, viewer; a guest-token attacker and a stock peer change nothing honest peers read', { timeout: 120_000 }, async () => {
@@ -96,5 +99,33 @@ describe('a protected room over WebRTC', () => {
     // No connection either way: the room's entries never reached it.
     expect(seen.state).toMatchObject({ webrtcPeers: 0 })
     expect(seen.state?.map).not.toHaveProperty('hand/guest')
+  })
+
+  it('where WebCrypto lacks Ed25519: the session signs with P-256 and an ES256 issuer\'s tokens work, but it never connects to Ed25519 peers', { timeout: 120_000 }, async () => {
+    const es256 = await generateIssuerKeys({ alg: 'ES256' })
+    const server = await startSignaling()
+    const room = uniqueRoom('legacy')
+    const legacy = async (name: string, auth: Record<string, unknown>): Promise<PeerProcess> => {
+      const peer = await spawnPeer(name, undefined, { execArgv: ['--import', WITHOUT_ED25519] })
+      await peer.call('join', { room, options: { signaling: [server.url], auth, joinTimeout: 4000 } })
+      return peer
+    }
+    const host = await joinPeer('host', room, { signaling: [server.url], auth: authFor(room, 'host', ['*'], es256) })
+    await host.call('set', { key: 'spotlight', value: 'host' })
+    const [a, b] = await Promise.all([legacy('a', authFor(room, 'a', ['hand/a'], es256)), legacy('b', authFor(room, 'b', ['hand/b'], es256))])
+    expect(await a.call('permissions')).toMatchObject({ user: 'a', write: ['hand/a'] })
+
+    // Between P-256 sessions, a protected room works as anywhere.
+    await a.call('set', { key: 'hand/a', value: 'up' })
+    await b.call('waitForValue', { key: 'hand/a', value: 'up' })
+    expect(await b.call('entry', { key: 'hand/a' })).toMatchObject({ updatedBy: { user: 'a' } })
+    expect(await b.call('rawGet', { key: 'hand/a' })).toContain('"pk":"p256.') // signed with a's P-256 session key
+    await expect(b.call('set', { key: 'hand/a', value: 'down' })).rejects.toMatchObject({ code: 'PERMISSION_DENIED' })
+
+    // The Ed25519 host's signaling cannot be verified there, so they never connect: each side reads only its own.
+    const reason = 'this runtime\'s WebCrypto lacks Ed25519, so it cannot verify an Ed25519 peer (it signs with P-256 itself)'
+    await waitFor(async () => ((await a.call<{ dropped: Record<string, number> }>('stats')).dropped[reason] ?? 0) >= 1, { what: 'the host\'s signaling to be dropped as unverifiable' })
+    for (const p of [a, b]) expect(await p.call('get', { key: 'spotlight' })).toBeNull()
+    expect(await host.call('get', { key: 'hand/a' })).toBeNull()
   })
 })

@@ -1,6 +1,6 @@
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { describe, expect, it, onTestFinished } from 'vitest'
+import { describe, expect, it, onTestFinished, vi } from 'vitest'
 import * as Y from 'yjs'
 import { SignJWT, importJWK, type JWK } from 'jose'
 import { createRoomToken, generateIssuerKeys } from '../src/auth.js'
@@ -247,6 +247,39 @@ describe('signed entries', () => {
     Y.applyUpdate(reader.doc, Y.encodeStateAsUpdate(doc))
     await waitFor(() => reader.store.get('pinned') === 'from P-256')
     expect(reader.store.entry('pinned')?.updatedBy.user).toBe('p256-user')
+  })
+
+  it('where WebCrypto lacks Ed25519: the session key is P-256, and an EdDSA issuer\'s token or an Ed25519 signer\'s entry is refused, saying why', async () => {
+    // Made while Ed25519 works: an entry of an Ed25519 signer, under an EdDSA and under an ES256 token.
+    const es256 = await generateIssuerKeys({ alg: 'ES256' })
+    const host = await peer('host', ['*'])
+    const esToken = await createRoomToken({ privateKey: es256.privateKey, room: ROOM, user: 'host', write: ['*'], peerKey: host.identity.publicJwk })
+    const underEdDSA = await forge(host, 'pinned', 'hello')
+    const underES256 = await forge(host, 'pinned', 'hello', { token: esToken })
+    const subtle = crypto.subtle as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>
+    const isEd25519 = (algorithm: unknown): boolean => (typeof algorithm === 'string' ? algorithm : (algorithm as { name?: string } | undefined)?.name)?.toLowerCase() === 'ed25519'
+    for (const [method, at] of [['generateKey', 0], ['importKey', 2], ['sign', 0], ['verify', 0]] as const) {
+      const original = (subtle[method] as (...args: unknown[]) => Promise<unknown>).bind(crypto.subtle)
+      subtle[method] = async (...args: unknown[]) => isEd25519(args[at]) ? await Promise.reject(new DOMException('Unrecognized algorithm name', 'NotSupportedError')) : await original(...args)
+    }
+    try {
+      vi.resetModules() // fresh module state: the probe and the key caches
+      const identityModule = await import('../src/trust/identity.js')
+      const { RoomTokenVerifier: Verifier } = await import('../src/trust/room-token.js')
+      const { RoomAuthority: Authority } = await import('../src/trust/signed-entry.js')
+      const self = await identityModule.createIdentity()
+      expect(self.id.startsWith('p256.')).toBe(true)
+      expect(await identityModule.hasEd25519()).toBe(false)
+      expect(await new Verifier(issuer.publicKey).verify(host.token)).toMatch(/issuer key is Ed25519 \(EdDSA\), which this runtime's WebCrypto lacks/)
+      const edAuthority = new Authority({ room: ROOM, identity: self, verifier: new Verifier(issuer.publicKey) })
+      expect(await edAuthority.check('pinned', entryOf('pinned', underEdDSA))).toMatch(/lacks/)
+      const esAuthority = new Authority({ room: ROOM, identity: self, verifier: new Verifier(es256.publicKey) })
+      expect(await esAuthority.check('pinned', entryOf('pinned', underES256))).toMatch(/lacks Ed25519, so it cannot verify an Ed25519 peer/)
+    } finally {
+      for (const method of ['generateKey', 'importKey', 'sign', 'verify']) Reflect.deleteProperty(subtle, method)
+      vi.resetModules()
+    }
+    expect(await host.authority.check('pinned', entryOf('pinned', underEdDSA))).toEqual({ user: 'host' })
   })
 
   it('an entry signed by a peer whose token does not grant the key, or under another peer\'s token, does not count', async () => {

@@ -16,7 +16,7 @@
 
 import { compactVerify, createRemoteJWKSet, importJWK, type JWK } from 'jose'
 import { isRecord } from '../guards.js'
-import { peerIdOfJwk } from './identity.js'
+import { hasEd25519, peerIdOfJwk } from './identity.js'
 
 /** The issuer's public key (a JWK), or a JWKS URL to fetch it from (the app's own server). */
 export type IssuerKey = JWK | { jwksUrl: string }
@@ -119,11 +119,14 @@ const FINAL_FAILURES: ReadonlySet<string> = new Set(['ERR_JWS_SIGNATURE_VERIFICA
 export class RoomTokenVerifier {
   readonly #key: KeyResolver
   readonly #remote: boolean
+  /** Whether the issuer key is an Ed25519 JWK. */
+  readonly #ed25519: boolean
   readonly #cache = new Map<string, Promise<RoomClaims | string>>()
 
   constructor (issuer: IssuerKey) {
     this.#key = resolverOf(issuer)
     this.#remote = 'jwksUrl' in issuer
+    this.#ed25519 = !this.#remote && (issuer as JWK).kty === 'OKP'
   }
 
   /** The token's claims, or why it is not a valid token of this issuer (no time check: see checkUse). */
@@ -148,6 +151,9 @@ export class RoomTokenVerifier {
     try {
       verified = await compactVerify(token, this.#key, { algorithms: ALGORITHMS })
     } catch (err) {
+      if (this.#ed25519 && !await hasEd25519()) {
+        return { verdict: 'the room\'s issuer key is Ed25519 (EdDSA), which this runtime\'s WebCrypto lacks: it cannot verify the token (an ES256 issuer works everywhere)', final: true }
+      }
       const code = (err as { code?: unknown }).code
       return {
         verdict: `the token does not verify with the room's issuer key (${(err as Error).message})`,

@@ -18,7 +18,7 @@
 
 import { base64url } from 'jose'
 import type { Entry } from '../store/envelope.js'
-import { verifyBytes, type Identity } from './identity.js'
+import { unverifiable, verifyBytes, type Identity } from './identity.js'
 import { checkUse, grantsKey, type RoomClaims, type RoomTokenVerifier } from './room-token.js'
 
 /** This peer's rights, from its verified token (`session.permissions`). */
@@ -155,7 +155,7 @@ export class RoomAuthority implements EntryAuthority {
     } catch {
       return 'the signature is not base64url'
     }
-    if (!await verifyBytes(seal.signer, signingInput(this.#room, key, seal.unsigned), signature)) return 'the signature does not verify with the signer\'s key'
+    if (!await verifyBytes(seal.signer, signingInput(this.#room, key, seal.unsigned), signature)) return await unverifiable(seal.signer) ?? 'the signature does not verify with the signer\'s key'
     return { user: claims.user }
   }
 }
