@@ -204,6 +204,26 @@ describe('room token verification', () => {
     expect(fetches).toBe(2)
   })
 
+  it('from a JWKS URL: an entry refused because the key set could not be fetched is judged again at its next check', async () => {
+    let up = false
+    const http = createServer((_req, res) => {
+      if (up) res.writeHead(200, { 'Content-Type': 'application/json' }).end(JSON.stringify({ keys: [issuer.publicKey] }))
+      else res.writeHead(503).end()
+    })
+    await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve))
+    onTestFinished(async () => { await new Promise((resolve) => http.close(resolve)) })
+    const remote = new RoomTokenVerifier({ jwksUrl: `http://127.0.0.1:${(http.address() as AddressInfo).port}/jwks.json` })
+    const host = await peer('host', ['*'])
+    const entry = entryOf('pinned', await forge(host, 'pinned', 'hello'))
+    const reader = new RoomAuthority({ room: ROOM, identity: await createIdentity(), verifier: remote })
+    expect(await reader.check('pinned', entry)).toMatch(/JSON Web Key Set/)
+    up = true
+    expect(await reader.check('pinned', entry)).toEqual({ user: 'host' })
+    // A final verdict is kept: the entry is not verified again.
+    up = false
+    expect(await reader.check('pinned', entry)).toEqual({ user: 'host' })
+  })
+
   it('adopt() refuses this peer\'s own token when it is for another room or another key', async () => {
     const identity = await createIdentity()
     const authority = new RoomAuthority({ room: ROOM, identity, verifier })

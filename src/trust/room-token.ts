@@ -115,13 +115,19 @@ const MAX_CACHED = 512
  */
 const FINAL_FAILURES: ReadonlySet<string> = new Set(['ERR_JWS_SIGNATURE_VERIFICATION_FAILED', 'ERR_JWS_INVALID', 'ERR_JOSE_ALG_NOT_ALLOWED', 'ERR_JOSE_NOT_SUPPORTED'])
 
+/** A token's claims or why it is refused, and whether that will not change (see `judge`). */
+export interface TokenVerdict {
+  readonly verdict: RoomClaims | string
+  readonly final: boolean
+}
+
 /** Verifies room tokens against one issuer; each token's signature is checked once. */
 export class RoomTokenVerifier {
   readonly #key: KeyResolver
   readonly #remote: boolean
   /** Whether the issuer key is an Ed25519 JWK. */
   readonly #ed25519: boolean
-  readonly #cache = new Map<string, Promise<RoomClaims | string>>()
+  readonly #cache = new Map<string, Promise<TokenVerdict>>()
 
   constructor (issuer: IssuerKey) {
     this.#key = resolverOf(issuer)
@@ -130,13 +136,21 @@ export class RoomTokenVerifier {
   }
 
   /** The token's claims, or why it is not a valid token of this issuer (no time check: see checkUse). */
-  verify (token: string): Promise<RoomClaims | string> {
+  async verify (token: string): Promise<RoomClaims | string> {
+    return (await this.judge(token)).verdict
+  }
+
+  /**
+   * As `verify`, and whether the verdict is final: not when a remote key set could not be had
+   * (fetch failed, no key with the token's kid yet), which says nothing about the token, so the
+   * next use verifies again. Whatever caches a verdict built on this one must do the same.
+   */
+  judge (token: string): Promise<TokenVerdict> {
     let result = this.#cache.get(token)
     if (result === undefined) {
-      const pending: Promise<RoomClaims | string> = this.#verify(token).then(({ verdict, final }) => {
-        // A key set that could not be had says nothing about the token: the next use asks again.
-        if (!final && this.#cache.get(token) === pending) this.#cache.delete(token)
-        return verdict
+      const pending: Promise<TokenVerdict> = this.#verify(token).then((judged) => {
+        if (!judged.final && this.#cache.get(token) === pending) this.#cache.delete(token)
+        return judged
       })
       result = pending
       if (this.#cache.size >= MAX_CACHED) this.#cache.delete(this.#cache.keys().next().value as string)
@@ -145,7 +159,7 @@ export class RoomTokenVerifier {
     return result
   }
 
-  async #verify (token: string): Promise<{ verdict: RoomClaims | string, final: boolean }> {
+  async #verify (token: string): Promise<TokenVerdict> {
     if (typeof token !== 'string' || token.length > 8192) return { verdict: 'the token is not a compact JWT', final: true }
     let verified: Awaited<ReturnType<typeof compactVerify>>
     try {
