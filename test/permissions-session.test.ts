@@ -93,6 +93,22 @@ describe('joinRoom with auth', () => {
     expect(peer.store.canWrite('k')).toBe(true)
   })
 
+  it('asks again after auth.token failed: a backend down at join gives the peer its rights once it answers', async () => {
+    const hub = new MemoryHub()
+    const room = `perm-${++rooms}`
+    let calls = 0
+    const peer = await join(hub, room, async (peerKey) => {
+      if (++calls === 1) throw new Error('backend down')
+      return await minter(room, 'host', ['*'])(peerKey)
+    })
+    await waitFor(() => peer.errors.some((e) => e.code === ErrorCodes.UNAUTHORIZED))
+    expect(peer.store.canWrite('spotlight')).toBe(false)
+    const granted = await once<{ user: string }>(peer.session, 'permissions', 5000)
+    expect(granted.user).toBe('host')
+    expect(calls).toBe(2)
+    await expect(peer.store.set('spotlight', 'host')).resolves.toBe('host')
+  })
+
   it('in a partial mesh (12 peers, maxConns 4), a host\'s signed write reaches and convinces every peer', async () => {
     // Each newcomer connects to the last two members only: a chain of cliques, no one sees all.
     const hub = new MemoryHub({ topology: (members) => members.slice(-3, -1) })
