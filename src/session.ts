@@ -100,6 +100,9 @@ export class Session extends IsolatedObservable<SessionEvents> {
   readonly #authority: RoomAuthority | null = null
   readonly #locks: RoomLocks
   #renewal: ReturnType<typeof setTimeout> | undefined
+  /** A protected room's first `auth.token` answer, adopted or refused, or joinTimeout: what availability also waits for. */
+  #firstToken: Promise<void> = Promise.resolve()
+  #firstTokenTimer: ReturnType<typeof setTimeout> | undefined
   /** How long after a failed `auth.token` (or an unusable token) it is called again: TOKEN_RETRY, doubling to TOKEN_RETRY_MAX. */
   #tokenRetry = TOKEN_RETRY
 
@@ -121,6 +124,11 @@ export class Session extends IsolatedObservable<SessionEvents> {
       this.#authority = new RoomAuthority({ room, identity, verifier: new RoomTokenVerifier(auth.issuer) })
       const first = this.#renewPermissions(auth.token, identity, token === undefined)
       signalingToken ??= first
+      // The store waits for the first answer (within joinTimeout), so that canWrite is true for a host once it is available.
+      this.#firstToken = new Promise<void>((resolve) => {
+        this.#firstTokenTimer = setTimeout(resolve, joinTimeout)
+        void first.then(() => { clearTimeout(this.#firstTokenTimer); resolve() })
+      })
     }
     this.#locks = new RoomLocks({
       room,
@@ -304,6 +312,7 @@ export class Session extends IsolatedObservable<SessionEvents> {
     this.#availability.stop()
     this.#token.stop()
     clearTimeout(this.#renewal)
+    clearTimeout(this.#firstTokenTimer)
     this.#store.close()
     this.#locks.destroy()
     this.#rejectStore(new SessionStoreError(ErrorCodes.NOT_AVAILABLE, 'the session was left before the store became available'))
@@ -371,8 +380,8 @@ export class Session extends IsolatedObservable<SessionEvents> {
       this.#emitStatus()
       this.#emit('sessionStoreAvailable', this.#store)
     }
-    // A protected room's entries show once their seals are verified: wait for that first.
-    if (this.#store.protected) void this.#store.settled().then(available)
+    // A protected room's entries show once their seals are verified, and its rights once its first token is: wait for both.
+    if (this.#store.protected) void Promise.all([this.#store.settled(), this.#firstToken]).then(available)
     else available()
   }
 

@@ -41,9 +41,10 @@ describe('joinRoom with auth', () => {
     const hub = new MemoryHub()
     const room = `perm-${++rooms}`
     const host = await join(hub, room, minter(room, 'host', ['*']))
+    // The store is available once the first token is verified: a host may write at once.
+    expect(host.store.canWrite('spotlight')).toBe(true)
     const guest = await join(hub, room, minter(room, 'guest', ['hand/guest']))
     const viewer = await join(hub, room, minter(room, 'viewer', []))
-    await waitFor(() => host.session.permissions !== null && guest.session.permissions !== null && viewer.session.permissions !== null)
     expect(host.session.permissions).toMatchObject({ user: 'host', write: ['*'] })
     expect(guest.session.permissions).toMatchObject({ user: 'guest', write: ['hand/guest'] })
     expect(guest.store.canWrite('spotlight')).toBe(false)
@@ -57,10 +58,12 @@ describe('joinRoom with auth', () => {
     expect(host.store.entry('hand/guest')?.updatedBy.user).toBe('guest')
   })
 
-  it('a token that is missing, expired, for another room, or from another issuer leaves the peer read-only (UNAUTHORIZED); its writes are refused', async () => {
+  it('a token that is missing, expired, for another room, or from another issuer leaves the peer read-only (UNAUTHORIZED); its writes are refused, and it still reads', async () => {
     const hub = new MemoryHub()
     const room = `perm-${++rooms}`
     const stranger = await generateIssuerKeys()
+    const host = await join(hub, room, minter(room, 'host', ['*']))
+    await host.store.set('pinned', 'welcome')
     const wrongRoom = await join(hub, room, minter('elsewhere', 'w', ['*']))
     const wrongIssuer = await join(hub, room, async (peerKey) => await createRoomToken({ privateKey: stranger.privateKey, room, user: 'x', write: ['*'], peerKey }))
     const expired = await join(hub, room, async (peerKey) => {
@@ -75,6 +78,8 @@ describe('joinRoom with auth', () => {
       expect(peer.session.permissions).toBeNull()
       expect(peer.store.canWrite('anything')).toBe(false)
       await expect(peer.store.set('anything', 1)).rejects.toMatchObject({ code: ErrorCodes.PERMISSION_DENIED })
+      // Viewers are welcome: connected, it reads the room.
+      await waitFor(() => peer.store.get('pinned') === 'welcome', { what: 'a read-only peer to read the host\'s value' })
     }
   })
 
