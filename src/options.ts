@@ -48,8 +48,9 @@ export interface AuthOptions {
   /**
    * Returns a room token bound to `peerKey` (this session's public key): usually a call to the
    * app's backend, which mints it with `createRoomToken` (`y-session-store/auth`). Called when the
-   * session starts and again before each token expires. Without a `token` option, the room token
-   * is also the signaling servers' access token.
+   * session starts, a minute before each token expires, and after a failure (a rejection, or a
+   * token that cannot be used) again 2 s later, doubling to a minute. Without a `token` option, the
+   * room token is also the signaling servers' access token.
    */
   token: (peerKey: JWK) => string | Promise<string>
 }

@@ -71,6 +71,10 @@ export interface Runtime {
 }
 
 const STORE_MAP = 'session-store'
+/** A protected room's `auth.token` that failed, or gave a token that cannot be used, is called again after this long (ms), doubling to TOKEN_RETRY_MAX. */
+const TOKEN_RETRY = 2_000
+const TOKEN_RETRY_MAX = 60_000
+
 export class Session extends IsolatedObservable<SessionEvents> {
   readonly room: string
   /** Resolves the store once it is available; rejects with SIGNALING_UNAVAILABLE or NOT_AVAILABLE. */
@@ -96,6 +100,11 @@ export class Session extends IsolatedObservable<SessionEvents> {
   readonly #authority: RoomAuthority | null = null
   readonly #locks: RoomLocks
   #renewal: ReturnType<typeof setTimeout> | undefined
+  /** A protected room's first `auth.token` answer, adopted or refused, or joinTimeout: what availability also waits for. */
+  #firstToken: Promise<void> = Promise.resolve()
+  #firstTokenTimer: ReturnType<typeof setTimeout> | undefined
+  /** How long after a failed `auth.token` (or an unusable token) it is called again: TOKEN_RETRY, doubling to TOKEN_RETRY_MAX. */
+  #tokenRetry = TOKEN_RETRY
 
   constructor (room: string, options: JoinOptions = {}, runtime: Runtime = {}) {
     super()
@@ -115,6 +124,11 @@ export class Session extends IsolatedObservable<SessionEvents> {
       this.#authority = new RoomAuthority({ room, identity, verifier: new RoomTokenVerifier(auth.issuer) })
       const first = this.#renewPermissions(auth.token, identity, token === undefined)
       signalingToken ??= first
+      // The store waits for the first answer (within joinTimeout), so that canWrite is true for a host once it is available.
+      this.#firstToken = new Promise<void>((resolve) => {
+        this.#firstTokenTimer = setTimeout(resolve, joinTimeout)
+        void first.then(() => { clearTimeout(this.#firstTokenTimer); resolve() })
+      })
     }
     this.#locks = new RoomLocks({
       room,
@@ -298,6 +312,7 @@ export class Session extends IsolatedObservable<SessionEvents> {
     this.#availability.stop()
     this.#token.stop()
     clearTimeout(this.#renewal)
+    clearTimeout(this.#firstTokenTimer)
     this.#store.close()
     this.#locks.destroy()
     this.#rejectStore(new SessionStoreError(ErrorCodes.NOT_AVAILABLE, 'the session was left before the store became available'))
@@ -323,16 +338,23 @@ export class Session extends IsolatedObservable<SessionEvents> {
       if (this.#leaving !== null) return undefined
       if (forSignaling && this.#constructed) this.#link.setToken(token)
       this.#emit('permissions', permissions)
-      const next = Math.max(1000, permissions.expiresAt - TOKEN_NOTICE - Date.now())
-      clearTimeout(this.#renewal)
-      this.#renewal = setTimeout(() => { void this.#renewPermissions(fetchToken, identity, forSignaling) }, Math.min(next, 2 ** 31 - 1))
+      this.#tokenRetry = TOKEN_RETRY
+      this.#scheduleRenewal(fetchToken, identity, forSignaling, permissions.expiresAt - TOKEN_NOTICE - Date.now())
       return token
     } catch (err) {
       if (this.#leaving === null) {
         this.#emitError(new SessionStoreError(ErrorCodes.UNAUTHORIZED, `the room token cannot be used (${(err as Error).message}): this peer is read-only`, { cause: err }))
+        // A backend that failed once (or a token refused while the issuer's key set was out of reach) may answer later.
+        this.#scheduleRenewal(fetchToken, identity, forSignaling, this.#tokenRetry)
+        this.#tokenRetry = Math.min(this.#tokenRetry * 2, TOKEN_RETRY_MAX)
       }
       return undefined
     }
+  }
+
+  #scheduleRenewal (fetchToken: (peerKey: JWK) => string | Promise<string>, identity: Promise<Identity>, forSignaling: boolean, delay: number): void {
+    clearTimeout(this.#renewal)
+    this.#renewal = setTimeout(() => { void this.#renewPermissions(fetchToken, identity, forSignaling) }, Math.min(Math.max(1000, delay), 2 ** 31 - 1))
   }
 
   /** The peer with signaling id `peerId`: this one, a neighbour (its connection's Yjs client), or one known by id only. */
@@ -358,8 +380,8 @@ export class Session extends IsolatedObservable<SessionEvents> {
       this.#emitStatus()
       this.#emit('sessionStoreAvailable', this.#store)
     }
-    // A protected room's entries show once their seals are verified: wait for that first.
-    if (this.#store.protected) void this.#store.settled().then(available)
+    // A protected room's entries show once their seals are verified, and its rights once its first token is: wait for both.
+    if (this.#store.protected) void Promise.all([this.#store.settled(), this.#firstToken]).then(available)
     else available()
   }
 

@@ -5,7 +5,7 @@
  */
 
 import { afterEach, describe, expect, it } from 'vitest'
-import type { JWK } from 'jose'
+import { importJWK, SignJWT, type JWK } from 'jose'
 import { createRoomToken, generateIssuerKeys } from '../src/auth.js'
 import { ErrorCodes, SessionStoreError } from '../src/errors.js'
 import { joinRoom, type Session } from '../src/session.js'
@@ -41,9 +41,10 @@ describe('joinRoom with auth', () => {
     const hub = new MemoryHub()
     const room = `perm-${++rooms}`
     const host = await join(hub, room, minter(room, 'host', ['*']))
+    // The store is available once the first token is verified: a host may write at once.
+    expect(host.store.canWrite('spotlight')).toBe(true)
     const guest = await join(hub, room, minter(room, 'guest', ['hand/guest']))
     const viewer = await join(hub, room, minter(room, 'viewer', []))
-    await waitFor(() => host.session.permissions !== null && guest.session.permissions !== null && viewer.session.permissions !== null)
     expect(host.session.permissions).toMatchObject({ user: 'host', write: ['*'] })
     expect(guest.session.permissions).toMatchObject({ user: 'guest', write: ['hand/guest'] })
     expect(guest.store.canWrite('spotlight')).toBe(false)
@@ -57,18 +58,28 @@ describe('joinRoom with auth', () => {
     expect(host.store.entry('hand/guest')?.updatedBy.user).toBe('guest')
   })
 
-  it('a token for another room, or from another issuer, leaves the peer read-only (UNAUTHORIZED); its writes are refused', async () => {
+  it('a token that is missing, expired, for another room, or from another issuer leaves the peer read-only (UNAUTHORIZED); its writes are refused, and it still reads', async () => {
     const hub = new MemoryHub()
     const room = `perm-${++rooms}`
     const stranger = await generateIssuerKeys()
+    const host = await join(hub, room, minter(room, 'host', ['*']))
+    await host.store.set('pinned', 'welcome')
     const wrongRoom = await join(hub, room, minter('elsewhere', 'w', ['*']))
     const wrongIssuer = await join(hub, room, async (peerKey) => await createRoomToken({ privateKey: stranger.privateKey, room, user: 'x', write: ['*'], peerKey }))
+    const expired = await join(hub, room, async (peerKey) => {
+      const now = Math.floor(Date.now() / 1000)
+      return await new SignJWT({ room, write: ['*'], cnf: { jwk: peerKey } }).setProtectedHeader({ alg: 'EdDSA', typ: 'JWT' })
+        .setSubject('late').setIssuedAt(now - 7200).setExpirationTime(now - 3600).sign(await importJWK(issuer.privateKey, 'EdDSA'))
+    })
+    const missing = await join(hub, room, async () => '')
     const failing = await join(hub, room, async () => { throw new Error('backend down') })
-    for (const peer of [wrongRoom, wrongIssuer, failing]) {
+    for (const peer of [wrongRoom, wrongIssuer, expired, missing, failing]) {
       await waitFor(() => peer.errors.some((e) => e.code === ErrorCodes.UNAUTHORIZED))
       expect(peer.session.permissions).toBeNull()
       expect(peer.store.canWrite('anything')).toBe(false)
       await expect(peer.store.set('anything', 1)).rejects.toMatchObject({ code: ErrorCodes.PERMISSION_DENIED })
+      // Viewers are welcome: connected, it reads the room.
+      await waitFor(() => peer.store.get('pinned') === 'welcome', { what: 'a read-only peer to read the host\'s value' })
     }
   })
 
@@ -85,6 +96,22 @@ describe('joinRoom with auth', () => {
     const renewed = await once<{ user: string }>(peer.session, 'permissions', 5000)
     expect(renewed.user).toBe('user-2')
     expect(peer.store.canWrite('k')).toBe(true)
+  })
+
+  it('asks again after auth.token failed: a backend down at join gives the peer its rights once it answers', async () => {
+    const hub = new MemoryHub()
+    const room = `perm-${++rooms}`
+    let calls = 0
+    const peer = await join(hub, room, async (peerKey) => {
+      if (++calls === 1) throw new Error('backend down')
+      return await minter(room, 'host', ['*'])(peerKey)
+    })
+    await waitFor(() => peer.errors.some((e) => e.code === ErrorCodes.UNAUTHORIZED))
+    expect(peer.store.canWrite('spotlight')).toBe(false)
+    const granted = await once<{ user: string }>(peer.session, 'permissions', 5000)
+    expect(granted.user).toBe('host')
+    expect(calls).toBe(2)
+    await expect(peer.store.set('spotlight', 'host')).resolves.toBe('host')
   })
 
   it('in a partial mesh (12 peers, maxConns 4), a host\'s signed write reaches and convinces every peer', async () => {

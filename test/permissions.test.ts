@@ -1,11 +1,11 @@
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { describe, expect, it, onTestFinished } from 'vitest'
+import { describe, expect, it, onTestFinished, vi } from 'vitest'
 import * as Y from 'yjs'
 import { SignJWT, importJWK, type JWK } from 'jose'
 import { createRoomToken, generateIssuerKeys } from '../src/auth.js'
 import { ErrorCodes, SessionStoreError } from '../src/errors.js'
-import { decodeEnvelope, encodeEnvelope, insertSignature, encodeUnsignedEnvelope } from '../src/store/envelope.js'
+import { decodeEnvelope, encodeEnvelope, insertSignature, encodeUnsignedEnvelope, type Entry } from '../src/store/envelope.js'
 import { DEFAULT_LIMITS } from '../src/store/limits.js'
 import { outranks, SessionStore } from '../src/store/store.js'
 import { createIdentity, type Identity } from '../src/trust/identity.js'
@@ -70,6 +70,35 @@ const forge = async (signer: TestPeer, key: string, value: unknown, { ver = 1, a
   const unsigned = encodeUnsignedEnvelope('1', at, at, { ver, deleted, signer: signer.identity.id, token }, 'null', JSON.stringify(value))
   return insertSignature(unsigned, await signer.authority.sign(key, unsigned))
 }
+
+const entryOf = (key: string, text: string): Entry => {
+  const entry = decodeEnvelope(key, text, DEFAULT_LIMITS)
+  if (typeof entry === 'string') throw new Error(entry)
+  return entry
+}
+
+const stranger = await generateIssuerKeys()
+
+/** A token claimed as given, signed by the room's issuer: for times createRoomToken will not make. */
+const signClaims = async (claims: Record<string, unknown>): Promise<string> =>
+  await new SignJWT(claims).setProtectedHeader({ alg: 'EdDSA', typ: 'JWT' }).sign(await importJWK(issuer.privateKey, 'EdDSA'))
+
+/**
+ * Room tokens that grant every key but cannot be used for this room at the entry's signing time
+ * (`at`): what a peer whose token is expired, for another room, or from another issuer holds.
+ */
+const unusableTokens: Array<[string, RegExp, (identity: Identity) => Promise<{ token: string, at: number }>]> = [
+  ['that expired before the entry was signed', /expired/, async (identity) => {
+    const now = Math.floor(Date.now() / 1000)
+    return { token: await signClaims({ sub: 'mallory', room: ROOM, write: ['*'], cnf: { jwk: identity.publicJwk }, iat: now - 7200, exp: now - 3600 }), at: Date.now() }
+  }],
+  ['valid now, but the entry dated after its expiry', /expired/, async (identity) =>
+    ({ token: await tokenFor(identity, 'mallory', ['*'], { expiresIn: 600 }), at: Date.now() + 3600_000 })],
+  ['for another room', /for room 'elsewhere'/, async (identity) =>
+    ({ token: await tokenFor(identity, 'mallory', ['*'], { room: 'elsewhere' }), at: Date.now() })],
+  ['from another issuer', /does not verify with the room's issuer key/, async (identity) =>
+    ({ token: await createRoomToken({ privateKey: stranger.privateKey, room: ROOM, user: 'mallory', write: ['*'], peerKey: identity.publicJwk }), at: Date.now() })]
+]
 
 describe('key patterns', () => {
   it.each([
@@ -175,6 +204,26 @@ describe('room token verification', () => {
     expect(fetches).toBe(2)
   })
 
+  it('from a JWKS URL: an entry refused because the key set could not be fetched is judged again at its next check', async () => {
+    let up = false
+    const http = createServer((_req, res) => {
+      if (up) res.writeHead(200, { 'Content-Type': 'application/json' }).end(JSON.stringify({ keys: [issuer.publicKey] }))
+      else res.writeHead(503).end()
+    })
+    await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve))
+    onTestFinished(async () => { await new Promise((resolve) => http.close(resolve)) })
+    const remote = new RoomTokenVerifier({ jwksUrl: `http://127.0.0.1:${(http.address() as AddressInfo).port}/jwks.json` })
+    const host = await peer('host', ['*'])
+    const entry = entryOf('pinned', await forge(host, 'pinned', 'hello'))
+    const reader = new RoomAuthority({ room: ROOM, identity: await createIdentity(), verifier: remote })
+    expect(await reader.check('pinned', entry)).toMatch(/JSON Web Key Set/)
+    up = true
+    expect(await reader.check('pinned', entry)).toEqual({ user: 'host' })
+    // A final verdict is kept: the entry is not verified again.
+    up = false
+    expect(await reader.check('pinned', entry)).toEqual({ user: 'host' })
+  })
+
   it('adopt() refuses this peer\'s own token when it is for another room or another key', async () => {
     const identity = await createIdentity()
     const authority = new RoomAuthority({ room: ROOM, identity, verifier })
@@ -220,19 +269,58 @@ describe('signed entries', () => {
     expect(reader.store.entry('pinned')?.updatedBy.user).toBe('p256-user')
   })
 
-  it('an entry signed by a peer whose token does not grant the key, or signed after its token expired, does not count', async () => {
-    const guest = await peer('guest', ['hand/guest'])
-    const entryOf = (text: string) => {
-      const entry = decodeEnvelope('spotlight', text, DEFAULT_LIMITS)
-      if (typeof entry === 'string') throw new Error(entry)
-      return entry
+  it('where WebCrypto lacks Ed25519: the session key is P-256, and an EdDSA issuer\'s token or an Ed25519 signer\'s entry is refused, saying why', async () => {
+    // Made while Ed25519 works: an entry of an Ed25519 signer, under an EdDSA and under an ES256 token.
+    const es256 = await generateIssuerKeys({ alg: 'ES256' })
+    const host = await peer('host', ['*'])
+    const esToken = await createRoomToken({ privateKey: es256.privateKey, room: ROOM, user: 'host', write: ['*'], peerKey: host.identity.publicJwk })
+    const underEdDSA = await forge(host, 'pinned', 'hello')
+    const underES256 = await forge(host, 'pinned', 'hello', { token: esToken })
+    const subtle = crypto.subtle as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>
+    const isEd25519 = (algorithm: unknown): boolean => (typeof algorithm === 'string' ? algorithm : (algorithm as { name?: string } | undefined)?.name)?.toLowerCase() === 'ed25519'
+    for (const [method, at] of [['generateKey', 0], ['importKey', 2], ['sign', 0], ['verify', 0]] as const) {
+      const original = (subtle[method] as (...args: unknown[]) => Promise<unknown>).bind(crypto.subtle)
+      subtle[method] = async (...args: unknown[]) => isEd25519(args[at]) ? await Promise.reject(new DOMException('Unrecognized algorithm name', 'NotSupportedError')) : await original(...args)
     }
-    expect(await guest.authority.check('spotlight', entryOf(await forge(guest, 'spotlight', 'me')))).toMatch(/does not grant/)
-    const late = await forge(guest, 'spotlight', 'me', { at: Date.now() + 7200_000 })
-    expect(await guest.authority.check('spotlight', entryOf(late))).toMatch(/expired|grant/)
+    try {
+      vi.resetModules() // fresh module state: the probe and the key caches
+      const identityModule = await import('../src/trust/identity.js')
+      const { RoomTokenVerifier: Verifier } = await import('../src/trust/room-token.js')
+      const { RoomAuthority: Authority } = await import('../src/trust/signed-entry.js')
+      const self = await identityModule.createIdentity()
+      expect(self.id.startsWith('p256.')).toBe(true)
+      expect(await identityModule.hasEd25519()).toBe(false)
+      expect(await new Verifier(issuer.publicKey).verify(host.token)).toMatch(/issuer key is Ed25519 \(EdDSA\), which this runtime's WebCrypto lacks/)
+      const edAuthority = new Authority({ room: ROOM, identity: self, verifier: new Verifier(issuer.publicKey) })
+      expect(await edAuthority.check('pinned', entryOf('pinned', underEdDSA))).toMatch(/lacks/)
+      const esAuthority = new Authority({ room: ROOM, identity: self, verifier: new Verifier(es256.publicKey) })
+      expect(await esAuthority.check('pinned', entryOf('pinned', underES256))).toMatch(/lacks Ed25519, so it cannot verify an Ed25519 peer/)
+    } finally {
+      for (const method of ['generateKey', 'importKey', 'sign', 'verify']) Reflect.deleteProperty(subtle, method)
+      vi.resetModules()
+    }
+    expect(await host.authority.check('pinned', entryOf('pinned', underEdDSA))).toEqual({ user: 'host' })
+  })
+
+  it('an entry signed by a peer whose token does not grant the key, or under another peer\'s token, does not count', async () => {
+    const guest = await peer('guest', ['hand/guest'])
+    expect(await guest.authority.check('spotlight', entryOf('spotlight', await forge(guest, 'spotlight', 'me')))).toMatch(/does not grant/)
     // Another peer's token in my entry: the token is bound to its key, not mine.
     const host = await peer('host', ['*'])
-    expect(await guest.authority.check('spotlight', entryOf(await forge(guest, 'spotlight', 'me', { token: host.token })))).toMatch(/bound to another/)
+    expect(await guest.authority.check('spotlight', entryOf('spotlight', await forge(guest, 'spotlight', 'me', { token: host.token })))).toMatch(/bound to another/)
+  })
+
+  // Each token grants every key: only the token's flaw can be what makes the entry not count.
+  it.each(unusableTokens)('an entry signed under a token %s does not count, whatever it grants: %s', async (_what, reason, make) => {
+    const mallory = await peer('mallory', null)
+    const { token, at } = await make(mallory.identity)
+    const reader = await peer('reader', [])
+    expect(await reader.authority.check('spotlight', entryOf('spotlight', await forge(mallory, 'spotlight', 'me', { token, at })))).toMatch(reason)
+  })
+
+  it('an entry without a seal (a peer without auth) does not count', async () => {
+    const reader = await peer('reader', [])
+    expect(await reader.authority.check('spotlight', entryOf('spotlight', encodeEnvelope('1', Date.now(), Date.now(), 'null', '"me"')))).toMatch(/not signed/)
   })
 })
 
@@ -300,7 +388,11 @@ describe('a protected store', () => {
       ['a raw Yjs delete of the key', async (_a, _h, map) => { map.delete('spotlight') }],
       ['a tombstone signed by the guest', async (attacker, _h, map) => {
         map.set('spotlight', await forge(attacker, 'spotlight', null, { ver: 99, deleted: true }))
-      }]
+      }],
+      ...unusableTokens.map(([what, _reason, make]): typeof attacks[number] => [`an entry signed under a token ${what}, granting every key`, async (attacker, _h, map) => {
+        const { token, at } = await make(attacker.identity)
+        map.set('spotlight', await forge(attacker, 'spotlight', 'mallory', { ver: 99, token, at }))
+      }])
     ]
 
     it.each(attacks)('%s: every honest peer keeps reading the host\'s latest value, the room converges back to it, a late joiner reads it', async (_what, attack) => {

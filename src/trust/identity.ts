@@ -53,6 +53,20 @@ export const peerIdOfJwk = (jwk: JWK): string | null => {
 
 const algOf = (jwk: JWK): 'EdDSA' | 'ES256' => jwk.kty === 'OKP' ? 'EdDSA' : 'ES256'
 
+let ed25519: Promise<boolean> | undefined
+
+/**
+ * Whether this runtime's WebCrypto has Ed25519 (probed once). Without it (Chromium before 137,
+ * Firefox before 129, Safari before 17) a session signs with P-256, which every runtime verifies,
+ * but it cannot verify what Ed25519 peers sign, nor an EdDSA issuer's room tokens.
+ */
+export const hasEd25519 = async (): Promise<boolean> =>
+  await (ed25519 ??= crypto.subtle.generateKey({ name: 'Ed25519' }, false, ['sign', 'verify']).then(() => true, () => false))
+
+/** Why this runtime cannot check a signature by `id`'s key, or null when it can (as far as the algorithm goes). */
+export const unverifiable = async (id: string): Promise<string | null> =>
+  jwkOfPeerId(id)?.kty === 'OKP' && !await hasEd25519() ? 'this runtime\'s WebCrypto lacks Ed25519, so it cannot verify an Ed25519 peer (it signs with P-256 itself)' : null
+
 const generate = async (algorithm: 'Ed25519' | 'P-256' | undefined): Promise<CryptoKeyPair> => {
   if (algorithm !== 'P-256') {
     try {

@@ -16,7 +16,7 @@
 
 import { compactVerify, createRemoteJWKSet, importJWK, type JWK } from 'jose'
 import { isRecord } from '../guards.js'
-import { peerIdOfJwk } from './identity.js'
+import { hasEd25519, peerIdOfJwk } from './identity.js'
 
 /** The issuer's public key (a JWK), or a JWKS URL to fetch it from (the app's own server). */
 export type IssuerKey = JWK | { jwksUrl: string }
@@ -115,25 +115,42 @@ const MAX_CACHED = 512
  */
 const FINAL_FAILURES: ReadonlySet<string> = new Set(['ERR_JWS_SIGNATURE_VERIFICATION_FAILED', 'ERR_JWS_INVALID', 'ERR_JOSE_ALG_NOT_ALLOWED', 'ERR_JOSE_NOT_SUPPORTED'])
 
+/** A token's claims or why it is refused, and whether that will not change (see `judge`). */
+export interface TokenVerdict {
+  readonly verdict: RoomClaims | string
+  readonly final: boolean
+}
+
 /** Verifies room tokens against one issuer; each token's signature is checked once. */
 export class RoomTokenVerifier {
   readonly #key: KeyResolver
   readonly #remote: boolean
-  readonly #cache = new Map<string, Promise<RoomClaims | string>>()
+  /** Whether the issuer key is an Ed25519 JWK. */
+  readonly #ed25519: boolean
+  readonly #cache = new Map<string, Promise<TokenVerdict>>()
 
   constructor (issuer: IssuerKey) {
     this.#key = resolverOf(issuer)
     this.#remote = 'jwksUrl' in issuer
+    this.#ed25519 = !this.#remote && (issuer as JWK).kty === 'OKP'
   }
 
   /** The token's claims, or why it is not a valid token of this issuer (no time check: see checkUse). */
-  verify (token: string): Promise<RoomClaims | string> {
+  async verify (token: string): Promise<RoomClaims | string> {
+    return (await this.judge(token)).verdict
+  }
+
+  /**
+   * As `verify`, and whether the verdict is final: not when a remote key set could not be had
+   * (fetch failed, no key with the token's kid yet), which says nothing about the token, so the
+   * next use verifies again. Whatever caches a verdict built on this one must do the same.
+   */
+  judge (token: string): Promise<TokenVerdict> {
     let result = this.#cache.get(token)
     if (result === undefined) {
-      const pending: Promise<RoomClaims | string> = this.#verify(token).then(({ verdict, final }) => {
-        // A key set that could not be had says nothing about the token: the next use asks again.
-        if (!final && this.#cache.get(token) === pending) this.#cache.delete(token)
-        return verdict
+      const pending: Promise<TokenVerdict> = this.#verify(token).then((judged) => {
+        if (!judged.final && this.#cache.get(token) === pending) this.#cache.delete(token)
+        return judged
       })
       result = pending
       if (this.#cache.size >= MAX_CACHED) this.#cache.delete(this.#cache.keys().next().value as string)
@@ -142,12 +159,15 @@ export class RoomTokenVerifier {
     return result
   }
 
-  async #verify (token: string): Promise<{ verdict: RoomClaims | string, final: boolean }> {
+  async #verify (token: string): Promise<TokenVerdict> {
     if (typeof token !== 'string' || token.length > 8192) return { verdict: 'the token is not a compact JWT', final: true }
     let verified: Awaited<ReturnType<typeof compactVerify>>
     try {
       verified = await compactVerify(token, this.#key, { algorithms: ALGORITHMS })
     } catch (err) {
+      if (this.#ed25519 && !await hasEd25519()) {
+        return { verdict: 'the room\'s issuer key is Ed25519 (EdDSA), which this runtime\'s WebCrypto lacks: it cannot verify the token (an ES256 issuer works everywhere)', final: true }
+      }
       const code = (err as { code?: unknown }).code
       return {
         verdict: `the token does not verify with the room's issuer key (${(err as Error).message})`,

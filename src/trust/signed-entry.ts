@@ -18,7 +18,7 @@
 
 import { base64url } from 'jose'
 import type { Entry } from '../store/envelope.js'
-import { verifyBytes, type Identity } from './identity.js'
+import { unverifiable, verifyBytes, type Identity } from './identity.js'
 import { checkUse, grantsKey, type RoomClaims, type RoomTokenVerifier } from './room-token.js'
 
 /** This peer's rights, from its verified token (`session.permissions`). */
@@ -132,8 +132,11 @@ export class RoomAuthority implements EntryAuthority {
     const id = `${key.length}:${key}${entry.text}`
     const cached = this.#verdicts.get(id)
     if (cached !== undefined) return cached
-    const pending = this.#check(key, entry).then((verdict) => {
-      if (this.#verdicts.has(id)) this.#verdicts.set(id, verdict)
+    const pending = this.#check(key, entry).then(({ verdict, final }) => {
+      // A token that could not be checked yet (its issuer's key set unreachable) is asked again next time.
+      if (!final) {
+        if (this.#verdicts.get(id) === pending) this.#verdicts.delete(id)
+      } else if (this.#verdicts.has(id)) this.#verdicts.set(id, verdict)
       return verdict
     })
     if (this.#verdicts.size >= MAX_VERDICTS) this.#verdicts.delete(this.#verdicts.keys().next().value as string)
@@ -141,11 +144,15 @@ export class RoomAuthority implements EntryAuthority {
     return pending
   }
 
-  async #check (key: string, entry: Entry): Promise<Verdict> {
+  async #check (key: string, entry: Entry): Promise<{ verdict: Verdict, final: boolean }> {
     const seal = entry.seal
-    if (seal === undefined) return 'the entry is not signed (written by a peer of an open room?)'
-    const claims: RoomClaims | string = await this.#verifier.verify(seal.token)
-    if (typeof claims === 'string') return claims
+    if (seal === undefined) return { verdict: 'the entry is not signed (written by a peer of an open room?)', final: true }
+    const { verdict: claims, final } = await this.#verifier.judge(seal.token)
+    if (typeof claims === 'string') return { verdict: claims, final }
+    return { verdict: await this.#checkSigned(key, entry, seal, claims), final: true }
+  }
+
+  async #checkSigned (key: string, entry: Entry, seal: NonNullable<Entry['seal']>, claims: RoomClaims): Promise<Verdict> {
     const problem = checkUse(claims, { room: this.#room, peerId: seal.signer, at: entry.at })
     if (problem !== null) return problem
     if (!grantsKey(claims.write, key)) return `the signer's token (user '${claims.user}') does not grant '${key}'`
@@ -155,7 +162,7 @@ export class RoomAuthority implements EntryAuthority {
     } catch {
       return 'the signature is not base64url'
     }
-    if (!await verifyBytes(seal.signer, signingInput(this.#room, key, seal.unsigned), signature)) return 'the signature does not verify with the signer\'s key'
+    if (!await verifyBytes(seal.signer, signingInput(this.#room, key, seal.unsigned), signature)) return await unverifiable(seal.signer) ?? 'the signature does not verify with the signer\'s key'
     return { user: claims.user }
   }
 }

@@ -14,7 +14,7 @@
  */
 
 import { isRecord } from '../guards.js'
-import { jwkOfPeerId, verifySigned, type Identity } from './identity.js'
+import { jwkOfPeerId, unverifiable, verifySigned, type Identity } from './identity.js'
 
 export interface SignalPayload {
   type: 'announce' | 'signal'
@@ -62,7 +62,7 @@ export const openSignal = async (room: string, data: unknown): Promise<SignedSig
   if (route.type === 'signal' && route.to === undefined) return 'a signal without a recipient'
   if (jwkOfPeerId(route.from) === null) return 'the sender id is not a public key (an unsigned y-webrtc peer?)'
   const signed = await verifySigned((data as Record<string, unknown>).jws, route.from)
-  if (signed === null) return 'the signature does not verify with the sender id\'s key'
+  if (signed === null) return await unverifiable(route.from) ?? 'the signature does not verify with the sender id\'s key'
   if (signed.room !== room) return 'signed for another room'
   if (signed.type !== route.type || signed.from !== route.from || signed.to !== route.to) return 'the clear fields differ from the signed ones'
   if (!Number.isSafeInteger(signed.seq) || (signed.seq as number) < 1) return 'no valid sequence number'
