@@ -231,16 +231,18 @@ export class Epochs extends ObservableV2<EpochsEvents> {
     })
     const map = doc.getMap<unknown>(this.#options.root)
     for (const [key, text] of map.entries()) {
-      see(this.#seen, key, text)
-      this.#note(key, text)
+      const write = writeOf(text)
+      if (write !== null) see(this.#seen, key, write)
+      this.#note(key, text as string, write)
     }
     for (const [line, at] of held.cover) if ((this.#seen.get(line) ?? -1) < at) this.#seen.set(line, at)
     map.observe((event) => {
       if (!this.#held.includes(held)) return
       for (const key of event.keysChanged) {
         const text = map.get(key)
-        see(this.#seen, key, text)
-        if (map.has(key)) this.#note(key, text)
+        const write = writeOf(text)
+        if (write !== null) see(this.#seen, key, write)
+        if (map.has(key)) this.#note(key, text as string, write)
         else this.#noteDelete(key, event.changes.keys.get(key)?.oldValue)
       }
       if (this.#held[0] !== held) {
@@ -260,10 +262,8 @@ export class Epochs extends ObservableV2<EpochsEvents> {
   }
 
   /** Open rooms: `text`, seen under `key` in a held epoch, is the key's latest if it is later than what was. */
-  #note (key: string, text: unknown): void {
-    if (this.#options.protected || typeof text !== 'string') return
-    const write = writeOf(text)
-    if (write === null) return
+  #note (key: string, text: string, write: { at: number } | null): void {
+    if (this.#options.protected || write === null) return
     const seen = this.#latest.get(key)
     const candidate = { at: write.at, text }
     if (seen === undefined || laterThan(candidate, seen)) this.#latest.set(key, candidate)
@@ -326,7 +326,8 @@ export class Epochs extends ObservableV2<EpochsEvents> {
 
   /** After a transaction of the current epoch: past the threshold, a move in the next turn. */
   #checkHistory (held: Held): void {
-    if (this.#compactAfter <= 0 || this.#moveScheduled) return
+    // The units bound the history from above: the map's size (a walk over its keys) is counted only past the threshold.
+    if (this.#compactAfter <= 0 || this.#moveScheduled || held.units < this.#compactAfter) return
     const history = held.units - held.doc.getMap(this.#options.root).size
     if (history < this.#compactAfter) return
     const me = this.#options.link.localId

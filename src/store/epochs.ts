@@ -178,10 +178,8 @@ export const covered = (cover: Cover, key: string, text: string): boolean => {
   return write !== null && (cover.get(`${key}\n${write.writer}`) ?? -1) >= write.at
 }
 
-/** Adds entry `text` under `key` to `cover` (what a peer has seen). */
-export const see = (cover: Cover, key: string, text: unknown): void => {
-  const write = writeOf(text)
-  if (write === null) return
+/** Adds the write of an entry under `key` (its writer and clock, `writeOf`) to `cover` (what a peer has seen). */
+export const see = (cover: Cover, key: string, write: { writer: string, at: number }): void => {
   const line = `${key}\n${write.writer}`
   if ((cover.get(line) ?? -1) < write.at) cover.set(line, write.at)
 }
