@@ -21,7 +21,8 @@ process.on('exit', killAll)
 const median = (xs: number[]): number => {
   const sorted = [...xs].sort((a, b) => a - b)
   const mid = sorted.length >> 1
-  return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2
+  const at = (i: number): number => sorted[i] ?? Number.NaN
+  return sorted.length % 2 === 1 ? at(mid) : (at(mid - 1) + at(mid)) / 2
 }
 
 const ctx = { quick: false, log: (m: string) => console.log(m), signalingFor: () => '', servers: {} as Record<ServerName, RunningServer> }
