@@ -1,227 +1,28 @@
 /**
- * Issue 15's targets: a live room of 3 peers that take turns overwriting the full store's 100 keys
- * (about 640-byte values), a round of 100 writes each, one round per event-loop turn, to 10^4,
- * 10^5 and 10^6 overwrites. `npm run bench:history`
- * (`-- --quick`: to 10^5). Each contender runs in its own child process (a fresh heap, read after a
- * full GC against the heap before the room was made), its 3 peers in that process:
- * - the library: 3 sessions (joinRoom over the in-memory link: the handshake, the data plane,
- *   epochs with the default compactAfter);
- * - stock y-webrtc: what each of its peers holds, a Y.Map in a Y.Doc, 3 documents exchanging updates;
- * - y-utility's YKeyValue (over a Y.Array), the same way.
- * At each checkpoint: heap growth per peer above the live data, the current document's state (V1,
- * V2), and what a joiner receives: for the library, every byte a fourth session's connections
- * delivered from its join to holding the 100 keys (the move's seed, the epoch's V2 sync, handshake,
- * awareness, checks; from each of the 3 peers) and the largest from one peer; for the others, the
- * V1 state y-webrtc's sync step 2 sends, from each peer. And the write delay: each write's time in
- * the writers' loop (all 3 peers share one event loop, so a move on any peer delays every write),
- * p50/p99/max, and the moves' own durations. `DEBUG_JOIN=1` prints what the library's joiner
- * received, by peer and message type; `YIELD_EVERY` (default 100) is how many writes go between
- * two yields to the event loop (each turn's writes leave as one update per connection);
- * `COMPACT_AFTER` sets the library peers' `compactAfter`.
+ * `npm run bench:history` (`-- --quick`: to 10^5): issue 15's live room of 3 peers on its own,
+ * the same scenario as `npm run bench -- --only rooms` (bench/scenarios/rooms.ts says what it
+ * measures), writing bench/results/history-room.md and .json.
+ *
+ * `history-room.ts child <contender> <checkpoints>` measures one contender's room in this process
+ * and prints its points as JSON: what the scenario runs, in a fresh process per contender.
  */
 
-import { execFileSync } from 'node:child_process'
 import { writeFileSync } from 'node:fs'
-import { fileURLToPath } from 'node:url'
-import * as Y from 'yjs'
-import * as decoding from 'lib0/decoding'
-import { YKeyValue } from 'y-utility/y-keyvalue'
-import { KEYS, fullValue, liveBytes } from './lib/workload.js'
+import { killAll } from './lib/child.js'
+import { roomsTable } from './lib/report.js'
+import { measureRoom, runRooms, type RoomContender } from './scenarios/rooms.js'
 
-type Contender = 'session-store' | 'y-webrtc' | 'ykeyvalue'
-interface Point {
-  overwrites: number
-  liveBytes: number
-  heapPerPeerMiB: number
-  heapAboveLiveMiB: number
-  stateV1: number
-  stateV2: number
-  joinerBytes: number
-  joinerBytesPerPeer: number
-  epoch: number
-  writeMs: { p50: number, p99: number, max: number }
-  moveMs: { count: number, p50: number, p99: number, max: number }
-  seconds: number
-}
-
-const YIELD_EVERY = Number(process.env.YIELD_EVERY ?? 100)
-/** The library peers' compactAfter (`COMPACT_AFTER`); default the library's. */
-const COMPACT_AFTER = process.env.COMPACT_AFTER === undefined ? undefined : Number(process.env.COMPACT_AFTER)
-const gc = (): void => { (globalThis as { gc?: () => void }).gc?.() }
-const heap = (): number => { gc(); gc(); return process.memoryUsage().heapUsed }
-const yieldTurn = async (): Promise<void> => await new Promise((resolve) => setImmediate(resolve))
-const quantile = (sorted: number[], q: number): number => sorted.length === 0 ? 0 : sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] as number
-const summary = (values: number[]): { p50: number, p99: number, max: number } => {
-  const sorted = [...values].sort((a, b) => a - b)
-  return { p50: quantile(sorted, 0.5), p99: quantile(sorted, 0.99), max: sorted.at(-1) ?? 0 }
-}
-
-interface Room {
-  set: (peer: number, key: string, value: unknown) => void | Promise<unknown>
-  live: () => Array<[string, unknown]>
-  doc: () => Y.Doc
-  /** Bytes a joiner receives, in all and from one peer. */
-  join: () => Promise<{ total: number, perPeer: number }>
-  epoch: () => number
-}
-
-const docsRoom = async (kind: 'y-webrtc' | 'ykeyvalue'): Promise<Room> => {
-  const docs = Array.from({ length: 3 }, () => new Y.Doc())
-  for (const doc of docs) {
-    doc.on('update', (update: Uint8Array, origin: unknown) => {
-      if (origin === 'remote') return
-      for (const other of docs) if (other !== doc) Y.applyUpdate(other, update, 'remote')
-    })
-  }
-  const kvs = kind === 'ykeyvalue' ? docs.map((doc) => new YKeyValue<unknown>(doc.getArray('session-store'))) : null
-  const maps = kvs !== null ? [] : docs.map((doc) => doc.getMap<unknown>('session-store'))
-  return {
-    set: (peer, key, value) => { if (kvs !== null) kvs[peer]?.set(key, value); else maps[peer]?.set(key, value) },
-    live: () => kvs !== null ? Array.from((kvs[0] as YKeyValue<unknown>).map.values(), (e) => [e.key, e.val] as [string, unknown]) : Array.from((maps[0] as Y.Map<unknown>).entries()),
-    doc: () => docs[0] as Y.Doc,
-    // y-webrtc answers a joiner's sync step 1 with the whole V1 state, from each peer.
-    join: async () => {
-      const state = Y.encodeStateAsUpdate(docs[0] as Y.Doc).length
-      return { total: 3 * state, perPeer: state }
-    },
-    epoch: () => 0
-  }
-}
-
-const libraryRoom = async (): Promise<Room> => {
-  const { joinRoom } = await import('../src/session.js')
-  const { MemoryHub } = await import('../src/transport/memory-link.js')
-  const hub = new MemoryHub()
-  const room = 'history-room'
-  const sessions: Array<Awaited<ReturnType<typeof joinRoom>>> = []
-  for (let i = 0; i < 3; i++) {
-    const session = joinRoom(room, { joinTimeout: 5000, ...(COMPACT_AFTER === undefined ? {} : { compactAfter: COMPACT_AFTER }) }, { link: hub.link })
-    await session.sessionStore
-    sessions.push(session)
-  }
-  const stores = await Promise.all(sessions.map(async (session) => await session.sessionStore))
-  return {
-    set: async (peer, key, value) => await stores[peer]?.set(key, value),
-    live: () => KEYS.map((key) => [key, stores[0]?.get(key)]),
-    doc: () => (sessions[0] as { doc: Y.Doc }).doc,
-    join: async () => {
-      let total = 0
-      const perPeer = new Map<string, number>()
-      const byType = new Map<string, number>()
-      const link: typeof hub.link = (name, options) => {
-        const inner = hub.link(name, options)
-        inner.on('message', ({ connection, message }) => {
-          if (process.env.DEBUG_JOIN !== undefined) {
-            const d = decoding.createDecoder(message)
-            const outer = decoding.readVarUint(d)
-            const type = outer === 44 ? `${connection.remoteId.slice(0, 4)} 44/${decoding.readVarUint(d)}/${decoding.readVarUint(d)}/${decoding.readVarUint(d)}` : `${connection.remoteId.slice(0, 4)} ${outer}`
-            byType.set(type, (byType.get(type) ?? 0) + message.length)
-          }
-          total += message.length
-          perPeer.set(connection.remoteId, (perPeer.get(connection.remoteId) ?? 0) + message.length)
-        })
-        return inner
-      }
-      const joiner = joinRoom(room, { joinTimeout: 5000 }, { link })
-      const store = await joiner.sessionStore
-      const target = sessions[0] as { epoch: { n: number, s: number } }
-      const deadline = Date.now() + 60_000
-      while (!(joiner.epoch.n === target.epoch.n && joiner.epoch.s === target.epoch.s && KEYS.every((key) => JSON.stringify(store.get(key)) === JSON.stringify(stores[0]?.get(key))))) {
-        if (Date.now() > deadline) {
-          const matching = KEYS.filter((key) => JSON.stringify(store.get(key)) === JSON.stringify(stores[0]?.get(key))).length
-          throw new Error(`the joiner did not catch up within 60 s: its epoch ${JSON.stringify(joiner.epoch)}, the room's ${JSON.stringify(target.epoch)}, ${matching} keys alike, ${JSON.stringify(joiner.status)}`)
-        }
-        await new Promise((resolve) => setTimeout(resolve, 5))
-      }
-      const result = { total, perPeer: Math.max(...perPeer.values()) }
-      if (process.env.DEBUG_JOIN !== undefined) process.stderr.write(`joiner by type: ${JSON.stringify([...byType])}\n`)
-      await joiner.leave()
-      return result
-    },
-    epoch: () => (sessions[0] as { epoch: { n: number } }).epoch.n
-  }
-}
-
-const measure = async (contender: Contender, checkpoints: number[]): Promise<Point[]> => {
-  const before = heap()
-  const started = Date.now()
-  const room = contender === 'session-store' ? await libraryRoom() : await docsRoom(contender)
-  const points: Point[] = []
-  let done = 0
-  let writeMs: number[] = []
-  let lastEpoch = room.epoch()
-  const moveMs: number[] = []
-  for (const target of checkpoints) {
-    for (; done < target; done++) {
-      const round = Math.floor(done / KEYS.length)
-      const start = performance.now()
-      const pending = room.set(round % 3, KEYS[done % KEYS.length] as string, fullValue(round))
-      if (pending !== undefined) await pending
-      if (done % YIELD_EVERY === YIELD_EVERY - 1) await yieldTurn()
-      const ms = performance.now() - start
-      writeMs.push(ms)
-      const epoch = room.epoch()
-      if (epoch !== lastEpoch) {
-        moveMs.push(ms)
-        lastEpoch = epoch
-      }
-    }
-    // Let what is in flight arrive before measuring.
-    for (let i = 0; i < 50; i++) await yieldTurn()
-    await new Promise((resolve) => setTimeout(resolve, 200))
-    const live = liveBytes(room.live())
-    const grown = heap() - before
-    const doc = room.doc()
-    const joiner = await room.join()
-    points.push({
-      overwrites: target,
-      liveBytes: live,
-      heapPerPeerMiB: grown / 3 / 2 ** 20,
-      heapAboveLiveMiB: (grown / 3 - live) / 2 ** 20,
-      stateV1: Y.encodeStateAsUpdate(doc).length,
-      stateV2: Y.encodeStateAsUpdateV2(doc).length,
-      joinerBytes: joiner.total,
-      joinerBytesPerPeer: joiner.perPeer,
-      epoch: room.epoch(),
-      writeMs: summary(writeMs),
-      moveMs: { count: moveMs.length, ...summary(moveMs) },
-      seconds: (Date.now() - started) / 1000
-    })
-    process.stderr.write(`${contender}: ${target} overwrites\n`)
-    writeMs = []
-  }
-  return points
-}
-
-const self = fileURLToPath(import.meta.url)
-const [, , mode, contenderArg, checkpointsArg] = process.argv
+const [, , mode, contender, checkpoints] = process.argv
 if (mode === 'child') {
-  const points = await measure(contenderArg as Contender, (checkpointsArg as string).split(',').map(Number))
+  const points = await measureRoom(contender as RoomContender, (checkpoints as string).split(',').map(Number))
   process.stdout.write(JSON.stringify(points))
   process.exit(0)
 } else {
-  const quick = process.argv.includes('--quick')
-  const checkpoints = quick ? [10_000, 100_000] : [10_000, 100_000, 1_000_000]
-  const results: Record<string, Point[] | { error: string }> = {}
-  const rows: string[] = []
-  const kib = (n: number): string => `${(n / 1024).toFixed(1)} KiB`
-  for (const contender of ['session-store', 'y-webrtc', 'ykeyvalue'] as Contender[]) {
-    const wanted = checkpoints
-    try {
-      const out = execFileSync(process.execPath, ['--expose-gc', '--max-old-space-size=4096', '--import', 'tsx', self, 'child', contender, wanted.join(',')], { maxBuffer: 1 << 24, stdio: ['ignore', 'pipe', 'inherit'], timeout: 3_600_000 }).toString()
-      const points = JSON.parse(out) as Point[]
-      results[contender] = points
-      for (const p of points) {
-        rows.push(`| ${p.overwrites.toLocaleString('en')} | ${contender} | ${kib(p.liveBytes)} | ${p.heapPerPeerMiB.toFixed(2)} MiB | ${p.heapAboveLiveMiB.toFixed(2)} MiB | ${kib(p.stateV1)} | ${kib(p.stateV2)} | ${kib(p.joinerBytesPerPeer)} (${(p.joinerBytesPerPeer / p.liveBytes).toFixed(2)}x) | ${kib(p.joinerBytes)} | ${p.epoch} | ${p.writeMs.p50.toFixed(3)} / ${p.writeMs.p99.toFixed(3)} / ${p.writeMs.max.toFixed(1)} | ${p.moveMs.count > 0 ? `${p.moveMs.p50.toFixed(1)} / ${p.moveMs.p99.toFixed(1)} / ${p.moveMs.max.toFixed(1)}` : '–'} |`)
-      }
-    } catch (err) {
-      results[contender] = { error: String((err as Error).message).slice(0, 200) }
-      rows.push(`| – | ${contender} | failed: ${String((err as Error).message).slice(0, 80)} |`)
-    }
-  }
-  const table = '| overwrites | contender | live data | heap per peer | heap per peer above live data | state V1 | state V2 | joiner receives from one peer (÷ live) | joiner receives in all (3 peers) | epoch | write ms p50 / p99 / max | write ms when a move ran p50 / p99 / max |\n' +
-    '|---|---|---|---|---|---|---|---|---|---|---|---|\n' + rows.join('\n') + '\n'
+  process.on('exit', killAll)
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => process.exit(130))
+  const result = await runRooms({ quick: process.argv.includes('--quick'), log: (message) => process.stderr.write(`${message}\n`) })
+  const table = roomsTable(result)
   process.stdout.write(table)
   writeFileSync(new URL('./results/history-room.md', import.meta.url), `# A live room of 3 peers, overwrites taken in turns (bench/history-room.ts)\n\n${table}`)
-  writeFileSync(new URL('./results/history-room.json', import.meta.url), JSON.stringify({ checkpoints, results }, null, 2))
+  writeFileSync(new URL('./results/history-room.json', import.meta.url), JSON.stringify(result, null, 2))
 }

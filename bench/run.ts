@@ -19,10 +19,11 @@ import { runThroughput } from './scenarios/throughput.js'
 import { runJoin } from './scenarios/join.js'
 import { runMesh } from './scenarios/mesh.js'
 import { runHistory } from './scenarios/history.js'
+import { runRooms } from './scenarios/rooms.js'
 import { runSignaling } from './scenarios/signaling.js'
 import { runBrowser } from './scenarios/browser.js'
 
-const SCENARIOS = ['latency', 'throughput', 'join', 'mesh', 'history', 'browser', 'signaling'] as const
+const SCENARIOS = ['latency', 'throughput', 'join', 'mesh', 'history', 'rooms', 'browser', 'signaling'] as const
 type ScenarioName = typeof SCENARIOS[number]
 
 const { values } = parseArgs({
@@ -58,7 +59,8 @@ const results: Results = {
   scenarios: {}
 }
 
-const peerScenarios = selected.filter((name) => name !== 'signaling')
+// The rooms scenario needs no server: its peers are in one process per contender.
+const peerScenarios = selected.filter((name) => name !== 'signaling' && name !== 'rooms')
 let peerServers: Record<'y-webrtc' | 'ours', RunningServer> | null = null
 if (peerScenarios.length > 0) {
   // The key-value contenders' signaling servers, default options (what each one's user runs), but
@@ -93,6 +95,7 @@ results.scenarios.throughput = await run('throughput', runThroughput)
 results.scenarios.join = await run('join', runJoin)
 results.scenarios.mesh = await run('mesh', runMesh)
 results.scenarios.history = await run('history', runHistory)
+results.scenarios.rooms = await run('rooms', runRooms)
 results.scenarios.browser = await run('browser', runBrowser)
 if (peerServers !== null) {
   // Rejections by our server would mean its limits, not the library, shaped the peer scenarios.

@@ -6,7 +6,7 @@
  * every child is killed, by its pid, when the run ends however it ends.
  */
 
-import { fork, type ChildProcess } from 'node:child_process'
+import { fork, spawn, type ChildProcess } from 'node:child_process'
 import { EventEmitter } from 'node:events'
 import { fileURLToPath } from 'node:url'
 import { buildSync } from 'esbuild'
@@ -50,6 +50,44 @@ const running = new Set<ChildProcess>()
 
 export const killAll = (): void => {
   for (const child of running) child.kill('SIGKILL')
+}
+
+/** The first line of `text` that names an error, or ''. */
+const errorLine = (text: string): string => text.split('\n').find((line) => /^\w*(Error|Exception)\b/.test(line)) ?? ''
+
+/**
+ * Runs `script` (TypeScript, under tsx) with `args` until it exits and returns what it wrote to
+ * stdout: for children that take their job on the command line and print one result, with no IPC
+ * (bench/history-room.ts's child mode). Its stderr is passed on. It is killed, by its pid, after
+ * `timeout` ms, and by `killAll` when the run ends first.
+ */
+export const runToEnd = async (name: string, script: string, args: string[], { execArgv = [], timeout }: { execArgv?: string[], timeout: number }): Promise<string> => {
+  const child = spawn(process.execPath, ['--import', 'tsx', ...execArgv, script, ...args], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] })
+  running.add(child)
+  const out: Buffer[] = []
+  let stderrTail = ''
+  child.stdout.on('data', (chunk: Buffer) => out.push(chunk))
+  child.stderr.on('data', (chunk: Buffer) => {
+    process.stderr.write(chunk)
+    stderrTail = (stderrTail + chunk.toString()).slice(-4096)
+  })
+  let timedOut = false
+  const timer = setTimeout(() => {
+    timedOut = true
+    child.kill('SIGKILL')
+  }, timeout)
+  try {
+    const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve, reject) => {
+      child.once('error', reject)
+      child.once('exit', (code, signal) => resolve([code, signal]))
+    })
+    if (timedOut) throw new Error(`${name}: killed after ${timeout / 1000} s`)
+    if (code !== 0) throw new Error(`${name} exited (${String(code ?? signal)})${errorLine(stderrTail) === '' ? '' : `: ${errorLine(stderrTail)}`}`)
+    return Buffer.concat(out).toString()
+  } finally {
+    clearTimeout(timer)
+    running.delete(child)
+  }
 }
 
 export interface SpawnOptions {
@@ -108,8 +146,8 @@ export class Child<C extends Commands> extends EventEmitter {
     })
     this.exited = new Promise((resolve) => process.once('exit', (code, signal) => {
       running.delete(process)
-      const printed = this.#stderrTail.split('\n').find((line) => /^\w*(Error|Exception)\b/.test(line))
-      this.#exitReason = `exited (${String(code ?? signal)})${printed === undefined ? '' : `: ${printed}`}`
+      const printed = errorLine(this.#stderrTail)
+      this.#exitReason = `exited (${String(code ?? signal)})${printed === '' ? '' : `: ${printed}`}`
       for (const waiter of this.#pending.values()) waiter.reject(new Error(`${name} ${this.#exitReason}`))
       this.#pending.clear()
       resolve(code ?? signal ?? 'unknown')

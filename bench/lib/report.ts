@@ -15,6 +15,7 @@ import type { JoinAttempt, JoinResult } from '../scenarios/join.js'
 import type { MeshResult } from '../scenarios/mesh.js'
 import type { HistoryResult } from '../scenarios/history.js'
 import type { BrowserResult } from '../scenarios/browser.js'
+import { ROOM_LABELS, type RoomsResult } from '../scenarios/rooms.js'
 import { IDLE_HOLD_S, MAX_P99_MS, MIN_DELIVERED, type LoadStep, type SignalingResult } from '../scenarios/signaling.js'
 import { SERVER_LABELS } from './servers.js'
 
@@ -212,6 +213,35 @@ const historySection = (h: HistoryResult | Failure | undefined): string => {
     table(['overwrites', 'contender', 'live data', 'state (V1)', 'state ÷ live', 'state (V2)', 'joiner receives', '÷ V2 state', 'one data-channel message?'], rows) + '\n'
 }
 
+/** Scenario 8's table, also what `npm run bench:history` writes (bench/results/history-room.md). */
+export const roomsTable = (r: RoomsResult): string => {
+  const rows = r.rows.flatMap((row) => {
+    const label = ROOM_LABELS[row.contender]
+    const measured = 'error' in row
+      ? [['–', label, `failed: ${row.error}`]]
+      : row.points.map((p) => [
+        int(p.overwrites), label, kib(p.liveBytes), `${p.heapPerPeerMiB.toFixed(2)} MiB`, `${p.heapAboveLiveMiB.toFixed(2)} MiB`, kib(p.stateV1), kib(p.stateV2),
+        `${kib(p.joinerBytesPerPeer)} (${times(p.joinerBytesPerPeer / p.liveBytes)})`, kib(p.joinerBytes), int(p.epoch),
+        `${ms(p.writeMs.p50)} / ${ms(p.writeMs.p99)} / ${ms(p.writeMs.max)}`,
+        p.moveMs.count === 0 ? '–' : `${count(p.moveMs.count, 'move')}: ${ms(p.moveMs.p50)} / ${ms(p.moveMs.p99)} / ${ms(p.moveMs.max)}`
+      ])
+    const skipped = row.skipped === null ? [] : row.skipped.overwrites.map((n) => [int(n), label, `not run: ${row.skipped?.reason ?? ''}`])
+    return [...measured, ...skipped]
+  })
+  return table(['overwrites', 'contender', 'live data', 'heap per peer', 'heap per peer above live data', 'state V1', 'state V2', 'joiner receives from one peer (÷ live)', `joiner receives in all (${r.peers} peers)`, 'epoch', 'write ms p50 / p99 / max', 'moves so far: write ms when one ran p50 / p99 / max'], rows) + '\n'
+}
+
+const roomsSection = (r: RoomsResult | Failure | undefined): string => {
+  if (r === undefined) return ''
+  const head = '## 8. History in a live room\n\n'
+  if (!ok(r)) return `${head}${failed('Rooms', r)}\n`
+  return `${head}${r.peers} peers take turns overwriting the full store's 100 keys (about 640-byte values), a round of 100 writes each, yielding to the event loop every ${r.yieldEvery} writes; ` +
+    `each contender's peers share one child process: the library's are sessions over the in-memory link (compactAfter ${r.compactAfter === null ? 'the default' : int(r.compactAfter)}), stock y-webrtc's (a Y.Map) and YKeyValue's are documents exchanging their updates directly. ` +
+    'Heap per peer is the process\'s heap growth after a full GC, divided among the peers; state is the current document\'s. A joiner receives, for the library, every byte a fourth session got until it held every key (from each peer, and in all); for the others, the V1 state y-webrtc\'s sync step 2 sends from each peer. ' +
+    'Write ms covers every write since the previous checkpoint, in the loop the 3 peers share (a move on any peer delays every write); moves are the writes during which a move ran, since the start.\n\n' +
+    roomsTable(r)
+}
+
 const meshSection = (m: MeshResult | Failure | undefined): string => {
   if (m === undefined) return ''
   const head = '## 6. Mesh size\n\n'
@@ -258,7 +288,8 @@ export const renderMarkdown = (r: Results, chart: string | null): string => [
   signalingSection(r.scenarios.signaling, r.previousIdle),
   historySection(r.scenarios.history),
   meshSection(r.scenarios.mesh),
-  browserSection(r.scenarios.browser)
+  browserSection(r.scenarios.browser),
+  roomsSection(r.scenarios.rooms)
 ].filter((s) => s !== '').join('\n')
 
 /** The idle memory of the committed full run (`latest.json`), if there is one. */

@@ -12,6 +12,7 @@ import type { MeshResult } from '../scenarios/mesh.js'
 import type { HistoryResult } from '../scenarios/history.js'
 import type { IdleResult, SignalingResult } from '../scenarios/signaling.js'
 import type { BrowserResult } from '../scenarios/browser.js'
+import type { RoomsResult } from '../scenarios/rooms.js'
 import type { ServerName } from './servers.js'
 
 export interface TargetRow {
@@ -47,5 +48,6 @@ export interface Results {
     history?: HistoryResult | Failure
     signaling?: SignalingResult | Failure
     browser?: BrowserResult | Failure
+    rooms?: RoomsResult | Failure
   }
 }

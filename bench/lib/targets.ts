@@ -6,6 +6,7 @@
 import type { Results, TargetRow } from './results.js'
 import type { Failure } from '../scenarios/context.js'
 import type { JoinAttempt } from '../scenarios/join.js'
+import type { RoomContender, RoomPoint, RoomsResult } from '../scenarios/rooms.js'
 
 const ok = <T extends object>(x: T | Failure | undefined): x is T => x !== undefined && !('error' in x)
 
@@ -15,6 +16,12 @@ const bytes = (x: number): string => `${Math.round(x).toLocaleString('en-US')} B
 const times = (x: number): string => `${x.toFixed(2)}×`
 const int = (x: number): string => Math.round(x).toLocaleString('en-US')
 const kibibytes = (x: number): string => `${(x / 1024).toLocaleString('en-US', { maximumFractionDigits: 1 })} KiB`
+const mebibytes = (x: number): string => `${x.toFixed(2)} MiB`
+
+/** Issue 15: each peer's heap growth above its live data, after 10^6 overwrites in a live room. */
+const MAX_HEAP_ABOVE_LIVE_MIB = 8
+/** Issue 15: what a joiner receives (from one peer), over the live data. */
+const MAX_JOINER_OVER_LIVE = 2
 
 /** Issue 16: 4 KB of RSS per idle connection held. */
 const MAX_IDLE_BYTES = 4_000
@@ -28,7 +35,7 @@ const compare = (target: string, ours: number, anchor: number, format: (x: numbe
 
 export const judgeTargets = (results: Results): TargetRow[] => {
   const rows: TargetRow[] = []
-  const { latency, throughput, signaling, join, history, mesh } = results.scenarios
+  const { latency, throughput, signaling, join, history, mesh, rooms } = results.scenarios
 
   if (ok(latency)) {
     const ours = latency.rows.find((r) => r.contender === 'session-store')?.summary
@@ -92,6 +99,8 @@ export const judgeTargets = (results: Results): TargetRow[] => {
   } else {
     rows.push(na('Joins: a joiner receives at most 2× the V2 state', history === undefined ? 'not run' : history.error))
   }
+
+  rows.push(...roomTargets(rooms))
 
   if (ok(mesh)) {
     for (const row of mesh.rows) {
@@ -179,4 +188,53 @@ export const judgeTargets = (results: Results): TargetRow[] => {
     rows.push(na('Joins succeed at every history length', join === undefined ? 'not run' : join.error))
   }
   return rows
+}
+
+/** Issue 15's three rows, judged at the library's largest checkpoint (10^6 in a full run). */
+const roomTargets = (rooms: RoomsResult | Failure | undefined): TargetRow[] => {
+  const targets = [
+    `Rooms: each peer's heap at most ${MAX_HEAP_ABOVE_LIVE_MIB} MiB above its live data`,
+    `Rooms: a joiner receives at most ${MAX_JOINER_OVER_LIVE}× the live data from one peer`,
+    'Rooms: the delay of a write during a move (p99) reported'
+  ]
+  const points = (contender: RoomContender): RoomPoint[] => {
+    const row = ok(rooms) ? rooms.rows.find((r) => r.contender === contender) : undefined
+    return row === undefined || 'error' in row ? [] : row.points
+  }
+  const last = points('session-store').at(-1)
+  if (last === undefined) return targets.map((t) => na(t, rooms === undefined ? 'not run' : ok(rooms) ? 'the library\'s room failed' : rooms.error))
+  const after = `after ${int(last.overwrites)} overwrites in a live room of 3 peers`
+  const stock = points('y-webrtc').find((p) => p.overwrites === last.overwrites)
+  const reference = points('ykeyvalue').at(-1)
+  const others = (value: (p: RoomPoint) => string): string => [
+    stock === undefined ? null : `stock y-webrtc ${value(stock)}`,
+    reference === undefined ? null : `y-utility YKeyValue ${value(reference)}${reference.overwrites === last.overwrites ? '' : ` (at ${int(reference.overwrites)})`}`
+  ].filter((x) => x !== null).join('; ')
+  const joinerRatio = last.joinerBytesPerPeer / last.liveBytes
+  return [
+    {
+      target: `${targets[0] as string}, ${after}`,
+      ours: mebibytes(last.heapAboveLiveMiB),
+      anchor: mebibytes(MAX_HEAP_ABOVE_LIVE_MIB),
+      ratio: times(last.heapAboveLiveMiB / MAX_HEAP_ABOVE_LIVE_MIB),
+      verdict: last.heapAboveLiveMiB <= MAX_HEAP_ABOVE_LIVE_MIB ? 'pass' : 'short',
+      note: `live data ${kibibytes(last.liveBytes)}, epoch ${last.epoch}; ${others((p) => mebibytes(p.heapAboveLiveMiB))}`
+    },
+    {
+      target: `${targets[1] as string}, ${after}`,
+      ours: kibibytes(last.joinerBytesPerPeer),
+      anchor: `live data ${kibibytes(last.liveBytes)}`,
+      ratio: times(joinerRatio),
+      verdict: joinerRatio <= MAX_JOINER_OVER_LIVE ? 'pass' : 'short',
+      note: `${kibibytes(last.joinerBytes)} from the 3 peers in all; ${others((p) => `${kibibytes(p.joinerBytesPerPeer)} from each peer`)}`
+    },
+    {
+      target: `${targets[2] as string}, ${after}`,
+      ours: last.moveMs.count === 0 ? 'no move ran' : ms(last.moveMs.p99),
+      anchor: `every write: p99 ${ms(last.writeMs.p99)}`,
+      ratio: '',
+      verdict: last.moveMs.count > 0 ? 'pass' : 'short',
+      note: `${int(last.moveMs.count)} moves: p50 ${ms(last.moveMs.p50)}, max ${ms(last.moveMs.max)}; every write since the previous checkpoint p50 ${ms(last.writeMs.p50)}, max ${ms(last.writeMs.max)}${stock === undefined ? '' : `; stock y-webrtc's writes p99 ${ms(stock.writeMs.p99)}`}`
+    }
+  ]
 }
