@@ -261,7 +261,7 @@ export class Epochs extends ObservableV2<EpochsEvents> {
     return held
   }
 
-  /** Open rooms: `text`, seen under `key` in a held epoch, is the key's latest if it is later than what was. */
+  /** Open rooms: `text`, what a held epoch's map now holds under `key`, is the key's latest if it is later than what was. */
   #note (key: string, text: string, write: { at: number } | null): void {
     if (this.#options.protected || write === null) return
     const seen = this.#latest.get(key)

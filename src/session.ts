@@ -21,7 +21,7 @@ import type { WrtcImplementation } from './transport/framed-wrtc.js'
 import type { Attestation, ConnectionInfo, Link, LinkFactory } from './transport/link.js'
 import type { AuthenticatedLink } from './transport/authenticated-link.js'
 import { Epochs } from './epochs.js'
-import { DERIVED_CLIENTS } from './store/epochs.js'
+import { sessionClientId } from './store/epochs.js'
 import { createStack } from './transport/stack.js'
 import { TOKEN_NOTICE, TokenWatch } from './token.js'
 import { createIdentity, type Identity } from './trust/identity.js'
@@ -114,8 +114,8 @@ export class Session extends IsolatedObservable<SessionEvents> {
     const ownMetadata = metadataOf(metadata, limits.maxValueBytes)
     this.room = room
     this.#base = new Y.Doc()
-    // Below 2^31: the client ids above are seeds' and carries' (store/epochs.ts).
-    this.#base.clientID = this.#base.clientID % DERIVED_CLIENTS
+    // At or above 2^31: the client ids below are seeds' and carries' (store/epochs.ts).
+    this.#base.clientID = sessionClientId(this.#base.clientID)
     const clientId = this.#base.clientID
     const identity = createIdentity()
     // A protected room's first room token, also the signaling token when no other is given.

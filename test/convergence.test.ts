@@ -19,7 +19,7 @@ import { Awareness } from 'y-protocols/awareness'
 import { envelopeOf, Mesh } from './helpers/mesh.js'
 import { Epochs } from '../src/epochs.js'
 import { decodeEnvelope } from '../src/store/envelope.js'
-import { compareEpochs, DERIVED_CLIENTS } from '../src/store/epochs.js'
+import { compareEpochs, sessionClientId } from '../src/store/epochs.js'
 import { resolveLimits, utf8Length } from '../src/store/limits.js'
 import { SessionStore } from '../src/store/store.js'
 import type { Link } from '../src/transport/link.js'
@@ -108,7 +108,7 @@ const runWireSeed = async (seed: number): Promise<void> => {
   for (let i = prng.int32(gen, 3, 5); i > 0; i--) {
     const link = hub.link('convergence', { signaling: [], peerOpts: {}, identity: createIdentity() })
     const base = new Y.Doc()
-    base.clientID %= DERIVED_CLIENTS
+    base.clientID = sessionClientId(base.clientID)
     const awareness = new Awareness(base)
     awareness.setLocalState({ n: i })
     const epochs = new Epochs({

@@ -12,7 +12,7 @@ import { createRoomToken, generateIssuerKeys } from '../src/auth.js'
 import { Epochs } from '../src/epochs.js'
 import { joinRoom, type Session } from '../src/session.js'
 import { decodeEnvelope, encodeEnvelope } from '../src/store/envelope.js'
-import { applyCarries, carryId, compareEpochs, DERIVED_CLIENTS, FIRST_EPOCH, historyOf, itemOf, seedId, type EpochId } from '../src/store/epochs.js'
+import { applyCarries, carryId, compareEpochs, FIRST_EPOCH, historyOf, itemOf, seedId, SESSION_CLIENTS, sessionClientId, type EpochId } from '../src/store/epochs.js'
 import { DEFAULT_LIMITS } from '../src/store/limits.js'
 import { SessionStore, type LockRules } from '../src/store/store.js'
 import { checkHello, HANDSHAKE_VERSION } from '../src/transport/authenticated-link.js'
@@ -47,7 +47,7 @@ const peer = async (hub: MemoryHub, room: string, name: string, { compactAfter =
   const link = hub.link(room, { signaling: [], peerOpts: {}, identity: createIdentity() })
   await link.ready
   const base = new Y.Doc()
-  base.clientID %= DERIVED_CLIENTS
+  base.clientID = sessionClientId(base.clientID)
   const awareness = new Awareness(base)
   const epochs = new Epochs({
     link,
@@ -316,13 +316,15 @@ describe('epochs', () => {
     expect(a.refused[0]).toMatch(/messages at a rate over 1250\/s/)
   })
 
-  it('a peer of the previous data plane (handshake version 2) is refused, and told why', () => {
-    expect(HANDSHAKE_VERSION).toBe(3)
+  it('a peer of an earlier data plane (handshake version 3) is refused, and told why; session client ids are at or above 2^31', () => {
+    expect(HANDSHAKE_VERSION).toBe(4)
     const binding = { local: 'l', remote: 'r' }
-    const hello = { v: 2, room: 'r', from: 'x', to: 'y', binding: ['r', 'l'], client: 7 }
-    expect(checkHello(hello, { room: 'r', from: 'x', to: 'y', binding, ownClient: 8 })).toBe('handshake version 2 (this peer speaks 3)')
-    expect(checkHello({ ...hello, v: 3, client: DERIVED_CLIENTS + 1 }, { room: 'r', from: 'x', to: 'y', binding, ownClient: 8 })).toMatch(/below 2\^31/)
-    expect(checkHello({ ...hello, v: 3 }, { room: 'r', from: 'x', to: 'y', binding, ownClient: 8 })).toBeNull()
+    const hello = { v: 3, room: 'r', from: 'x', to: 'y', binding: ['r', 'l'], client: SESSION_CLIENTS + 7 }
+    const expected = { room: 'r', from: 'x', to: 'y', binding, ownClient: SESSION_CLIENTS + 8 }
+    expect(checkHello(hello, expected)).toBe('handshake version 3 (this peer speaks 4)')
+    expect(checkHello({ ...hello, v: 4, client: SESSION_CLIENTS - 1 }, expected)).toMatch(/from 2\^31 to 2\^32 - 1/)
+    expect(checkHello({ ...hello, v: 4, client: 2 ** 32 }, expected)).toMatch(/from 2\^31 to 2\^32 - 1/)
+    expect(checkHello({ ...hello, v: 4 }, expected)).toBeNull()
   })
 })
 

@@ -56,10 +56,16 @@ export interface Move {
 /** The most lines of a cover; the oldest (by `at`) go first. */
 export const MAX_COVER = 4096
 /**
- * Session client ids are below this; seed and carry client ids at or above it, so that a cover
- * (which lists writers) can leave them out. The handshake refuses a session id above it.
+ * Session client ids are at or above this (and below 2^32); seed and carry client ids below it, so
+ * that a cover (which lists writers) can leave them out, and so that a carry placed beside a
+ * concurrent original write loses to it (Yjs puts the higher client id of siblings last, and the
+ * last is a map's value): an original write of the epoch stands. The handshake refuses a session
+ * id below it.
  */
-export const DERIVED_CLIENTS = 2 ** 31
+export const SESSION_CLIENTS = 2 ** 31
+
+/** A Yjs client id for a session, from a random one: in [SESSION_CLIENTS, 2^32). */
+export const sessionClientId = (random: number): number => SESSION_CLIENTS + (random % SESSION_CLIENTS)
 
 /** Negative when `a` is before `b` in the order every peer applies (number, then seed id). */
 export const compareEpochs = (a: EpochId, b: EpochId): number => a.n !== b.n ? a.n - b.n : a.s - b.s
@@ -70,11 +76,11 @@ export const epochName = ({ n, s }: EpochId): string => `${n}.${s.toString(16)}`
 
 const encoder = new TextEncoder()
 
-/** A derived client id: the first 31 bits of SHA-256 over the parts, in [DERIVED_CLIENTS, 2^32). */
+/** A derived client id: the first 31 bits of SHA-256 over the parts, in [1, SESSION_CLIENTS) (0 is epoch 0's seed id). */
 const derive = (parts: unknown[]): number => {
   const hash = digest(encoder.encode(JSON.stringify(parts)))
-  const n = (((hash[0] as number) << 24) | ((hash[1] as number) << 16) | ((hash[2] as number) << 8) | (hash[3] as number)) >>> 0
-  return (n | DERIVED_CLIENTS) >>> 0
+  const n = ((((hash[0] as number) & 0x7f) << 24) | ((hash[1] as number) << 16) | ((hash[2] as number) << 8) | (hash[3] as number)) >>> 0
+  return n === 0 ? 1 : n
 }
 
 /** The seed id of epoch `n` with parent `parent` and seed `entries`: its seed's Yjs client id. */
@@ -142,9 +148,9 @@ export const itemOf = (map: Y.Map<unknown>, key: string): ItemId | undefined => 
 
 /**
  * Whether `client` is a seed's or a carry's: derived, not a session's (the handshake binds only
- * session ids, below DERIVED_CLIENTS).
+ * session ids, at or above SESSION_CLIENTS).
  */
-export const isDerived = (client: number): boolean => client >= DERIVED_CLIENTS
+export const isDerived = (client: number): boolean => client < SESSION_CLIENTS
 
 /** Whether the current item under `key` in `map` is a seed's or a carry's. */
 export const inherited = (map: Y.Map<unknown>, key: string): boolean => {

@@ -22,6 +22,7 @@ import * as decoding from 'lib0/decoding'
 import { ObservableV2 } from 'lib0/observable'
 import { verifySigned, type Identity } from '../trust/identity.js'
 import type { ConnectionInfo, Link, LinkConnection, LinkEvents, SignalingSource } from './link.js'
+import { SESSION_CLIENTS } from '../store/epochs.js'
 
 /** The message type of the handshake (the data plane's are others: replication.ts, sync-v2.ts). */
 export const MESSAGE_HELLO = 16
@@ -32,9 +33,8 @@ export const HELLO_TIMEOUT = 5000
  * relayed by neighbour lists; 3 adds epochs (src/PROTOCOL.md). A peer of another version is
  * refused, with it said.
  */
-export const HANDSHAKE_VERSION = 3
+export const HANDSHAKE_VERSION = 4
 /** A session's Yjs client id is below 2^31: the ids above are seeds' and carries' (store/epochs.ts). */
-const MAX_CLIENT_ID = 2 ** 31 - 1
 
 /** A connection whose remote proved its identity; `client` is the Yjs client id it speaks as. */
 export interface VerifiedConnection extends LinkConnection {
@@ -61,7 +61,7 @@ export const checkHello = (hello: Record<string, unknown> | null, expected: { ro
     return 'its handshake was made for another connection (DTLS fingerprints differ)'
   }
   const client = hello.client
-  if (!Number.isSafeInteger(client) || (client as number) < 0 || (client as number) > MAX_CLIENT_ID) return 'its Yjs client id is not an integer below 2^31'
+  if (!Number.isSafeInteger(client) || (client as number) < SESSION_CLIENTS || (client as number) >= 2 ** 32) return 'its Yjs client id is not an integer from 2^31 to 2^32 - 1'
   if (client === expected.ownClient) return 'it claims this peer\'s own Yjs client id'
   return null
 }
