@@ -340,6 +340,28 @@ describe('a protected store', () => {
     expect(guest.store.entry('hand/guest')?.updatedBy.user).toBe('guest')
   })
 
+  it('an entry refused while its issuer\'s key set could not be fetched counts once it can, with no change of the key', async () => {
+    let up = false
+    const http = createServer((_req, res) => {
+      if (up) res.writeHead(200, { 'Content-Type': 'application/json' }).end(JSON.stringify({ keys: [issuer.publicKey] }))
+      else res.writeHead(503).end()
+    })
+    await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve))
+    onTestFinished(async () => { await new Promise((resolve) => http.close(resolve)) })
+    const remote = new RoomTokenVerifier({ jwksUrl: `http://127.0.0.1:${(http.address() as AddressInfo).port}/jwks.json` })
+    const host = await peer('host', ['*'])
+    const doc = new Y.Doc()
+    const reader = new SessionStore(doc.getMap(MAP), { authority: new RoomAuthority({ room: ROOM, identity: await createIdentity(), verifier: remote }), recheckDelay: 50, onError: () => {} })
+    onTestFinished(() => reader.close())
+    connect(host.doc, doc)
+    await host.store.set('pinned', 'hello')
+    await reader.settled()
+    expect(reader.get('pinned')).toBeUndefined()
+    up = true
+    await waitFor(() => reader.get('pinned') === 'hello', { what: 'the entry judged again once the key set is back' })
+    expect(reader.entry('pinned')?.updatedBy.user).toBe('host')
+  })
+
   it('writes land in call order and each takes the next version', async () => {
     const host = await peer('host', ['*'])
     const results = await Promise.all([1, 2, 3, 4, 5].map(async (n) => await host.store.set('count', n)))

@@ -86,6 +86,8 @@ export interface StoreOptions {
   authority?: EntryAuthority | undefined
   /** The longest a protected store waits before putting a displaced best entry back, in ms. Default 200. */
   restoreDelay?: number | undefined
+  /** Protected rooms: ms after which an entry whose verdict was not final (its issuer's key set unreachable) is judged again. Default RECHECK_MS. */
+  recheckDelay?: number | undefined
   /** The room's locks (store.lock): who holds which key, so that only the holder's writes count. */
   locks?: LockRules | LockService | undefined
   /** The peer a lock holder's peer id names (the session's peers). Default: a peer with that id only. */
@@ -174,6 +176,8 @@ const lockFields = (lock: number | undefined, grant: string | undefined): { lock
 
 /** At most this many INVALID_REMOTE_ENTRY reports per transaction; the rest are counted in one more. */
 const MAX_REPORTS = 10
+/** How long after a verdict that was not final (an issuer's key set unreachable) the entry is judged again (ms). */
+export const RECHECK_MS = 5000
 /** How far ahead of this peer's clock a seen entry's `at` may be for a write to follow it (ms). */
 const MAX_CLOCK_LEAD = 10 * 60_000
 /** At most this many reports of entries refused by their seal, per second. */
@@ -214,6 +218,7 @@ export class SessionStore {
   #writing: Entry | null = null
   readonly #authority: EntryAuthority | null
   readonly #restoreDelay: number
+  readonly #recheckDelay: number
   /** Protected rooms: the best valid entry seen per key (tombstones included). */
   readonly #best = new Map<string, Verified>()
   /** Protected rooms: the text under each key whose verdict is awaited. */
@@ -221,6 +226,8 @@ export class SessionStore {
   /** Protected rooms: the highest version a local write has taken per key, signed or not yet. */
   readonly #reserved = new Map<string, number>()
   readonly #restores = new Map<string, ReturnType<typeof setTimeout>>()
+  /** Keys whose entry is judged again later (#judgeAgainLater). */
+  readonly #rechecks = new Map<string, ReturnType<typeof setTimeout>>()
   /** Protected rooms: verdicts being awaited. */
   readonly #judging = new Set<Promise<void>>()
   /** Protected rooms: local writes land in call order (each waits for its signature). */
@@ -236,7 +243,7 @@ export class SessionStore {
   /** Per key: the highest `at` of a visible entry that left the map (deleted or overwritten). */
   readonly #gone = new Map<string, number>()
 
-  constructor (map: Y.Map<unknown>, { limits, onError = () => {}, writer, now = Date.now, authority, restoreDelay = 200, locks, peerOf, inherited = () => false, epochs }: StoreOptions = {}) {
+  constructor (map: Y.Map<unknown>, { limits, onError = () => {}, writer, now = Date.now, authority, restoreDelay = 200, recheckDelay = RECHECK_MS, locks, peerOf, inherited = () => false, epochs }: StoreOptions = {}) {
     this.limits = resolveLimits(limits)
     this.#map = map
     this.#origin = Object.freeze({ source: 'local' as const, store: this })
@@ -248,6 +255,7 @@ export class SessionStore {
     this.#locks = locks ?? null
     this.#peerOf = peerOf ?? ((peerId) => ({ id: peerId, metadata: null, local: false }))
     this.#restoreDelay = restoreDelay
+    this.#recheckDelay = recheckDelay
     this.#inherited = inherited
     this.#visibility = new Visibility(this.limits)
     if (!this.#judges) this.#visibility.update(this.#read(map.keys(), true))
@@ -544,8 +552,9 @@ export class SessionStore {
     this.#map.unobserve(this.#onMapEvent)
     this.#observers.clear()
     this.#allObservers.clear()
-    for (const timer of this.#restores.values()) clearTimeout(timer)
+    for (const timer of [...this.#restores.values(), ...this.#rechecks.values()]) clearTimeout(timer)
     this.#restores.clear()
+    this.#rechecks.clear()
   }
 
   /**
@@ -784,9 +793,24 @@ export class SessionStore {
         return
       }
       this.#judged(key, entry, settled, settledProblem)
+      if (inMap && typeof settled === 'string' && authority?.final?.(key, entry) === false) this.#judgeAgainLater(key, entry.text)
     })().catch(() => {})
     this.#judging.add(judging)
     void judging.finally(() => this.#judging.delete(judging))
+  }
+
+  /**
+   * Judges the map's entry under `key` again after `recheckDelay` ms, if it is still `text`: its verdict
+   * rested on what could not be known yet (an issuer's key set unreachable), and no change of the
+   * key may come to ask again. One timer per key; a verdict that is still not final sets the next.
+   */
+  #judgeAgainLater (key: string, text: string): void {
+    if (this.#rechecks.has(key)) return
+    const timer = setTimeout(() => {
+      this.#rechecks.delete(key)
+      if (!this.#closed && this.#map.get(key) === text) this.#consider(key, true)
+    }, this.#recheckDelay)
+    this.#rechecks.set(key, timer)
   }
 
   /** An open room's key whose entry is gone or invalid: nothing to keep, nothing to restore. */

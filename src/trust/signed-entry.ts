@@ -44,6 +44,11 @@ export interface EntryAuthority {
   sign: (key: string, unsigned: string) => Promise<string>
   /** Whether a remote entry counts: a verdict at once when known, else a promise of it. */
   check: (key: string, entry: Entry) => Verdict | Promise<Verdict>
+  /**
+   * Whether the verdict `check` gave `entry` is for good, or rested on what could not be known yet
+   * (its issuer's key set unreachable): then the store asks again later.
+   */
+  final?: (key: string, entry: Entry) => boolean
 }
 
 const PREFIX = 'y-session-store/entry/1\n'
@@ -52,6 +57,9 @@ const encoder = new TextEncoder()
 /** The bytes a sealed entry's signature covers. */
 export const signingInput = (room: string, key: string, unsigned: string): Uint8Array =>
   encoder.encode(`${PREFIX}${JSON.stringify([room, key])}\n${unsigned}`)
+
+/** A verdict's cache key: the signature covers the key, so the same text under another key is another question. */
+const verdictId = (key: string, entry: Entry): string => `${key.length}:${key}${entry.text}`
 
 /** Verdicts cached per entry text: a room holds at most a few hundred live entries. */
 const MAX_VERDICTS = 4096
@@ -127,9 +135,12 @@ export class RoomAuthority implements EntryAuthority {
     return base64url.encode(await (await this.#identity).signBytes(signingInput(this.#room, key, unsigned)))
   }
 
+  final (key: string, entry: Entry): boolean {
+    return this.#verdicts.has(verdictId(key, entry))
+  }
+
   check (key: string, entry: Entry): Verdict | Promise<Verdict> {
-    // The signature covers the key: the same text under another key is another question.
-    const id = `${key.length}:${key}${entry.text}`
+    const id = verdictId(key, entry)
     const cached = this.#verdicts.get(id)
     if (cached !== undefined) return cached
     const pending = this.#check(key, entry).then(({ verdict, final }) => {
