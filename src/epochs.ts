@@ -44,6 +44,16 @@ const MOVE_REFILL = 1000
 const MOVE_SEND_BURST = 32
 const MOVE_SEND_REFILL = 2000
 
+/** How long writes to an older epoch gather before they are carried (ms). */
+const CARRY_DELAY = 50
+
+/** The clock units of `doc`: its structs, overwritten ones included. */
+const unitsOf = (doc: Y.Doc): number => {
+  let units = 0
+  for (const client of doc.store.clients.keys()) units += Y.getState(doc.store, client)
+  return units
+}
+
 /** The epochs a peer holds: its current one and older ones that peers may still write to. */
 export const HELD = 2
 
@@ -81,7 +91,7 @@ interface Held {
   readonly doc: Y.Doc
   readonly view: EpochView
   replication: Replication | null
-  /** Clock units of the document (its items, overwritten ones included). */
+  /** Clock units of the document (its items, overwritten ones included), as counted after the last turn that changed it. */
   units: number
 }
 
@@ -126,6 +136,9 @@ export class Epochs extends ObservableV2<EpochsEvents> {
   readonly #seen: Cover = new Map()
   /** Open rooms: per key, the latest write (or delete) this peer has seen in any held epoch (#enforce). */
   readonly #latest = new Map<string, Latest>()
+  /** Keys an older held epoch took, to be carried (#carryLater). */
+  readonly #toCarry = new Map<Held, Set<string>>()
+  #carryTimer: ReturnType<typeof setTimeout> | undefined
   #bridge: Bridge
   #moveScheduled = false
   #destroyed = false
@@ -208,6 +221,8 @@ export class Epochs extends ObservableV2<EpochsEvents> {
     this.#bridge.destroy()
     for (const remote of this.#remotes.values()) clearTimeout(remote.timer)
     this.#remotes.clear()
+    clearTimeout(this.#carryTimer)
+    this.#toCarry.clear()
     for (const held of this.#held) this.#release(held)
     this.#held = []
     super.destroy()
@@ -224,10 +239,20 @@ export class Epochs extends ObservableV2<EpochsEvents> {
       replication: null,
       units: 0
     }
-    for (const clock of Y.decodeStateVector(Y.encodeStateVector(doc)).values()) held.units += clock
-    doc.on('afterTransaction', (transaction: Y.Transaction) => {
-      for (const [client, clock] of transaction.afterState) held.units += clock - (transaction.beforeState.get(client) ?? 0)
-      if (this.#held[0] === held) this.#checkHistory(held)
+    held.units = unitsOf(doc)
+    // Counted once per turn that changed the document, after it, not at each transaction: a sum
+    // over every client of the document (each carry is a client of its own), which a write's path
+    // need not pay for.
+    let counting = false
+    doc.on('afterTransaction', () => {
+      if (counting) return
+      counting = true
+      setTimeout(() => {
+        counting = false
+        if (!this.#held.includes(held)) return
+        held.units = unitsOf(doc)
+        if (this.#held[0] === held) this.#checkHistory(held)
+      }, 0)
     })
     const map = doc.getMap<unknown>(this.#options.root)
     for (const [key, text] of map.entries()) {
@@ -246,8 +271,7 @@ export class Epochs extends ObservableV2<EpochsEvents> {
         else this.#noteDelete(key, event.changes.keys.get(key)?.oldValue)
       }
       if (this.#held[0] !== held) {
-        this.#carry(held, event.keysChanged)
-        this.#enforce(event.keysChanged)
+        this.#carryLater(held, event.keysChanged)
         return
       }
       if (this.#options.protected) return
@@ -259,6 +283,31 @@ export class Epochs extends ObservableV2<EpochsEvents> {
       if (keys.length > 0) for (const older of this.#held.slice(1)) this.#carry(older, keys)
     })
     return held
+  }
+
+  /**
+   * Carries what `held` (an older epoch) took under `keys` within CARRY_DELAY: a peer that still
+   * writes to it writes many times before it hears of the move, and each carry is a client of its
+   * own in the new epoch (every transaction's state vector counts them). Carried at once when the
+   * epochs change (#carryPending before a move and before dropping the older ones).
+   */
+  #carryLater (held: Held, keys: Iterable<string>): void {
+    let pending = this.#toCarry.get(held)
+    if (pending === undefined) this.#toCarry.set(held, pending = new Set())
+    for (const key of keys) pending.add(key)
+    this.#carryTimer ??= setTimeout(() => this.#carryPending(), CARRY_DELAY)
+  }
+
+  #carryPending (): void {
+    clearTimeout(this.#carryTimer)
+    this.#carryTimer = undefined
+    const pending = Array.from(this.#toCarry)
+    this.#toCarry.clear()
+    for (const [held, keys] of pending) {
+      if (this.#held[0] === held || !this.#held.includes(held)) continue
+      this.#carry(held, keys)
+      this.#enforce(keys)
+    }
   }
 
   /** Open rooms: `text`, what a held epoch's map now holds under `key`, is the key's latest if it is later than what was. */
@@ -354,6 +403,7 @@ export class Epochs extends ObservableV2<EpochsEvents> {
   /** Makes `move`'s epoch the current one: seed, carries, replication, store; tells every connection. */
   #adopt (move: Move, local: boolean): void {
     const start = performance.now()
+    this.#carryPending()
     const old = this.#held
     const from = this.epoch
     // A move without its seed comes to a peer that holds nothing: the seed comes with the sync.
@@ -412,7 +462,7 @@ export class Epochs extends ObservableV2<EpochsEvents> {
 
   /** Whether this peer holds nothing yet: only epoch 0, with nothing in it (a joiner). */
   get #fresh (): boolean {
-    return this.#held.length === 1 && this.epoch.n === 0 && this.#current.units === 0
+    return this.#held.length === 1 && this.epoch.n === 0 && this.#current.doc.store.clients.size === 0
   }
 
   /** The epochs this peer tells others it holds: none while it is fresh, so it is sent moves without their seeds. */
@@ -443,6 +493,7 @@ export class Epochs extends ObservableV2<EpochsEvents> {
       const theirs = remote.heard ? remote.held[0] : undefined
       if (remote.heard && (theirs === undefined || compareEpochs(theirs, current) < 0)) return
     }
+    this.#carryPending()
     const [kept, ...dropped] = this.#held
     this.#held = [kept as Held]
     for (const older of dropped) this.#release(older)
