@@ -27,6 +27,11 @@ export interface JoinSpec {
   state?: Uint8Array
   /** Count data-channel traffic (it adds a listener per message received and a counter per send). */
   instrument?: boolean
+  /**
+   * The library's `compactAfter` (default: the library's). The join scenario's seeder writes its
+   * history with 0, into one document (epoch 0), which the room's peers then load as their own.
+   */
+  compactAfter?: number
 }
 
 /** Data-channel traffic of one peer, seen below y-webrtc (and below the library's framing). */
@@ -69,6 +74,23 @@ const emptyTraffic = (): Traffic => ({ messagesIn: 0, bytesIn: 0, messagesOut: 0
 type Wrtc = typeof wrtc
 
 /**
+ * Whether a data-channel message is an update: y-webrtc's sync message (0: its updates, and its
+ * sync steps), or the library's batch of updates (35), which travels inside its epoch data message
+ * (44, then the epoch's number and seed id as varUints: src/PROTOCOL.md).
+ */
+const isUpdateMessage = (bytes: Uint8Array): boolean => {
+  let i = 0
+  if (bytes[0] === 44) {
+    i = 1
+    for (let field = 0; field < 2; field++) {
+      while (i < bytes.length && ((bytes[i] as number) & 0x80) !== 0) i++
+      i++
+    }
+  }
+  return i === 0 ? bytes[0] === 0 || bytes[0] === 35 : bytes[i] === 35
+}
+
+/**
  * `wrtc` whose data channels count what they receive and what fails to send. The library frames
  * on top of it (it takes `peerOpts.wrtc` as its base), so both contenders are counted on the wire.
  */
@@ -81,8 +103,7 @@ const instrumentedWrtc = (traffic: Traffic): Wrtc => {
       traffic.messagesIn++
       traffic.bytesIn += typeof data === 'string' ? Buffer.byteLength(data) : (data as ArrayBuffer).byteLength
       if (typeof data !== 'string' && (data as ArrayBuffer).byteLength > 0) {
-        const type = new Uint8Array(data as ArrayBuffer, 0, 1)[0]
-        if (type === 0 || type === 35) traffic.updatesIn++
+        if (isUpdateMessage(new Uint8Array(data as ArrayBuffer))) traffic.updatesIn++
       }
     })
     const send = channel.send.bind(channel) as (data: Uint8Array | string) => void
@@ -161,9 +182,11 @@ const joinSessionStore = (spec: JoinSpec): KvPeer => {
   const session: Session = joinRoom(spec.room, {
     signaling: [spec.signaling],
     maxConns: spec.maxConns,
+    ...(spec.compactAfter === undefined ? {} : { compactAfter: spec.compactAfter }),
     ...(spec.instrument === true ? { peerOpts: { wrtc: instrumentedWrtc(traffic) } } : {})
   })
-  // The room's history goes in before the first connection, as if this peer had lived through it.
+  // The room's history goes in before the first connection, as if this peer had lived through it
+  // (in epoch 0: the seeder wrote it there; with moves on, the peer then moves as any would).
   if (spec.state !== undefined) Y.applyUpdate(session.doc, spec.state)
   let store: SessionStore | null = null
   const ready = session.sessionStore.then((s) => {

@@ -52,7 +52,8 @@ export interface JoinResult {
 const seed = async (ctx: Context, contender: KvContenderName, overwrites: number): Promise<Uint8Array> => {
   const seeder = await spawnKv(contender, 'seed')
   try {
-    const spec: JoinSpec = { room: freshRoom('seed'), signaling: ctx.signalingFor(contender), maxConns: MAX_CONNS }
+    // One document holds the whole history (no moves while seeding): what the room's peers load.
+    const spec: JoinSpec = { room: freshRoom('seed'), signaling: ctx.signalingFor(contender), maxConns: MAX_CONNS, compactAfter: 0 }
     const { state, ms } = await seeder.call('seed', { spec, overwrites }, 300_000)
     ctx.log(`${contender}: seeded ${overwrites} overwrites in ${(ms / 1000).toFixed(1)} s: ${state.length} bytes of state`)
     return state
