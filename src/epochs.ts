@@ -35,7 +35,7 @@ import { createTokenBucket, type TokenBucket } from './transport/budgets.js'
  * follows the moves of others).
  */
 export const DEFAULT_COMPACT_AFTER = 10_000
-/** A peer that is not the smallest id among its neighbours moves only past this many times `compactAfter`. */
+/** A peer that did not write in the turn that passed `compactAfter` moves only past this many times it. */
 const FALLBACK_FACTOR = 1.5
 /** Moves a connection may send: a burst, then one per MOVE_REFILL ms; more are dropped unread. */
 const MOVE_BURST = 64
@@ -244,14 +244,19 @@ export class Epochs extends ObservableV2<EpochsEvents> {
     // over every client of the document (each carry is a client of its own), which a write's path
     // need not pay for.
     let counting = false
-    doc.on('afterTransaction', () => {
+    let wrote = false
+    doc.on('afterTransaction', (transaction: Y.Transaction) => {
+      // This peer's own writes (not a sync, an update, a seed or a carry) make it the mover.
+      if (transaction.local && transaction.origin !== MOVE_ORIGIN) wrote = true
       if (counting) return
       counting = true
       setTimeout(() => {
         counting = false
+        const writer = wrote
+        wrote = false
         if (!this.#held.includes(held)) return
         held.units = unitsOf(doc)
-        if (this.#held[0] === held) this.#checkHistory(held)
+        if (this.#held[0] === held) this.#checkHistory(held, writer)
       }, 0)
     })
     const map = doc.getMap<unknown>(this.#options.root)
@@ -374,14 +379,15 @@ export class Epochs extends ObservableV2<EpochsEvents> {
   }
 
   /** After a transaction of the current epoch: past the threshold, a move in the next turn. */
-  #checkHistory (held: Held): void {
+  #checkHistory (held: Held, wrote: boolean): void {
     // The units bound the history from above: the map's size (a walk over its keys) is counted only past the threshold.
     if (this.#compactAfter <= 0 || this.#moveScheduled || held.units < this.#compactAfter) return
     const history = held.units - held.doc.getMap(this.#options.root).size
     if (history < this.#compactAfter) return
-    const me = this.#options.link.localId
-    const smallest = me !== undefined && this.#options.link.connections.every((connection) => me < connection.remoteId)
-    if (!smallest && history < this.#compactAfter * FALLBACK_FACTOR) return
+    // A peer that wrote in the turn that took the history past the threshold moves: it has none of
+    // its own writes in flight, so a room with one busy writer carries nothing (a move by an idle
+    // peer has the writer's last batches carried, each carry a client of its own in the new epoch).
+    if (!wrote && history < this.#compactAfter * FALLBACK_FACTOR) return
     this.#moveScheduled = true
     setTimeout(() => {
       this.#moveScheduled = false
