@@ -31,6 +31,22 @@ interface TestPeer {
 const tokenFor = async (identity: Identity, user: string, write: string[], extra: { room?: string, expiresIn?: number | string } = {}): Promise<string> =>
   await createRoomToken({ privateKey: issuer.privateKey, room: extra.room ?? ROOM, user, write, peerKey: identity.publicJwk, expiresIn: extra.expiresIn })
 
+/**
+ * A key set served over HTTP on loopback, down (503) until `up` is set: a verifier of its URL, and
+ * how many times it was fetched. Closed when the test ends.
+ */
+const jwksServer = async (): Promise<{ verifier: RoomTokenVerifier, up: boolean, fetches: number }> => {
+  const state = { up: false, fetches: 0 }
+  const http = createServer((_req, res) => {
+    state.fetches++
+    if (state.up) res.writeHead(200, { 'Content-Type': 'application/json' }).end(JSON.stringify({ keys: [issuer.publicKey] }))
+    else res.writeHead(503).end()
+  })
+  await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve))
+  onTestFinished(async () => { await new Promise((resolve) => http.close(resolve)) })
+  return Object.assign(state, { verifier: new RoomTokenVerifier({ jwksUrl: `http://127.0.0.1:${(http.address() as AddressInfo).port}/jwks.json` }) })
+}
+
 /** A peer with a store over its own document; `write` null: no token at all. */
 const peer = async (name: string, write: string[] | null, { restoreDelay = 20 } = {}): Promise<TestPeer> => {
   const identity = await createIdentity()
@@ -182,45 +198,31 @@ describe('room token verification', () => {
   })
 
   it('from a JWKS URL: a token refused because the key set could not be fetched is verified again at its next use', async () => {
-    let up = false
-    let fetches = 0
-    const http = createServer((_req, res) => {
-      fetches++
-      if (up) res.writeHead(200, { 'Content-Type': 'application/json' }).end(JSON.stringify({ keys: [issuer.publicKey] }))
-      else res.writeHead(503).end()
-    })
-    await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve))
-    onTestFinished(async () => { await new Promise((resolve) => http.close(resolve)) })
-    const remote = new RoomTokenVerifier({ jwksUrl: `http://127.0.0.1:${(http.address() as AddressInfo).port}/jwks.json` })
+    const jwks = await jwksServer()
+    const remote = jwks.verifier
     const identity = await createIdentity()
     const token = await tokenFor(identity, 'ada', ['*'])
     expect(await remote.verify(token)).toMatch(/JSON Web Key Set/)
-    up = true
+    jwks.up = true
     expect(await remote.verify(token)).toMatchObject({ user: 'ada', write: ['*'] })
     const forged = await createRoomToken({ privateKey: (await generateIssuerKeys()).privateKey, room: ROOM, user: 'eve', write: ['*'], peerKey: identity.publicJwk })
     const [h, p] = forged.split('.') as [string, string, string]
     const wrongSignature = `${h}.${p}.${token.split('.')[2] ?? ''}`
     expect(await remote.verify(wrongSignature)).toMatch(/signature verification failed/)
-    expect(fetches).toBe(2)
+    expect(jwks.fetches).toBe(2)
   })
 
   it('from a JWKS URL: an entry refused because the key set could not be fetched is judged again at its next check', async () => {
-    let up = false
-    const http = createServer((_req, res) => {
-      if (up) res.writeHead(200, { 'Content-Type': 'application/json' }).end(JSON.stringify({ keys: [issuer.publicKey] }))
-      else res.writeHead(503).end()
-    })
-    await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve))
-    onTestFinished(async () => { await new Promise((resolve) => http.close(resolve)) })
-    const remote = new RoomTokenVerifier({ jwksUrl: `http://127.0.0.1:${(http.address() as AddressInfo).port}/jwks.json` })
+    const jwks = await jwksServer()
+    const remote = jwks.verifier
     const host = await peer('host', ['*'])
     const entry = entryOf('pinned', await forge(host, 'pinned', 'hello'))
     const reader = new RoomAuthority({ room: ROOM, identity: await createIdentity(), verifier: remote })
     expect(await reader.check('pinned', entry)).toMatch(/JSON Web Key Set/)
-    up = true
+    jwks.up = true
     expect(await reader.check('pinned', entry)).toEqual({ user: 'host' })
     // A final verdict is kept: the entry is not verified again.
-    up = false
+    jwks.up = false
     expect(await reader.check('pinned', entry)).toEqual({ user: 'host' })
   })
 
@@ -341,14 +343,8 @@ describe('a protected store', () => {
   })
 
   it('an entry refused while its issuer\'s key set could not be fetched counts once it can, with no change of the key', async () => {
-    let up = false
-    const http = createServer((_req, res) => {
-      if (up) res.writeHead(200, { 'Content-Type': 'application/json' }).end(JSON.stringify({ keys: [issuer.publicKey] }))
-      else res.writeHead(503).end()
-    })
-    await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve))
-    onTestFinished(async () => { await new Promise((resolve) => http.close(resolve)) })
-    const remote = new RoomTokenVerifier({ jwksUrl: `http://127.0.0.1:${(http.address() as AddressInfo).port}/jwks.json` })
+    const jwks = await jwksServer()
+    const remote = jwks.verifier
     const host = await peer('host', ['*'])
     const doc = new Y.Doc()
     const reader = new SessionStore(doc.getMap(MAP), { authority: new RoomAuthority({ room: ROOM, identity: await createIdentity(), verifier: remote }), recheckDelay: 50, onError: () => {} })
@@ -357,7 +353,7 @@ describe('a protected store', () => {
     await host.store.set('pinned', 'hello')
     await reader.settled()
     expect(reader.get('pinned')).toBeUndefined()
-    up = true
+    jwks.up = true
     await waitFor(() => reader.get('pinned') === 'hello', { what: 'the entry judged again once the key set is back' })
     expect(reader.entry('pinned')?.updatedBy.user).toBe('host')
   })
