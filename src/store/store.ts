@@ -599,8 +599,7 @@ export class SessionStore {
     if (lock.holder !== this.#locks?.self()) {
       throw new SessionStoreError(ErrorCodes.LOCKED, `'${key}' is locked by another peer (fencing token ${lock.fencingToken}): only its holder may write it`, { key })
     }
-    const grant = this.#locks?.grant?.(key, lock.fencingToken)
-    return grant === undefined ? { lock: lock.fencingToken } : { lock: lock.fencingToken, grant }
+    return lockFields(lock.fencingToken, this.#locks?.grant?.(key, lock.fencingToken))
   }
 
   /**
