@@ -140,7 +140,6 @@ export class Epochs extends ObservableV2<EpochsEvents> {
   readonly #toCarry = new Map<Held, Set<string>>()
   #carryTimer: ReturnType<typeof setTimeout> | undefined
   #bridge: Bridge
-  #moveScheduled = false
   #destroyed = false
 
   constructor (options: EpochsOptions) {
@@ -254,9 +253,10 @@ export class Epochs extends ObservableV2<EpochsEvents> {
         counting = false
         const writer = wrote
         wrote = false
-        if (!this.#held.includes(held)) return
+        // Only the current epoch's history decides a move.
+        if (this.#held[0] !== held) return
         held.units = unitsOf(doc)
-        if (this.#held[0] === held) this.#checkHistory(held, writer)
+        this.#checkHistory(held, writer)
       }, 0)
     })
     const map = doc.getMap<unknown>(this.#options.root)
@@ -378,21 +378,17 @@ export class Epochs extends ObservableV2<EpochsEvents> {
     held.doc.destroy()
   }
 
-  /** After a transaction of the current epoch: past the threshold, a move in the next turn. */
+  /** After a turn that changed the current epoch (its units counted): past the threshold, a move. */
   #checkHistory (held: Held, wrote: boolean): void {
     // The units bound the history from above: the map's size (a walk over its keys) is counted only past the threshold.
-    if (this.#compactAfter <= 0 || this.#moveScheduled || held.units < this.#compactAfter) return
+    if (this.#compactAfter <= 0 || held.units < this.#compactAfter) return
     const history = held.units - held.doc.getMap(this.#options.root).size
     if (history < this.#compactAfter) return
     // A peer that wrote in the turn that took the history past the threshold moves: it has none of
     // its own writes in flight, so a room with one busy writer carries nothing (a move by an idle
     // peer has the writer's last batches carried, each carry a client of its own in the new epoch).
     if (!wrote && history < this.#compactAfter * FALLBACK_FACTOR) return
-    this.#moveScheduled = true
-    setTimeout(() => {
-      this.#moveScheduled = false
-      if (!this.#destroyed && this.#held[0] === held) this.#move()
-    }, 0)
+    this.#move()
   }
 
   /** Moves the room: the store's live entries seed the next epoch. */
@@ -432,13 +428,19 @@ export class Epochs extends ObservableV2<EpochsEvents> {
     if (protectedRoom) for (const previous of old) this.#carry(previous)
     else this.#enforce(Array.from(this.#latest.keys()))
     for (const dropped of old) if (!kept.includes(dropped)) this.#release(dropped)
+    // Every neighbour in this epoch already (this peer was the last to move): the older ones go at once.
+    this.#dropOlder()
+    this.#announceToAll()
+    this.emit('moved', [{ epoch: move.epoch, from, local, ms: performance.now() - start }])
+  }
+
+  /** Tells every connection the epochs this peer holds, and opens or closes its views by what it holds. */
+  #announceToAll (): void {
     const announcement = encodeEpochs(this.#announced())
     for (const [connection, remote] of this.#remotes) {
       connection.send(announcement)
       this.#sync(connection, remote)
     }
-    this.emit('moved', [{ epoch: move.epoch, from, local, ms: performance.now() - start }])
-    this.#dropSettled()
   }
 
   /**
@@ -493,21 +495,22 @@ export class Epochs extends ObservableV2<EpochsEvents> {
    * live room holds one epoch's history between moves, not two.
    */
   #dropSettled (): void {
-    if (this.#held.length < 2 || this.#destroyed) return
+    if (this.#dropOlder()) this.#announceToAll()
+  }
+
+  /** Drops the older epochs when no neighbour can still write to them (#dropSettled); whether it did. */
+  #dropOlder (): boolean {
+    if (this.#held.length < 2 || this.#destroyed) return false
     const current = this.epoch
     for (const remote of this.#remotes.values()) {
       const theirs = remote.heard ? remote.held[0] : undefined
-      if (remote.heard && (theirs === undefined || compareEpochs(theirs, current) < 0)) return
+      if (remote.heard && (theirs === undefined || compareEpochs(theirs, current) < 0)) return false
     }
     this.#carryPending()
     const [kept, ...dropped] = this.#held
     this.#held = [kept as Held]
     for (const older of dropped) this.#release(older)
-    const announcement = encodeEpochs(this.#announced())
-    for (const [connection, remote] of this.#remotes) {
-      connection.send(announcement)
-      this.#sync(connection, remote)
-    }
+    return true
   }
 
   #onMessage = ({ connection, message }: { connection: LinkConnection, message: Uint8Array }): void => {
