@@ -67,6 +67,8 @@ export const PENDING_TIMEOUT = 8000
 const DEFER = Symbol('defer')
 /** Connections being set up at once, apart from the `maxConns` slots of live ones. */
 export const MAX_PENDING = 6
+/** What a channel open before its remote description may receive before it opens for the layers above (bytes). */
+const MAX_EARLY_BYTES = 64 * 1024
 /**
  * Protected rooms: of the pending connections, at most this many for peers whose payloads carry
  * no valid room token (a token-less or open-room peer, or a phantom): they never take the slots
@@ -251,6 +253,8 @@ class YWebrtcLink extends ObservableV2<LinkEvents> implements Link {
   readonly #shadow = new Y.Doc()
   readonly #wrtc: FramedWrtc
   readonly #connections = new Map<FramedChannel, Connection>()
+  /** Channels open before their connection's remote description was set (#onOpen), with what they received meanwhile. */
+  readonly #early = new Map<FramedChannel, { messages: Uint8Array[], bytes: number }>()
   readonly #reannounced = new Map<string, number>()
   readonly #identity: Promise<Identity>
   readonly #key: Promise<CryptoKey | null>
@@ -320,7 +324,19 @@ class YWebrtcLink extends ObservableV2<LinkEvents> implements Link {
       onOpen: this.#onOpen,
       onMessage: (channel, message) => {
         const connection = this.#connections.get(channel)
-        if (connection !== undefined) this.emit('message', [{ connection, message }])
+        if (connection !== undefined) {
+          this.emit('message', [{ connection, message }])
+          return
+        }
+        const early = this.#early.get(channel)
+        if (early === undefined) return
+        early.bytes += message.length
+        if (early.bytes > MAX_EARLY_BYTES) {
+          this.#early.delete(channel)
+          channel.close()
+          return
+        }
+        early.messages.push(message)
       },
       onClose: this.#onClose,
       onError: (channel, error) => {
@@ -780,6 +796,32 @@ class YWebrtcLink extends ObservableV2<LinkEvents> implements Link {
       channel.close()
       return
     }
+    const { pc } = channel
+    if (pc.localDescription === null || pc.remoteDescription === null) {
+      // ICE and DTLS can complete before the answer comes through signaling (signed, relayed and
+      // checked, it is slower than the direct path; seen in Chromium under load): the channel opens
+      // while the offerer has no remote description, so its binding would name no remote
+      // fingerprint and each handshake refuse the other's. It opens for the layers above once the
+      // answer is set; what arrives meanwhile (the remote's handshake) waits, bounded. One that
+      // never gets its answer stays pending, and PENDING_TIMEOUT gives it up.
+      if (this.#early.has(channel)) return
+      this.#early.set(channel, { messages: [], bytes: 0 })
+      const onSignalingState = (): void => {
+        if (pc.remoteDescription === null && pc.signalingState !== 'closed') return
+        pc.removeEventListener('signalingstatechange', onSignalingState)
+        const early = this.#early.get(channel)
+        this.#early.delete(channel)
+        if (early === undefined || pc.signalingState === 'closed') return
+        this.#onOpen(channel)
+        const connection = this.#connections.get(channel)
+        for (const message of early.messages) {
+          if (connection === undefined || this.#connections.get(channel) !== connection) return
+          this.emit('message', [{ connection, message }])
+        }
+      }
+      pc.addEventListener('signalingstatechange', onSignalingState)
+      return
+    }
     const connection = new Connection(remoteId, channel)
     this.#connections.set(channel, connection)
     this.#standings.opened(this.#pending.get(remoteId)?.sender)
@@ -791,6 +833,7 @@ class YWebrtcLink extends ObservableV2<LinkEvents> implements Link {
   }
 
   #onClose = (channel: FramedChannel): void => {
+    this.#early.delete(channel)
     const connection = this.#connections.get(channel)
     if (connection === undefined) return
     this.#connections.delete(channel)
