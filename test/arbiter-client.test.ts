@@ -228,13 +228,18 @@ describe('ArbiterClient over time (fake timers)', () => {
     for (let i = 0; i < 20; i++) await vi.advanceTimersByTimeAsync(0)
   }
 
-  /** Waits for `cond` without moving the fake clock: WebCrypto and I/O finish in real time. */
-  const realUntil = async (cond: () => boolean, what: string): Promise<void> => {
-    for (let i = 0; i < 100_000 && !cond(); i++) {
+  /**
+   * Waits for `cond` without moving the fake clock: WebCrypto and I/O finish in real time, so the
+   * deadline is in real time too (performance is not faked), not a count of turns, which a loaded
+   * machine gets through before a signature is done.
+   */
+  const realUntil = async (cond: () => boolean, what: string, ms = 20_000): Promise<void> => {
+    const deadline = performance.now() + ms
+    while (!cond()) {
+      if (performance.now() > deadline) throw new Error(`not within ${ms} ms (real time): ${what}`)
       await new Promise((resolve) => setImmediate(resolve))
       await vi.advanceTimersByTimeAsync(0)
     }
-    if (!cond()) throw new Error(`never: ${what}`)
   }
 
   it('renews every third of the TTL while connected, keeping the lock for as long as it is held', async () => {
@@ -315,8 +320,11 @@ describe('ArbiterClient over time (fake timers)', () => {
     await settle(20_000)
     expect(lock.held).toBe(true)
     transport.connect()
+    const backAt = Date.now()
     await realUntil(() => client.ready, 'ready again')
-    await realUntil(() => (transport.frames.at(-1) as { op?: string }).op === 'renew', 'a renewal at once')
+    // Renewed at once, and the answer taken (its grant is checked in real time): the lease runs
+    // from the renewal, with the same fencing token.
+    await realUntil(() => lock.expiresAt === backAt + 30_000, 'a renewal at once, taken')
     expect(transport.frames.length).toBeGreaterThan(frames)
     expect(lock.fencingToken).toBe((await arbiter.list(room))[0]?.fencing)
     expect(lock.held).toBe(true)
@@ -332,6 +340,61 @@ describe('ArbiterClient over time (fake timers)', () => {
     await realUntil(() => client.ready, 'ready at last')
     expect(client.holder('k')).toBeNull()
     expect(await arbiter.list(room)).toEqual([])
+    client.destroy()
+    await arbiter.close()
+  })
+
+  it('a renewal whose grant is still being checked when the lease runs out does not bring the lock back', async () => {
+    vi.useFakeTimers({ now: 1_767_225_600_000, toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'Date'] })
+    const { service, arbiter } = await setup()
+    const room = 'room'
+    const transport = directTransport(service, room)
+    // The renewal's answer is held back here, and handed on when the test says.
+    const listeners = new Set<(frame: unknown) => void>()
+    const held: unknown[] = []
+    transport.onFrame((frame) => {
+      if ((frame as { type?: string, op?: string }).type === 'lock-result' && (frame as { op?: string }).op === 'renew') held.push(frame)
+      else for (const listener of listeners) listener(frame)
+    })
+    const onFrame = (listener: (frame: unknown) => void): (() => void) => {
+      listeners.add(listener)
+      return () => listeners.delete(listener)
+    }
+    const client = new ArbiterClient({ ...transport, onFrame, identity: await createIdentity(), room, now: Date.now, requestTimeout: 60_000 })
+    transport.connect()
+    await realUntil(() => client.ready, 'ready')
+    const acquiring = client.acquire('k', { ttl: 30_000 })
+    await realUntil(() => client.isHeld('k'), 'held')
+    const lock = await acquiring
+    const changes: LockChange[] = []
+    const lost: unknown[] = []
+    client.on('lock', (change) => changes.push(change))
+    client.on('lost', (event) => lost.push(event))
+
+    await settle(10_000)
+    await realUntil(() => held.length === 1, 'the renewal to be answered')
+    const verify = vi.spyOn(crypto.subtle, 'verify')
+    try {
+      for (const listener of listeners) listener(held[0])
+      // Microtasks only: the grant's check (WebCrypto, on another thread) cannot finish meanwhile.
+      for (let i = 0; i < 1_000 && verify.mock.calls.length === 0; i++) await Promise.resolve()
+      expect(verify).toHaveBeenCalledTimes(1)
+      // While it is checked, the connection goes and the lease runs out, here and at the arbiter
+      // (which renewed it till 40 s, and told the room so).
+      transport.disconnect(false)
+      vi.advanceTimersByTime(31_000)
+      expect(lost).toEqual([{ key: 'k', fencingToken: lock.fencingToken, reason: 'expired' }])
+      const checked = verify.mock.results[0]?.value as Promise<boolean>
+      expect(await checked).toBe(true)
+    } finally {
+      verify.mockRestore()
+    }
+    await settle()
+    expect(lock.held).toBe(false)
+    expect(client.isHeld('k')).toBe(false)
+    expect(client.holder('k')).toBeNull()
+    expect(changes.filter((change) => !change.released)).toEqual([])
+    expect(lost).toHaveLength(1)
     client.destroy()
     await arbiter.close()
   })

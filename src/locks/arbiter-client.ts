@@ -607,10 +607,16 @@ export class ArbiterClient extends IsolatedObservable<ArbiterClientEvents> {
     const sentAt = this.#now()
     this.#request('renew', held.key, { ttl: held.ttl, fencing: held.fencing }).then(async (result) => {
       if (this.#held.get(held.key) !== held) return
-      if (result !== null && result.ok && result.op === 'renew' && await this.#verifyOwn(result.grant, held.key, result.lease) !== null) {
-        held.grant = result.grant
-        held.deadline = sentAt + Math.min(result.lease.ttl, held.ttl)
-        this.#learn(result.lease, 'renew')
+      const renewed = result !== null && result.ok && result.op === 'renew' ? result : null
+      const verified = renewed !== null && await this.#verifyOwn(renewed.grant, held.key, renewed.lease) !== null
+      // The grant is checked in real time: meanwhile the lease may have run out (while the
+      // connection was down), or the lock been released or revoked. A lost lock stays lost: taking
+      // the late answer would tell the room this peer holds it again, after 'lost' said it did not.
+      if (this.#held.get(held.key) !== held) return
+      if (renewed !== null && verified) {
+        held.grant = renewed.grant
+        held.deadline = sentAt + Math.min(renewed.lease.ttl, held.ttl)
+        this.#learn(renewed.lease, 'renew')
         this.#schedule(held)
       } else if (result !== null && !result.ok && (result.code === 'not_holder' || result.code === 'forbidden')) {
         this.#lose(held, 'refused')
