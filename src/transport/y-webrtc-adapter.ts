@@ -622,9 +622,11 @@ class YWebrtcLink extends ObservableV2<LinkEvents> implements Link {
   }
 
   /**
-   * A pending slot may have freed: the deferred peers, oldest first, are admitted into the free
-   * slots and their payloads handed to y-webrtc, in order, on the incoming queue (so nothing that
-   * arrived meanwhile passes them). Those that waited past DEFERRAL_TIMEOUT are dropped.
+   * A pending slot may have freed, or a sender been demoted: the deferred peers, oldest first, are
+   * admitted into the free slots, or past the cap into the slots they may take (a demoted
+   * sender's), and their payloads handed to y-webrtc, in order, on the incoming queue (so nothing
+   * that arrived meanwhile passes them). Those that waited past DEFERRAL_TIMEOUT, or whose sender
+   * was demoted meanwhile, are dropped.
    */
   #drainDeferred (): void {
     if (this.#deferred.size === 0 || this.#draining) return
@@ -639,12 +641,13 @@ class YWebrtcLink extends ObservableV2<LinkEvents> implements Link {
           this.#drop('deferred signaling payloads waited too long')
           continue
         }
-        if (this.#pending.size >= MAX_PENDING) break
-        this.#deferred.delete(peerId)
         if (this.#standings.demoted(waiting.sender, now)) {
+          this.#deferred.delete(peerId)
           this.#drop('deferred signaling payloads of a sender demoted meanwhile')
           continue
         }
+        if (this.#pending.size >= MAX_PENDING && slotToTake(this.#pending.values(), waiting.sender, (holder) => this.#standings.demoted(holder, now)) === null) continue
+        this.#deferred.delete(peerId)
         const admission = this.#admit({ from: peerId }, true, waiting.sender)
         if (admission === DEFER) continue
         if (admission !== null) {
@@ -661,8 +664,8 @@ class YWebrtcLink extends ObservableV2<LinkEvents> implements Link {
    * may not, nor one past the live slots or the pending cap, unless its sender (the handle the
    * signaling server tagged it with) is in good standing against a demoted one, or under its fair
    * share, in which case it takes another sender's oldest slot (pending-slots.ts). An attributable
-   * one past the pending cap whose sender is not demoted waits (DEFER), behind what the same peer
-   * sent before. Returns the reason, DEFER, or null.
+   * one past the pending cap whose sender is not demoted, and holds no slot or every slot, waits
+   * (DEFER), behind what the same peer sent before. Returns the reason, DEFER, or null.
    */
   #admit (payload: { from: string }, attributable: boolean, sender: string | undefined): string | typeof DEFER | null {
     // y-webrtc makes a connection for any announce or signal from a peer it has none with.
@@ -680,12 +683,16 @@ class YWebrtcLink extends ObservableV2<LinkEvents> implements Link {
     if (this.#pending.size >= MAX_PENDING) {
       const taken = slotToTake(this.#pending.values(), sender, (holder) => this.#standings.demoted(holder, now))
       if (taken === null) {
-        // A sender in good standing waits for a slot (a joiner of a full mesh hears every member
-        // at once, all from one sender when they share an address); a demoted one is refused.
-        if (attributable && !this.#standings.demoted(sender, now)) return DEFER
         let holding = 0
         for (const slot of this.#pending.values()) if (slot.sender === sender) holding++
+        // A sender in good standing waits for a slot while it holds none, or while every slot is
+        // its own (a joiner of a full mesh hears every member at once, all from one sender when
+        // they share an address). One that holds a slot while others hold the rest, and asks for
+        // another, keeps asking: it is refused, and so demoted, and the senders waiting in good
+        // standing take its slots. A demoted one is refused.
+        if (attributable && !this.#standings.demoted(sender, now) && (holding === 0 || holding === this.#pending.size)) return DEFER
         this.#standings.refused(sender, holding, now)
+        this.#drainDeferred()
         return sender === undefined ? 'pending connections at their cap' : 'pending connections at their cap, and this sender holds its share'
       }
       this.#giveUp(taken.peerId, taken.reason === 'share'
