@@ -271,10 +271,11 @@ export class Session extends IsolatedObservable<SessionEvents> {
 
   /**
    * What this peer dropped or refused from others, by reason (counts since it joined), and the
-   * connections being set up (pending: not open, or open and in their handshake).
+   * connections being set up (pending: not open, or open and in their handshake; handshakes: of
+   * those, the ones in their handshake, which only a peer that completed WebRTC can hold).
    */
-  stats (): { dropped: Record<string, number>, pending: number } {
-    return { dropped: { ...this.#link.dropped, ...this.#dropped }, pending: this.#link.pending }
+  stats (): { dropped: Record<string, number>, pending: number, handshakes: number } {
+    return { dropped: { ...this.#link.dropped, ...this.#dropped }, pending: this.#link.pending, handshakes: this.#link.handshakes }
   }
 
   /** The WebRTC connections of this session, for diagnostics (and for proving tests ran over WebRTC). */

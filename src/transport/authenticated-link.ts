@@ -115,6 +115,8 @@ export class AuthenticatedLink extends ObservableV2<LinkEvents> implements Link 
   get dropped (): Readonly<Record<string, number>> { return { ...this.#inner.dropped, ...this.#dropped } }
   /** Connections being set up below, or open and in their handshake. */
   get pending (): number { return this.#inner.pending + this.#pending.size }
+  /** Of `pending`, the connections open below and still in their handshake. */
+  get handshakes (): number { return this.#pending.size }
   get localId (): string | undefined { return this.#inner.localId }
   get arbiter (): Link['arbiter'] { return this.#inner.arbiter }
   get ready (): Promise<string> { return this.#inner.ready }
