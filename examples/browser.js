@@ -34,7 +34,7 @@ session.on('peers', onPeers)
 session.off('peers', onPeers)                    // every event: on/off, as lib0's Observable
 session.on('status', ({ signaling, webrtcPeers, available, sync, left }) => {})
 session.connections                              // [{ connectionState, dataChannels }]: the WebRTC links
-session.stats()                                  // { dropped: { reason: count }, pending }: what others sent that was refused
+session.stats()                                  // { dropped: { reason: count }, pending, handshakes }: what others sent that was refused
 session.room; session.doc; session.awareness     // the room's name, its Y.Doc, y-protocols' awareness (cursors, ...)
 session.on('tokenExpiring', async ({ expiresAt }) => { // with a `token`: 60 s before it expires
   const answer = await fetch('/token?room=standup-42')   // your backend (examples/token-backend.mjs)
