@@ -13,7 +13,7 @@
  *   pending, in memory, forever);
  * - updates whose other dependencies are missing (Yjs's pending structs) are allowed while what
  *   waits stays small (writes can legitimately arrive before what they build on, over another
- *   path): past MAX_PENDING_BYTES the connection that added it is refused and the pending structs
+ *   path, or a joiner's syncs that wait for each other): past `maxPendingBytes` the connection that added it is refused and the pending structs
  *   dropped (they cost memory and, on every later update, CPU); pending structs still waiting
  *   after PENDING_GRACE are dropped and the room asked for its state again (`onStalePending`).
  */
@@ -42,8 +42,15 @@ export const AWARENESS_EXTRA_BYTES = 2048
 export const ENTRY_SLACK = 4
 /** Bytes of an entry beyond its value (the envelope: writer, time, metadata), at most. */
 export const ENTRY_OVERHEAD_BYTES = 1024 + 128
-/** Bytes of Yjs's pending structs and deletes (waiting for dependencies) this peer holds at most. */
-export const MAX_PENDING_BYTES = 32 * 1024
+/**
+ * Bytes of Yjs's pending structs and deletes (waiting for dependencies) this peer holds at most:
+ * what one admissible update may carry. A joiner's sync is the room's whole state, from each peer
+ * with the writes of the other connected peers stripped (they deliver their own): where writers
+ * took turns on the same keys, each peer's share waits for the others' until their syncs arrive
+ * (72 KiB of a full 64 KB store, measured). Below that, the joiner refused its peers' syncs and
+ * caught up only through anti-entropy repairs, 10 to 20 s later, and 2-5x the bytes.
+ */
+export const maxPendingBytes = (limits: Limits): number => ENTRY_SLACK * (limits.maxTotalBytes + limits.maxKeys * ENTRY_OVERHEAD_BYTES)
 /** How long pending structs may wait for their dependencies before they are dropped and re-synced. */
 export const PENDING_GRACE = 3000
 
@@ -167,6 +174,7 @@ interface ConnectionState {
 /** The admission hook; `afterApply` watches Yjs's pending structs. */
 export const admissionControl = (options: AdmissionOptions): Required<Pick<MessageHook, 'incoming' | 'afterApply'>> => {
   const { doc, limits, now = Date.now, onStalePending = () => {}, claims, onDrop = () => {} } = options
+  const maxPending = maxPendingBytes(limits)
   let pendingSince: number | null = null
   const maxAwareness = limits.maxValueBytes + AWARENESS_EXTRA_BYTES
   const states = new WeakMap<LinkConnection, ConnectionState>()
@@ -206,9 +214,9 @@ export const admissionControl = (options: AdmissionOptions): Required<Pick<Messa
         doc.store.pendingDs = null
         pendingSince = null
       }
-      if (bytes > MAX_PENDING_BYTES) {
+      if (bytes > maxPending) {
         drop()
-        throw new Error(`over ${MAX_PENDING_BYTES} bytes of updates whose dependencies are missing`)
+        throw new Error(`over ${maxPending} bytes of updates whose dependencies are missing`)
       }
       if (now() - pendingSince > PENDING_GRACE) {
         drop()
