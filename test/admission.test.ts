@@ -7,7 +7,7 @@ import * as Y from 'yjs'
 import * as encoding from 'lib0/encoding'
 import * as decoding from 'lib0/decoding'
 import { DEFAULT_LIMITS } from '../src/store/limits.js'
-import { admissionControl, ENTRY_SLACK, maxPendingBytes, MESSAGE_RATE, PENDING_GRACE, screenUpdate, screenUpdateWith } from '../src/transport/admission.js'
+import { admissionControl, ENTRY_SLACK, maxUpdateBytes, MESSAGE_RATE, PENDING_GRACE, screenUpdate, screenUpdateWith } from '../src/transport/admission.js'
 import { SEND_RATE } from '../src/transport/coalescer.js'
 import { MESSAGE_SYNC_STEP2_V2, MESSAGE_UPDATE, encodeBytesMessage } from '../src/transport/sync-v2.js'
 import type { LinkConnection } from '../src/transport/link.js'
@@ -143,7 +143,7 @@ describe('the admission hook', () => {
         refused = err as Error
       }
     }
-    expect(refused?.message).toMatch(new RegExp(`over ${maxPendingBytes(limits)} bytes`))
+    expect(refused?.message).toMatch(new RegExp(`over ${maxUpdateBytes(limits)} bytes`))
     expect(doc.store.pendingStructs).toBeNull()
     expect(doc.store.pendingDs).toBeNull()
   })

@@ -12,10 +12,11 @@
  *   structs of a client that start past this peer's state of it (a gap: Yjs would hold them
  *   pending, in memory, forever);
  * - updates whose other dependencies are missing (Yjs's pending structs) are allowed while what
- *   waits stays small (writes can legitimately arrive before what they build on, over another
- *   path, or a joiner's syncs that wait for each other): past `maxPendingBytes` the connection that added it is refused and the pending structs
- *   dropped (they cost memory and, on every later update, CPU); pending structs still waiting
- *   after PENDING_GRACE are dropped and the room asked for its state again (`onStalePending`).
+ *   waits stays within what one update may carry (writes can legitimately arrive before what they
+ *   build on, over another path, and a joiner's syncs wait for each other): past `maxUpdateBytes`
+ *   the connection that added it is refused and the pending structs dropped (they cost memory
+ *   and, on every later update, CPU); pending structs still waiting after PENDING_GRACE are
+ *   dropped and the room asked for its state again (`onStalePending`).
  */
 
 import * as Y from 'yjs'
@@ -43,14 +44,15 @@ export const ENTRY_SLACK = 4
 /** Bytes of an entry beyond its value (the envelope: writer, time, metadata), at most. */
 export const ENTRY_OVERHEAD_BYTES = 1024 + 128
 /**
- * Bytes of Yjs's pending structs and deletes (waiting for dependencies) this peer holds at most:
- * what one admissible update may carry. A joiner's sync is the room's whole state, from each peer
- * with the writes of the other connected peers stripped (they deliver their own): where writers
- * took turns on the same keys, each peer's share waits for the others' until their syncs arrive
- * (72 KiB of a full 64 KB store, measured). Below that, the joiner refused its peers' syncs and
- * caught up only through anti-entropy repairs, 10 to 20 s later, and 2-5x the bytes.
+ * Bytes of entries one update may carry, with slack for honest concurrency. Also the bound of
+ * Yjs's pending structs and deletes (waiting for dependencies) this peer holds: a joiner's sync is
+ * the room's whole state, from each peer with the writes of the other connected peers stripped
+ * (they deliver their own); where writers took turns on the same keys, each peer's share waits for
+ * the others' until their syncs arrive (72 KiB of a full 64 KB store, measured). Under a 32 KiB
+ * bound the joiner refused its peers' syncs and caught up only through anti-entropy repairs, 10 to
+ * 20 s later, and 2-5x the bytes.
  */
-export const maxPendingBytes = (limits: Limits): number => ENTRY_SLACK * (limits.maxTotalBytes + limits.maxKeys * ENTRY_OVERHEAD_BYTES)
+export const maxUpdateBytes = (limits: Limits): number => ENTRY_SLACK * (limits.maxTotalBytes + limits.maxKeys * ENTRY_OVERHEAD_BYTES)
 /** How long pending structs may wait for their dependencies before they are dropped and re-synced. */
 export const PENDING_GRACE = 3000
 
@@ -93,7 +95,7 @@ export interface Screening {
  */
 export const screenUpdateWith = (update: Uint8Array, { doc, root, limits }: AdmissionOptions, { v2 = false, claims }: ScreenOptions = {}): Screening => {
   const maxEntries = ENTRY_SLACK * limits.maxKeys
-  const maxBytes = ENTRY_SLACK * (limits.maxTotalBytes + limits.maxKeys * ENTRY_OVERHEAD_BYTES)
+  const maxBytes = maxUpdateBytes(limits)
   let entries = 0
   let bytes = 0
   let problem: string | null = null
@@ -174,7 +176,7 @@ interface ConnectionState {
 /** The admission hook; `afterApply` watches Yjs's pending structs. */
 export const admissionControl = (options: AdmissionOptions): Required<Pick<MessageHook, 'incoming' | 'afterApply'>> => {
   const { doc, limits, now = Date.now, onStalePending = () => {}, claims, onDrop = () => {} } = options
-  const maxPending = maxPendingBytes(limits)
+  const maxPending = maxUpdateBytes(limits)
   let pendingSince: number | null = null
   const maxAwareness = limits.maxValueBytes + AWARENESS_EXTRA_BYTES
   const states = new WeakMap<LinkConnection, ConnectionState>()
