@@ -805,13 +805,12 @@ class YWebrtcLink extends ObservableV2<LinkEvents> implements Link {
     }
     const { pc } = channel
     if (pc.localDescription === null || pc.remoteDescription === null) {
-      // ICE and DTLS can complete before the answer comes through signaling (signed, relayed and
-      // checked, it is slower than the direct path; seen in Chromium under load): the channel opens
-      // while the offerer has no remote description, so its binding would name no remote
-      // fingerprint and each handshake refuse the other's. It opens for the layers above once the
-      // answer is set; what arrives meanwhile (the remote's handshake) waits, bounded. One that
-      // never gets its answer stays pending, and PENDING_TIMEOUT gives it up.
-      if (this.#early.has(channel)) return
+      // Chromium can dispatch the channel's 'open' before the task that resolves
+      // setRemoteDescription(answer) (seen under load: 11 ms after the answer came, the offerer's
+      // remoteDescription was still null): its binding would name no remote fingerprint and each
+      // handshake refuse the other's. It opens for the layers above once the answer shows; what
+      // arrives meanwhile (the remote's handshake) waits, bounded. One whose answer never shows
+      // stays pending, and PENDING_TIMEOUT gives it up.
       this.#early.set(channel, { messages: [], bytes: 0 })
       const onSignalingState = (): void => {
         if (pc.remoteDescription === null && pc.signalingState !== 'closed') return
