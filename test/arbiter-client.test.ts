@@ -242,6 +242,15 @@ describe('ArbiterClient over time (fake timers)', () => {
     }
   }
 
+  /** Connects `client`, and resolves with the lock on 'k' (ttl 30 s) once it holds it. */
+  const connectAndHold = async (client: ArbiterClient, transport: { connect: () => void }): Promise<HeldLock> => {
+    transport.connect()
+    await realUntil(() => client.ready, 'ready')
+    const acquiring = client.acquire('k', { ttl: 30_000 })
+    await realUntil(() => client.isHeld('k'), 'held')
+    return await acquiring
+  }
+
   it('renews every third of the TTL while connected, keeping the lock for as long as it is held', async () => {
     vi.useFakeTimers({ now: 1_767_225_600_000, toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'Date'] })
     const { service, arbiter } = await setup()
@@ -274,11 +283,7 @@ describe('ArbiterClient over time (fake timers)', () => {
       }
     }
     const client = new ArbiterClient({ ...transport, identity, room, now: Date.now, requestTimeout: 60_000 })
-    transport.connect()
-    await realUntil(() => client.ready, 'ready')
-    const acquiring = client.acquire('k', { ttl: 30_000 })
-    await realUntil(() => client.isHeld('k'), 'held')
-    lock = await acquiring
+    lock = await connectAndHold(client, transport)
     const acquiredAt = Date.now()
     const answered = (): number => transport.frames.filter((f) => (f as { type?: string, op?: string }).type === 'lock-result' && (f as { op?: string }).op === 'renew').length
     // Five minutes, a second at a time; WebCrypto works in real time while the clock is fake, so
@@ -309,11 +314,7 @@ describe('ArbiterClient over time (fake timers)', () => {
     const room = 'room'
     const transport = directTransport(service, room)
     const client = new ArbiterClient({ ...transport, identity: await createIdentity(), room, now: Date.now })
-    transport.connect()
-    await realUntil(() => client.ready, 'ready')
-    const acquiring = client.acquire('k', { ttl: 30_000 })
-    await realUntil(() => client.isHeld('k'), 'held')
-    const lock = await acquiring
+    const lock = await connectAndHold(client, transport)
 
     transport.disconnect(false)
     const frames = transport.frames.length
@@ -361,11 +362,7 @@ describe('ArbiterClient over time (fake timers)', () => {
       return () => listeners.delete(listener)
     }
     const client = new ArbiterClient({ ...transport, onFrame, identity: await createIdentity(), room, now: Date.now, requestTimeout: 60_000 })
-    transport.connect()
-    await realUntil(() => client.ready, 'ready')
-    const acquiring = client.acquire('k', { ttl: 30_000 })
-    await realUntil(() => client.isHeld('k'), 'held')
-    const lock = await acquiring
+    const lock = await connectAndHold(client, transport)
     const changes: LockChange[] = []
     const lost: unknown[] = []
     client.on('lock', (change) => changes.push(change))
