@@ -16,7 +16,7 @@ import * as decoding from 'lib0/decoding'
 import { ObservableV2 } from 'lib0/observable'
 import { decodeEnvelope } from './store/envelope.js'
 import {
-  applyCarries, ascending, compareEpochs, coverLines, coverOf, FIRST_EPOCH, inherited, itemOf, laterThan, MAX_COVER, sameEpoch, see, seedId, seedUpdate, toCarry, writeOf,
+  applyCarries, ascending, compareEpochs, coverLines, coverOf, FIRST_EPOCH, inherited, itemOf, laterThan, MAX_COVER, sameEpoch, SeenCover, seedId, seedUpdate, toCarry, writeOf,
   type Cover, type EpochId, type Latest, type Move
 } from './store/epochs.js'
 import type { Limits } from './store/limits.js'
@@ -133,7 +133,7 @@ export class Epochs extends ObservableV2<EpochsEvents> {
   readonly #remotes = new Map<LinkConnection, Remote>()
   #store: EpochControls | null = null
   /** Every entry this peer has seen in any epoch's map, by key and writer (a move's cover). */
-  readonly #seen: Cover = new Map()
+  readonly #seen = new SeenCover()
   /** Open rooms: per key, the latest write (or delete) this peer has seen in any held epoch (#enforce). */
   readonly #latest = new Map<string, Latest>()
   /** Keys an older held epoch took, to be carried (#carryLater). */
@@ -262,16 +262,16 @@ export class Epochs extends ObservableV2<EpochsEvents> {
     const map = doc.getMap<unknown>(this.#options.root)
     for (const [key, text] of map.entries()) {
       const write = writeOf(text)
-      if (write !== null) see(this.#seen, key, write)
+      if (write !== null) this.#seen.see(key, write)
       this.#note(key, text as string, write)
     }
-    for (const [line, at] of held.cover) if ((this.#seen.get(line) ?? -1) < at) this.#seen.set(line, at)
+    this.#seen.add(held.cover)
     map.observe((event) => {
       if (!this.#held.includes(held)) return
       for (const key of event.keysChanged) {
         const text = map.get(key)
         const write = writeOf(text)
-        if (write !== null) see(this.#seen, key, write)
+        if (write !== null) this.#seen.see(key, write)
         if (map.has(key)) this.#note(key, text as string, write)
         else this.#noteDelete(key, event.changes.keys.get(key)?.oldValue)
       }
@@ -280,10 +280,10 @@ export class Epochs extends ObservableV2<EpochsEvents> {
         return
       }
       if (this.#options.protected) return
-      this.#enforce(event.keysChanged)
+      this.#enforce(event.keysChanged, map)
       // The current epoch took a seed's or carry's entry for a key (concurrent carries resolved):
       // what an older epoch holds later than it is carried after it.
-      if (event.transaction.origin === MOVE_ORIGIN) return
+      if (event.transaction.origin === MOVE_ORIGIN || this.#held.length < 2) return
       const keys = Array.from(event.keysChanged).filter((key) => inherited(map, key))
       if (keys.length > 0) for (const older of this.#held.slice(1)) this.#carry(older, keys)
     })
@@ -337,12 +337,13 @@ export class Epochs extends ObservableV2<EpochsEvents> {
    * copy of an old write, carried by a peer that had not seen what overwrote it, never undoes a
    * write made after it (a write's `at` is above what it replaced: store.ts #clockFor); nor does
    * it bring back a key that was deleted after it. An original write of the epoch stands.
+   * `map` is the current epoch's map, when the caller holds it.
    */
-  #enforce (keys: Iterable<string>): void {
+  #enforce (keys: Iterable<string>, map?: Y.Map<unknown>): void {
     if (this.#options.protected) return
     const current = this.#current
     const root = this.#options.root
-    const map = current.doc.getMap<unknown>(root)
+    map ??= current.doc.getMap<unknown>(root)
     const carries: Array<[string, string, ReturnType<typeof itemOf> & object]> = []
     const deletes: string[] = []
     for (const key of keys) {
@@ -398,7 +399,7 @@ export class Epochs extends ObservableV2<EpochsEvents> {
     const entries = store === null ? [] : store.snapshot()
     const from = current.move.epoch
     const n = from.n + 1
-    const cover = coverLines(this.#seen)
+    const cover = coverLines(this.#seen.cover())
     this.#adopt({ epoch: { n, s: seedId(n, from, entries) }, parent: from, cover, entries, seeded: true }, true)
   }
 

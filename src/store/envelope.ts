@@ -200,7 +200,6 @@ export const decodeEnvelope = (key: string, raw: unknown, limits: Limits): Entry
   if (valueBytes > limits.maxValueBytes) return `the value is ${valueBytes} bytes, over the limit of ${limits.maxValueBytes}`
   const value = decodeValue(valueText)
   if (value === undefined) return 'the value is not valid JSON'
-  const entry: Entry = { key, text: raw, bytes: keyBytes + valueBytes, value, by: prefix[1] as string, metadata, at, since, seal }
-  if (lock === undefined && !deleted) return entry
-  return { ...entry, ...(lock === undefined ? {} : { lock }), ...(grant === undefined ? {} : { grant }), ...(deleted ? { deleted } : {}) }
+  // Every field spelled out, in one order: entries share one object shape (store.ts builds its own so).
+  return { key, text: raw, bytes: keyBytes + valueBytes, value, by: prefix[1] as string, metadata, at, since, seal, lock, grant, deleted: deleted || undefined }
 }

@@ -165,13 +165,26 @@ const later = (a: string, b: unknown): boolean => {
   return atA !== atB ? atA > atB : typeof b !== 'string' || a > b
 }
 
-const WRITER_AT = /^\{"by":"([^"]*)","at":(\d{1,16}),/
+const BY = '{"by":"'
+const AT = '","at":'
+const DIGIT_0 = 48
 
-/** The writer (`by`) and clock (`at`) of an entry text, or null for what is not an envelope. */
+/**
+ * The writer (`by`) and clock (`at`) of an entry text, or null for what is not an envelope: what
+ * /^\{"by":"([^"]*)","at":(\d{1,16}),/ matches, read by hand (every map change reads it).
+ */
 export const writeOf = (text: unknown): { writer: string, at: number } | null => {
-  if (typeof text !== 'string') return null
-  const match = WRITER_AT.exec(text)
-  return match === null ? null : { writer: match[1] as string, at: Number(match[2]) }
+  if (typeof text !== 'string' || !text.startsWith(BY)) return null
+  const quote = text.indexOf('"', BY.length)
+  if (quote < 0 || !text.startsWith(AT, quote)) return null
+  const start = quote + AT.length
+  let i = start
+  for (; i < text.length && i - start <= 16; i++) {
+    const digit = text.charCodeAt(i) - DIGIT_0
+    if (digit < 0 || digit > 9) break
+  }
+  if (i === start || i - start > 16 || text.charCodeAt(i) !== 44 /* , */) return null
+  return { writer: text.slice(BY.length, quote), at: Number(text.slice(start, i)) }
 }
 
 /**
@@ -188,6 +201,34 @@ export const covered = (cover: Cover, key: string, text: string): boolean => {
 export const see = (cover: Cover, key: string, write: { writer: string, at: number }): void => {
   const line = `${key}\n${write.writer}`
   if ((cover.get(line) ?? -1) < write.at) cover.set(line, write.at)
+}
+
+/**
+ * A cover kept by key, then writer: every change of a held map adds to it (`see`), so it joins no
+ * strings and hashes no new ones per change; `cover()` is the flat one a move carries.
+ */
+export class SeenCover {
+  readonly #byKey = new Map<string, Map<string, number>>()
+
+  see (key: string, write: { writer: string, at: number }): void {
+    let writers = this.#byKey.get(key)
+    if (writers === undefined) this.#byKey.set(key, writers = new Map())
+    if ((writers.get(write.writer) ?? -1) < write.at) writers.set(write.writer, write.at)
+  }
+
+  /** Adds every line of `cover`. */
+  add (cover: Cover): void {
+    for (const [line, at] of cover) {
+      const cut = line.indexOf('\n')
+      this.see(line.slice(0, cut), { writer: line.slice(cut + 1), at })
+    }
+  }
+
+  cover (): Cover {
+    const cover: Cover = new Map()
+    for (const [key, writers] of this.#byKey) for (const [writer, at] of writers) cover.set(`${key}\n${writer}`, at)
+    return cover
+  }
 }
 
 export const coverOf = (lines: readonly CoverEntry[]): Cover => {

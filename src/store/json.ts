@@ -52,10 +52,51 @@ const check = (value: unknown, path: string, seen: Set<object> | null): void => 
   seen.delete(value)
 }
 
+/**
+ * Whether `value` is JSON, as `check` decides, without building paths or sets: the check every
+ * write makes. A cycle fails it at MAX_DEPTH; `check` then says where and why.
+ */
+const faithful = (value: unknown, depth: number): boolean => {
+  switch (typeof value) {
+    case 'string':
+    case 'boolean':
+      return true
+    case 'number':
+      return Number.isFinite(value)
+    case 'object':
+      break
+    default:
+      return false
+  }
+  if (value === null) return true
+  if (depth >= MAX_DEPTH) return false
+  if (Array.isArray(value)) {
+    if (Object.getPrototypeOf(value) !== Array.prototype) return false
+    for (let i = 0; i < value.length; i++) {
+      if (!(i in value) || !faithful(value[i], depth + 1)) return false
+    }
+    return true
+  }
+  const proto: unknown = Object.getPrototypeOf(value)
+  if ((proto !== Object.prototype && proto !== null) || Object.getOwnPropertySymbols(value).length > 0) return false
+  for (const key of Object.keys(value)) {
+    const v = (value as Record<string, unknown>)[key]
+    if (v !== undefined && !faithful(v, depth + 1)) return false
+  }
+  return true
+}
+
+/** Throws SessionStoreError INVALID_VALUE unless `value` is JSON. */
+const assertJson = (value: unknown): void => {
+  if (faithful(value, 0)) return
+  check(value, '', null)
+  throw invalid('', 'not JSON') // unreachable while faithful and check agree
+}
+
 /** Returns the JSON text of `value`, or throws SessionStoreError INVALID_VALUE. */
 export const encodeValue = (value: unknown): string => {
   if (value === undefined) throw invalid('', 'undefined')
-  check(value, '', null)
+  assertJson(value)
   return JSON.stringify(value)
 }
 
@@ -87,7 +128,7 @@ export const decodeValue = (text: unknown): Json | undefined => {
   let value: unknown
   try {
     value = JSON.parse(text)
-    check(value, '', null)
+    assertJson(value)
   } catch {
     return undefined
   }

@@ -113,13 +113,12 @@ export class Visibility<E extends Ranked> {
     for (const [key, entry] of changes) {
       const old = this.#valid.get(key)
       if (old === entry) continue
-      if (old !== undefined) {
-        this.#valid.delete(key)
-        this.#validBytes -= old.bytes
-      }
+      if (old !== undefined) this.#validBytes -= old.bytes
       if (entry !== undefined) {
         this.#valid.set(key, entry)
         this.#validBytes += entry.bytes
+      } else if (old !== undefined) {
+        this.#valid.delete(key)
       }
       touched.push(key)
       replaced.push([old, entry])
