@@ -221,8 +221,12 @@ export class SessionStore {
   readonly #observers = new Map<string, Set<ObserverRecord>>()
   readonly #allObservers = new Set<ObserverRecord>()
   #closed = false
-  /** The entry a local write is storing, so the map event it causes needs no parse or measure. */
-  #writing: Entry | null = null
+  /**
+   * Per key, the entry this peer's last write of it stored, until its map event reads it back: that
+   * event needs no parse or measure. Kept past the write call, since a write made inside an
+   * observer (an answer to a remote update) has its transaction, and its event, run afterwards.
+   */
+  readonly #written = new Map<string, Entry>()
   readonly #authority: EntryAuthority | null
   readonly #restoreDelay: number
   readonly #recheckDelay: number
@@ -562,6 +566,7 @@ export class SessionStore {
     for (const timer of [...this.#restores.values(), ...this.#rechecks.values()]) clearTimeout(timer)
     this.#restores.clear()
     this.#rechecks.clear()
+    this.#written.clear()
   }
 
   /**
@@ -588,12 +593,8 @@ export class SessionStore {
     const text = encodeEnvelope(id, at, since, metadataText, valueText, { lock, grant, deleted })
     // Every field spelled out (no spreads): one object shape for every write, built on the hot path.
     const entry: Verified = { key, text, bytes, value: JSON.parse(valueText) as Json, by: id, metadata, at, since, seal: undefined, lock, grant, deleted: deleted || undefined, user: '' }
-    this.#writing = entry
-    try {
-      this.#transact(() => this.#map.set(key, text))
-    } finally {
-      this.#writing = null
-    }
+    this.#written.set(key, entry)
+    this.#transact(() => this.#map.set(key, text))
     return deleted ? undefined : cloneJson(entry.value)
   }
 
@@ -644,12 +645,8 @@ export class SessionStore {
         key, text, bytes, value: JSON.parse(valueText) as Json, by: id, metadata, at, since, user: signer.user,
         seal: { ...seal, signature, unsigned }, ...lockFields(lock, grant), ...(deleted ? { deleted } : {})
       }
-      this.#writing = entry
-      try {
-        this.#transact(() => this.#map.set(key, text))
-      } finally {
-        this.#writing = null
-      }
+      this.#written.set(key, entry)
+      this.#transact(() => this.#map.set(key, text))
       return this.get(key)
     }
     const result = this.#queue.then(land, land)
@@ -717,6 +714,14 @@ export class SessionStore {
     else doc.transact(fn, this.#origin)
   }
 
+  /** The entry this peer wrote under `key`, if `raw` is its text (read once: the map event consumes it). */
+  #ownWrite (key: string, raw: unknown): Entry | undefined {
+    const written = this.#written.get(key)
+    if (written === undefined) return undefined
+    this.#written.delete(key)
+    return written.text === raw ? written : undefined
+  }
+
   #onMapEvent = (event: Y.YMapEvent<unknown>): void => {
     const remote = event.transaction.origin !== this.#origin
     // What readers saw under each changed key is leaving: its clock bounds the key's next write (#clockFor).
@@ -765,8 +770,8 @@ export class SessionStore {
   /** Judges `raw` under `key`: the map's entry (`inMap`), or one offered from an older epoch. */
   #considerEntry (key: string, raw: unknown, remote: boolean, inMap: boolean): void {
     const authority = this.#authority
-    const writing = this.#writing
-    const entry = !remote && writing?.key === key && writing.text === raw ? writing : decodeEnvelope(key, raw, this.limits)
+    const writing = remote ? undefined : this.#ownWrite(key, raw)
+    const entry = writing ?? decodeEnvelope(key, raw, this.limits)
     if (typeof entry === 'string') {
       if (!inMap) return
       this.#reportSeal(key, entry)
@@ -921,12 +926,8 @@ export class SessionStore {
       this.#restores.delete(key)
       const current = this.#best.get(key)
       if (this.#closed || current === undefined || this.#awaiting.has(key) || this.#map.get(key) === current.text) return
-      this.#writing = current
-      try {
-        this.#transact(() => this.#map.set(key, current.text))
-      } finally {
-        this.#writing = null
-      }
+      this.#written.set(key, current)
+      this.#transact(() => this.#map.set(key, current.text))
     }, Math.random() * this.#restoreDelay))
   }
 
@@ -948,7 +949,6 @@ export class SessionStore {
    */
   #read (keys: Iterable<string>, remote: boolean): Array<[string, Entry | undefined]> {
     const out: Array<[string, Entry | undefined]> = []
-    const writing = this.#writing
     let invalid = 0
     for (const key of keys) {
       if (!this.#map.has(key)) {
@@ -956,7 +956,7 @@ export class SessionStore {
         continue
       }
       const raw = this.#map.get(key)
-      const entry = !remote && writing?.key === key && writing.text === raw ? writing : decodeEnvelope(key, raw, this.limits)
+      const entry = (remote ? undefined : this.#ownWrite(key, raw)) ?? decodeEnvelope(key, raw, this.limits)
       if (typeof entry !== 'string') {
         // A protected peer's tombstone: the key is deleted.
         out.push([key, entry.deleted === true ? undefined : entry])
