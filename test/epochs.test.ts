@@ -7,6 +7,8 @@
 
 import { afterEach, describe, expect, it } from 'vitest'
 import * as Y from 'yjs'
+import * as decoding from 'lib0/decoding'
+import * as encoding from 'lib0/encoding'
 import { Awareness } from 'y-protocols/awareness'
 import { createRoomToken, generateIssuerKeys } from '../src/auth.js'
 import { Epochs } from '../src/epochs.js'
@@ -16,7 +18,7 @@ import { applyCarries, carryId, compareEpochs, FIRST_EPOCH, historyOf, itemOf, s
 import { DEFAULT_LIMITS } from '../src/store/limits.js'
 import { SessionStore, type LockRules } from '../src/store/store.js'
 import { checkHello, HANDSHAKE_VERSION } from '../src/transport/authenticated-link.js'
-import { encodeEpochData, encodeMove } from '../src/transport/epoch-wire.js'
+import { encodeEpochData, encodeMove, readEpochData } from '../src/transport/epoch-wire.js'
 import type { Link, LinkConnection } from '../src/transport/link.js'
 import { MemoryHub } from '../src/transport/memory-link.js'
 import { Replication } from '../src/transport/replication.js'
@@ -359,5 +361,25 @@ describe('epochs through joinRoom', () => {
     expect(viewer.session.epoch).toEqual(host.session.epoch)
     expect(viewer.store.toJSON()).toEqual({ 'hand/guest': true, slide: 59 })
     expect(viewer.store.entry('slide')?.updatedBy.user).toBe('host')
+  })
+})
+
+describe('epoch data messages', () => {
+  it('wrap a message as lib0 writes [44, n, s, ...message], and read back, for epoch ids of every size', () => {
+    const message = new Uint8Array([0, 1, 2, 250])
+    for (const n of [0, 1, 127, 128, 16_383, 16_384, 2 ** 31, 2 ** 32 + 5, Number.MAX_SAFE_INTEGER]) {
+      for (const s of [0, 1, 300, 2 ** 31 - 1, 4_294_967_295]) {
+        const encoder = encoding.createEncoder()
+        encoding.writeVarUint(encoder, 44)
+        encoding.writeVarUint(encoder, n)
+        encoding.writeVarUint(encoder, s)
+        encoding.writeUint8Array(encoder, message)
+        const wrapped = encodeEpochData({ n, s }, message)
+        expect(wrapped).toEqual(encoding.toUint8Array(encoder))
+        const decoder = decoding.createDecoder(wrapped)
+        expect(decoding.readVarUint(decoder)).toBe(44)
+        expect(readEpochData(decoder)).toEqual({ epoch: { n, s }, message })
+      }
+    }
   })
 })

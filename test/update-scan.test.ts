@@ -58,4 +58,27 @@ describe('scanUpdate', () => {
     expect(n).toBe(3)
     expect(() => scanUpdate(new Uint8Array([5, 200, 1]), () => true)).toThrow()
   })
+
+  it('measures a string value by its encoded bytes without decoding it; one that is not UTF-8 is refused by Yjs before anything is integrated', () => {
+    const doc = new Y.Doc()
+    doc.getMap('m').set('k', 'aéb')
+    for (const v2 of [false, true]) {
+      const update = v2 ? Y.encodeStateAsUpdateV2(doc) : Y.encodeStateAsUpdate(doc)
+      const at = update.findIndex((byte, i) => byte === 0xc3 && update[i + 1] === 0xa9)
+      const bad = update.slice()
+      bad[at + 1] = 0x28 // 0xc3 0x28: not UTF-8
+      const sizes = (u: Uint8Array): number[] => {
+        const out: number[] = []
+        scanUpdate(u, (struct) => { out.push(struct.contentBytes); return true }, { v2 })
+        return out
+      }
+      // lib0's tag, length and the four UTF-8 bytes of 'aéb'
+      expect(sizes(update)).toEqual([6])
+      expect(sizes(bad)).toEqual([6])
+      const fresh = new Y.Doc()
+      expect(() => { if (v2) Y.applyUpdateV2(fresh, bad); else Y.applyUpdate(fresh, bad) }).toThrow()
+      expect(fresh.getMap('m').size).toBe(0)
+      expect(fresh.store.clients.size).toBe(0)
+    }
+  })
 })

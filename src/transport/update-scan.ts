@@ -60,6 +60,24 @@ const sizeOf = (value: unknown): number => {
 
 type Decoder = Y.UpdateDecoderV1 | Y.UpdateDecoderV2
 
+/** lib0's `any` type tag of a string (lib0/encoding writeAny: 127 - 8). */
+const ANY_STRING = 119
+
+/**
+ * Moves `decoder` past one lib0 `any` value. A string (every store entry is one) is skipped by its
+ * length, undecoded; anything else is read by lib0 (which checks it).
+ */
+const skipAny = (decoder: decoding.Decoder): void => {
+  if (decoder.arr[decoder.pos] === ANY_STRING) {
+    decoder.pos++
+    const length = decoding.readVarUint(decoder)
+    if (decoder.pos + length > decoder.arr.length) throw new Error('unexpected end of an update')
+    decoder.pos += length
+    return
+  }
+  decoding.readAny(decoder)
+}
+
 /** Reads one item's content; returns its length (in Yjs clock units) and its size in bytes. */
 const readContent = (decoder: Decoder, ref: number): { length: number, bytes: number } => {
   switch (ref) {
@@ -92,9 +110,10 @@ const readContent = (decoder: Decoder, ref: number): { length: number, bytes: nu
       // a store entry's JSON text, with a byte or two of lib0's own. Measuring each value again
       // (TextEncoder) cost an allocation per entry on every live update.
       const len = decoder.readLen()
-      const start = decoder.restDecoder.pos
-      for (let i = 0; i < len; i++) decoder.readAny()
-      return { length: len, bytes: decoder.restDecoder.pos - start }
+      const rest = decoder.restDecoder
+      const start = rest.pos
+      for (let i = 0; i < len; i++) skipAny(rest)
+      return { length: len, bytes: rest.pos - start }
     }
     case ContentRef.DOC: {
       const guid = decoder.readString()
