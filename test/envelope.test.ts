@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest'
-import { decodeEnvelope, encodeEnvelope, type Entry } from '../src/store/envelope.js'
+import * as prng from 'lib0/prng'
+import { decodeEnvelope, encodeEnvelope, PREFIX, readPrefix, type Entry } from '../src/store/envelope.js'
 import { DEFAULT_LIMITS } from '../src/store/limits.js'
 
 const LIMITS = { ...DEFAULT_LIMITS, maxValueBytes: 64 }
@@ -95,5 +96,50 @@ describe('decodeEnvelope', () => {
     ['a lone surrogate', 'a\uD800']
   ])('is invalid for a key %s', (_what, key) => {
     expect(decodeEnvelope(key, GOOD, LIMITS)).toMatch(/key/)
+  })
+})
+
+describe('the envelope prefix reader', () => {
+  it('matches exactly what the prefix pattern matches, for envelopes of every kind and thousands of mutations of them', () => {
+    const gen = prng.create(7)
+    const texts = [
+      encodeEnvelope('12345', 1767225600000, 1767225600000, 'null', '{"a":1}'),
+      encodeEnvelope('1', 0, 0, '{"name":"x"}', '"v"'),
+      encodeEnvelope('!#[]~', 9007199254740991, 1, 'null', '2', { lock: 5, grant: 'a.b.c' }),
+      encodeEnvelope('p', 10, 9, 'null', 'null', { deleted: true }),
+      `{"by":"${'x'.repeat(128)}","at":1,"since":1,"m":null,"v":1}`,
+      `{"by":"${'x'.repeat(129)}","at":1,"since":1,"m":null,"v":1}`,
+      '{"by":"1","at":01,"since":1,"m":null,"v":1}',
+      '{"by":"1","at":12345678901234567,"since":1,"m":null,"v":1}',
+      '{"by":"a\\\\b","at":1,"since":1,"m":null,"v":1}',
+      '{"by":"","at":1,"since":1,"m":null,"v":1}',
+      '{"by":"1","at":1,"since":1,"ver":2,"pk":"' + 'A'.repeat(43) + '","tok":"t","sig":"s","m":null,"v":1}'
+    ]
+    const alphabet = '{}":,0123456789abm\\!~ '
+    const base = [...texts]
+    for (let n = 0; n < 20_000; n++) {
+      const text = base[prng.uint32(gen, 0, base.length - 1)] as string
+      const at = prng.uint32(gen, 0, text.length - 1)
+      const char = alphabet[prng.uint32(gen, 0, alphabet.length - 1)] as string
+      switch (prng.uint32(gen, 0, 2)) {
+        case 0: texts.push(text.slice(0, at) + char + text.slice(at + 1)); break
+        case 1: texts.push(text.slice(0, at) + char + text.slice(at)); break
+        default: texts.push(text.slice(0, at) + text.slice(at + 1))
+      }
+    }
+    let plain = 0
+    for (const text of texts) {
+      const expected = PREFIX.exec(text)
+      const got = readPrefix(text)
+      if (expected === null) {
+        expect(got, text).toBeNull()
+        continue
+      }
+      expect(got, text).not.toBeNull()
+      for (let i = 0; i <= 12; i++) expect(got?.[i], `${text} group ${i}`).toBe(expected[i])
+      if (!Array.isArray(got) || !('index' in got)) plain++
+    }
+    // The hand reader answered most of them itself: the test checks it, not only the pattern.
+    expect(plain).toBeGreaterThan(1000)
   })
 })
