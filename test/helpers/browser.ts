@@ -30,7 +30,7 @@ const CHROMIUM_ARGS = [
 /** What the page exposes as `window.demo` (see demo/main.ts), as far as tests read it. */
 interface DemoWindow {
   demo?: {
-    session: { status: SessionStatus, connections: ConnectionInfo[] }
+    session: { status: SessionStatus, connections: ConnectionInfo[], stats: () => unknown }
     store?: { toJSON: () => Record<string, unknown> }
   }
 }
@@ -112,6 +112,27 @@ export const waitForText = async (locator: Locator, expected: string | RegExp | 
     return matches(last) && { text: last }
   }, { timeout, interval: 50, what: `${String(locator)} to show ${String(expected)}` }), () => `last seen: ${JSON.stringify(last ?? '(no element)')}`)
   return found.text
+}
+
+/**
+ * Adds to a TimeoutError's message what each page's session knows: its status, what it dropped or
+ * refused by reason (`stats()`), its connections, and the notice the page shows (session errors).
+ */
+export const explainPages = async <T>(waiting: Promise<T>, pages: Record<string, Page>): Promise<T> => {
+  try {
+    return await waiting
+  } catch (err) {
+    if (err instanceof TimeoutError) {
+      for (const [name, page] of Object.entries(pages)) {
+        const seen = await page.evaluate(() => {
+          const session = (window as unknown as DemoWindow).demo?.session
+          return { status: session?.status, stats: session?.stats(), connections: session?.connections, notice: document.getElementById('notice')?.textContent }
+        }).catch((error: unknown) => String(error))
+        err.message += ` [${name}: ${JSON.stringify(seen)}]`
+      }
+    }
+    throw err
+  }
 }
 
 /** Adds what was last observed to a TimeoutError's message. */
