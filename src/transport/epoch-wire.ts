@@ -7,6 +7,7 @@
 import * as encoding from 'lib0/encoding'
 import * as decoding from 'lib0/decoding'
 import type { CoverEntry, EpochId, Move } from '../store/epochs.js'
+import { varUintLength, writeVarUintAt } from './sync-v2.js'
 
 export const MESSAGE_EPOCHS = 42
 export const MESSAGE_MOVE = 43
@@ -100,31 +101,11 @@ export const readMove = (decoder: decoding.Decoder, { maxCover, maxEntries }: { 
 /** [44, n, s, ...message]: one data-plane message of epoch (n, s)'s document. */
 export const encodeEpochData = (epoch: EpochId, message: Uint8Array): Uint8Array => {
   // Every data-plane message is wrapped: one buffer of the exact size, not an encoder's chunks.
-  const out = new Uint8Array(1 + varUintBytes(epoch.n) + varUintBytes(epoch.s) + message.length)
+  const out = new Uint8Array(1 + varUintLength(epoch.n) + varUintLength(epoch.s) + message.length)
   out[0] = MESSAGE_EPOCH_DATA
   const at = writeVarUintAt(out, writeVarUintAt(out, 1, epoch.n), epoch.s)
   out.set(message, at)
   return out
-}
-
-/** The bytes of `n` (a non-negative safe integer) as lib0's varUint. */
-const varUintBytes = (n: number): number => {
-  let bytes = 1
-  while (n > 0x7f) {
-    n = Math.floor(n / 128)
-    bytes++
-  }
-  return bytes
-}
-
-/** Writes `n` as lib0's varUint into `out` at `at`; returns the index after it. */
-const writeVarUintAt = (out: Uint8Array, at: number, n: number): number => {
-  while (n > 0x7f) {
-    out[at++] = 0x80 | (n & 0x7f)
-    n = Math.floor(n / 128)
-  }
-  out[at++] = n
-  return at
 }
 
 /** The epoch and inner message of a 44, or null. */

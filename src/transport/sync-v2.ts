@@ -71,7 +71,8 @@ export const encodeSyncStep1V2 = (doc: Y.Doc): Uint8Array => encodeBytesMessage(
 export const encodeSyncStep2V2 = (doc: Y.Doc, stateVector: Uint8Array): Uint8Array =>
   encodeBytesMessage(MESSAGE_SYNC_STEP2_V2, Y.encodeStateAsUpdateV2(doc, stateVector))
 
-const varUintLength = (n: number): number => {
+/** The bytes of `n` (a non-negative safe integer) as lib0's varUint. */
+export const varUintLength = (n: number): number => {
   let length = 1
   while (n > 0x7f) {
     n = Math.floor(n / 128)
@@ -81,7 +82,7 @@ const varUintLength = (n: number): number => {
 }
 
 /** lib0's varUint, written at `pos`; returns the position after it. */
-const writeVarUintAt = (out: Uint8Array, pos: number, n: number): number => {
+export const writeVarUintAt = (out: Uint8Array, pos: number, n: number): number => {
   while (n > 0x7f) {
     out[pos++] = 0x80 | (n & 0x7f)
     n = Math.floor(n / 128)
