@@ -170,16 +170,12 @@ export interface LockRules {
 /** An entry that counts in a protected room: sealed, verified, with its user. */
 type Verified = Entry & { readonly user: string }
 
-/** An entry's lock fields, present only when written under a lock. */
 /** `entry` as judged, with the user its verdict names: itself when it names that user already. */
 const verified = (entry: Entry, user: string): Verified => {
   if ((entry as Partial<Verified>).user === user) return entry as Verified
   const { key, text, bytes, value, by, metadata, at, since, seal, lock, grant, deleted } = entry
   return { key, text, bytes, value, by, metadata, at, since, seal, lock, grant, deleted, user }
 }
-
-const lockFields = (lock: number | undefined, grant: string | undefined): { lock?: number, grant?: string } =>
-  lock === undefined ? {} : grant === undefined ? { lock } : { lock, grant }
 
 /** At most this many INVALID_REMOTE_ENTRY reports per transaction; the rest are counted in one more. */
 const MAX_REPORTS = 10
@@ -602,13 +598,13 @@ export class SessionStore {
    * The fencing token and signed grant a write of `key` carries: those of this peer's lock on it,
    * or none when the key is not locked. Throws LOCKED when another peer holds it.
    */
-  #lockFor (key: string): { lock?: number, grant?: string } {
+  #lockFor (key: string): { lock: number | undefined, grant: string | undefined } {
     const lock = this.#locks?.holder(key) ?? null
-    if (lock === null) return {}
+    if (lock === null) return { lock: undefined, grant: undefined }
     if (lock.holder !== this.#locks?.self()) {
       throw new SessionStoreError(ErrorCodes.LOCKED, `'${key}' is locked by another peer (fencing token ${lock.fencingToken}): only its holder may write it`, { key })
     }
-    return lockFields(lock.fencingToken, this.#locks?.grant?.(key, lock.fencingToken))
+    return { lock: lock.fencingToken, grant: this.#locks?.grant?.(key, lock.fencingToken) }
   }
 
   /**
@@ -642,8 +638,8 @@ export class SessionStore {
       this.#assertOpen()
       const text = insertSignature(unsigned, signature)
       const entry: Verified = {
-        key, text, bytes, value: JSON.parse(valueText) as Json, by: id, metadata, at, since, user: signer.user,
-        seal: { ...seal, signature, unsigned }, ...lockFields(lock, grant), ...(deleted ? { deleted } : {})
+        key, text, bytes, value: JSON.parse(valueText) as Json, by: id, metadata, at, since,
+        seal: { ...seal, signature, unsigned }, lock, grant, deleted: deleted || undefined, user: signer.user
       }
       this.#written.set(key, entry)
       this.#transact(() => this.#map.set(key, text))
