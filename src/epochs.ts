@@ -16,7 +16,7 @@ import * as decoding from 'lib0/decoding'
 import { ObservableV2 } from 'lib0/observable'
 import { decodeEnvelope } from './store/envelope.js'
 import {
-  applyCarries, ascending, compareEpochs, coverLines, coverOf, FIRST_EPOCH, inherited, itemOf, laterThan, MAX_COVER, sameEpoch, SeenCover, seedId, seedUpdate, toCarry, writeOf,
+  applyCarries, ascending, compareEpochs, coverOf, FIRST_EPOCH, inherited, itemOf, laterThan, MAX_COVER, sameEpoch, SeenCover, seedId, seedUpdate, toCarry, writeOf,
   type Cover, type EpochId, type Latest, type Move
 } from './store/epochs.js'
 import type { Limits } from './store/limits.js'
@@ -281,7 +281,7 @@ export class Epochs extends ObservableV2<EpochsEvents> {
       if (write !== null) this.#seen.see(key, write)
       this.#note(key, text as string, write)
     }
-    this.#seen.add(held.cover)
+    this.#seen.add(move.cover)
     map.observe((event) => {
       if (!this.#held.includes(held)) return
       for (const key of event.keysChanged) {
@@ -415,7 +415,7 @@ export class Epochs extends ObservableV2<EpochsEvents> {
     const entries = store === null ? [] : store.snapshot()
     const from = current.move.epoch
     const n = from.n + 1
-    const cover = coverLines(this.#seen.cover())
+    const cover = this.#seen.lines()
     this.#adopt({ epoch: { n, s: seedId(n, from, entries) }, parent: from, cover, entries, seeded: true }, true)
   }
 

@@ -197,15 +197,10 @@ export const covered = (cover: Cover, key: string, text: string): boolean => {
   return write !== null && (cover.get(`${key}\n${write.writer}`) ?? -1) >= write.at
 }
 
-/** Adds the write of an entry under `key` (its writer and clock, `writeOf`) to `cover` (what a peer has seen). */
-export const see = (cover: Cover, key: string, write: { writer: string, at: number }): void => {
-  const line = `${key}\n${write.writer}`
-  if ((cover.get(line) ?? -1) < write.at) cover.set(line, write.at)
-}
-
 /**
- * A cover kept by key, then writer: every change of a held map adds to it (`see`), so it joins no
- * strings and hashes no new ones per change; `cover()` is the flat one a move carries.
+ * What a peer has seen (a move's cover), kept by key, then writer: every change of a held map adds
+ * the write of its entry (its writer and clock, `writeOf`), joining no strings and hashing no new
+ * ones per change; `lines()` is what a move carries.
  */
 export class SeenCover {
   readonly #byKey = new Map<string, Map<string, number>>()
@@ -216,18 +211,16 @@ export class SeenCover {
     if ((writers.get(write.writer) ?? -1) < write.at) writers.set(write.writer, write.at)
   }
 
-  /** Adds every line of `cover`. */
-  add (cover: Cover): void {
-    for (const [line, at] of cover) {
-      const cut = line.indexOf('\n')
-      this.see(line.slice(0, cut), { writer: line.slice(cut + 1), at })
-    }
+  /** Adds every line of a move's cover. */
+  add (lines: readonly CoverEntry[]): void {
+    for (const { key, writer, at } of lines) this.see(key, { writer, at })
   }
 
-  cover (): Cover {
-    const cover: Cover = new Map()
-    for (const [key, writers] of this.#byKey) for (const [writer, at] of writers) cover.set(`${key}\n${writer}`, at)
-    return cover
+  /** The lines seen, at most MAX_COVER of them, the most recent (by `at`) kept. */
+  lines (): CoverEntry[] {
+    const lines: CoverEntry[] = []
+    for (const [key, writers] of this.#byKey) for (const [writer, at] of writers) lines.push({ key, writer, at })
+    return lines.sort((a, b) => b.at - a.at || (a.key < b.key ? -1 : a.key > b.key ? 1 : a.writer < b.writer ? -1 : 1)).slice(0, MAX_COVER)
   }
 }
 
@@ -238,16 +231,6 @@ export const coverOf = (lines: readonly CoverEntry[]): Cover => {
     if ((cover.get(line) ?? -1) < at) cover.set(line, at)
   }
   return cover
-}
-
-/** The lines of `cover`, at most MAX_COVER of them, the most recent (by `at`) kept. */
-export const coverLines = (cover: Cover): CoverEntry[] => {
-  const lines: CoverEntry[] = []
-  for (const [line, at] of cover) {
-    const cut = line.indexOf('\n')
-    lines.push({ key: line.slice(0, cut), writer: line.slice(cut + 1), at })
-  }
-  return lines.sort((a, b) => b.at - a.at || (a.key < b.key ? -1 : a.key > b.key ? 1 : a.writer < b.writer ? -1 : 1)).slice(0, MAX_COVER)
 }
 
 /**
