@@ -13,7 +13,6 @@
 
 import * as Y from 'yjs'
 import * as decoding from 'lib0/decoding'
-import { ObservableV2 } from 'lib0/observable'
 import { decodeEnvelope } from './store/envelope.js'
 import {
   applyCarries, ascending, compareEpochs, coverOf, FIRST_EPOCH, inherited, itemOf, laterThan, MAX_COVER, sameEpoch, SeenCover, seedId, seedUpdate, toCarry, writeOf,
@@ -28,6 +27,8 @@ import type { Link, LinkConnection } from './transport/link.js'
 import type { Replication } from './transport/replication.js'
 import { MESSAGE_RATE } from './transport/admission.js'
 import { createTokenBucket, type TokenBucket } from './transport/budgets.js'
+import { LeanObservable, emitTo } from './events.js'
+import type { ObservableV2 } from 'lib0/observable'
 
 /**
  * The default history (clock units beyond the live keys) after which a peer moves: about 2.5 MiB
@@ -64,9 +65,7 @@ type DocEvents = Y.Doc extends ObservableV2<infer Events> ? Events : never
 
 class RoomDoc extends Y.Doc {
   override emit<NAME extends keyof DocEvents & string>(name: NAME, args: Parameters<DocEvents[NAME]>): void {
-    const observers = this._observers.get(name)
-    if (observers === undefined) return
-    for (const listener of Array.from(observers)) listener(...args)
+    emitTo(this._observers.get(name), args)
   }
 }
 
@@ -141,7 +140,7 @@ const take = (bucket: { tokens: number, at: number }, burst: number, refill: num
   return true
 }
 
-export class Epochs extends ObservableV2<EpochsEvents> {
+export class Epochs extends LeanObservable<EpochsEvents> {
   readonly #options: EpochsOptions
   readonly #compactAfter: number
   /** The current epoch first, then the previous one. */

@@ -19,10 +19,10 @@
 
 import * as encoding from 'lib0/encoding'
 import * as decoding from 'lib0/decoding'
-import { ObservableV2 } from 'lib0/observable'
 import { verifySigned, type Identity } from '../trust/identity.js'
 import type { ConnectionInfo, Link, LinkConnection, LinkEvents, SignalingSource } from './link.js'
 import { SESSION_CLIENTS } from '../store/epochs.js'
+import { LeanObservable } from '../events.js'
 
 /** The message type of the handshake (the data plane's are others: replication.ts, sync-v2.ts). */
 export const MESSAGE_HELLO = 16
@@ -89,7 +89,7 @@ class Verified implements VerifiedConnection {
   close (): void { this.inner.close() }
 }
 
-export class AuthenticatedLink extends ObservableV2<LinkEvents> implements Link {
+export class AuthenticatedLink extends LeanObservable<LinkEvents> implements Link {
   readonly #inner: Link
   readonly #options: HandshakeOptions
   readonly #pending = new Map<LinkConnection, Pending>()

@@ -7,11 +7,11 @@
  * current epoch's replication.
  */
 
-import { ObservableV2 } from 'lib0/observable'
 import type { EpochId } from '../store/epochs.js'
 import { encodeEpochData } from './epoch-wire.js'
 import type { LinkConnection, LinkEvents } from './link.js'
 import { MESSAGE_BARRIER, MESSAGE_BARRIER_ACK, MESSAGE_SYNC_STEP2_V2, MESSAGE_UPDATE } from './sync-v2.js'
+import { LeanObservable } from '../events.js'
 
 /** Message types that belong to the room's connection, not to one epoch's document. */
 export const UNTAGGED: ReadonlySet<number> = new Set([1, 3, 4, MESSAGE_BARRIER, MESSAGE_BARRIER_ACK])
@@ -59,7 +59,7 @@ class EpochConnection implements LinkConnection {
 /** The room's connection behind a view's connection (itself for any other). */
 export const outerOf = (connection: LinkConnection): LinkConnection => connection instanceof EpochConnection ? connection.outer : connection
 
-export class EpochView extends ObservableV2<Pick<LinkEvents, 'open' | 'close' | 'message'>> {
+export class EpochView extends LeanObservable<Pick<LinkEvents, 'open' | 'close' | 'message'>> {
   readonly #connections = new Map<LinkConnection, EpochConnection>()
 
   constructor (readonly epoch: EpochId, readonly localIdOf: () => string | undefined, readonly current: () => boolean) {

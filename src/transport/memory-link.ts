@@ -11,9 +11,9 @@
  * closes too.
  */
 
-import { ObservableV2 } from 'lib0/observable'
 import { FrameDecoder, encodeFrames } from './framing.js'
 import type { ConnectionInfo, Link, LinkConnection, LinkEvents, LinkFactory, LinkOptions, SignalingSource } from './link.js'
+import { LeanObservable } from '../events.js'
 
 const SOURCE = 'memory://hub'
 
@@ -94,7 +94,7 @@ class MemoryConnection implements LinkConnection {
   }
 }
 
-class MemoryLink extends ObservableV2<LinkEvents> implements Link {
+class MemoryLink extends LeanObservable<LinkEvents> implements Link {
   localId: string | undefined
   readonly ready: Promise<string>
   readonly dropped: Readonly<Record<string, number>> = {}

@@ -22,12 +22,12 @@
 import * as Y from 'yjs'
 import * as encoding from 'lib0/encoding'
 import * as decoding from 'lib0/decoding'
-import { ObservableV2 } from 'lib0/observable'
 import * as awarenessProtocol from 'y-protocols/awareness'
 import { Bridge, type BridgeOptions } from './bridge.js'
 import { Coalescer, type Schedule } from './coalescer.js'
 import type { Link, LinkConnection } from './link.js'
 import { encodeNeighbors, readNeighbors, shouldForward, Topology, type Component } from './relay.js'
+import { LeanObservable } from '../events.js'
 import {
   MESSAGE_NEIGHBORS, MESSAGE_REPAIR_V2, MESSAGE_STATE_CHECK, MESSAGE_SYNC_STEP1_V2, MESSAGE_SYNC_STEP2_V2, MESSAGE_UPDATE,
   CHECK_REPLY, CHECK_URGENT, addDeletions, digestOf, encodeBytesMessage, encodeDiffMessage, encodeStateCheck, encodeSyncStep1V2,
@@ -102,7 +102,7 @@ interface Change {
   units: number
 }
 
-export class Replication extends ObservableV2<ReplicationEvents> {
+export class Replication extends LeanObservable<ReplicationEvents> {
   readonly #doc: Y.Doc
   readonly #awareness: awarenessProtocol.Awareness
   readonly #link: Link

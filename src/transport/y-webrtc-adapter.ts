@@ -33,7 +33,6 @@
 import * as Y from 'yjs'
 import * as yWebrtc from 'y-webrtc'
 import { Awareness } from 'y-protocols/awareness'
-import { ObservableV2 } from 'lib0/observable'
 import * as bc from 'lib0/broadcastchannel'
 import { ErrorCodes, SessionStoreError } from '../errors.js'
 import { isRecord } from '../guards.js'
@@ -46,6 +45,7 @@ import { SenderStandings, senderOf, slotToTake, type PendingSlot } from './pendi
 import { decryptSignal, deriveRoomKey, encryptSignal } from './signal-crypto.js'
 import { screenSignal, shouldAnswerAnnounce } from './signal-guard.js'
 import { followTurnCredentials, withSignalingIceServers } from './turn.js'
+import { LeanObservable } from '../events.js'
 
 /** The y-webrtc release whose internals this module relies on. */
 export const Y_WEBRTC_VERSION = '10.3.0'
@@ -246,7 +246,7 @@ class Connection implements LinkConnection {
   }
 }
 
-class YWebrtcLink extends ObservableV2<LinkEvents> implements Link {
+class YWebrtcLink extends LeanObservable<LinkEvents> implements Link {
   readonly ready: Promise<string>
   readonly #room: string
   readonly #provider: Provider
