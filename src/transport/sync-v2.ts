@@ -44,7 +44,7 @@ let slabOffset = 0
  * Buffer pool does, and a slab is let go once its last message is. Every consumer of a message
  * reads it through its byteOffset (data channels, framing, the memory link's copy).
  */
-const allocate = (length: number): Uint8Array => {
+export const allocate = (length: number): Uint8Array => {
   if (length > SLAB_MESSAGE_BYTES) return new Uint8Array(length)
   if (slabOffset + length > SLAB_BYTES) {
     slab = new ArrayBuffer(SLAB_BYTES)
