@@ -64,8 +64,29 @@ const unitsOf = (doc: Y.Doc): number => {
 type DocEvents = Y.Doc extends ObservableV2<infer Events> ? Events : never
 
 class RoomDoc extends Y.Doc {
+  /** Told, right after its body, of a transaction whose cleanup Yjs defers (see `transact`). */
+  onDeferred: ((transaction: Y.Transaction) => void) | null = null
+
   override emit<NAME extends keyof DocEvents & string>(name: NAME, args: Parameters<DocEvents[NAME]>): void {
     emitTo(this._observers.get(name), args)
+  }
+
+  /**
+   * A transaction begun in another's cleanup (a write made in an observer: the answer to a
+   * remote write) has its body run at once, but Yjs cleans it up, and so emits its events, only
+   * once the other's cleanup is over: the other's remaining observers, its garbage collection
+   * and merges. `onDeferred` hears of it as soon as its body has run, so that its changes can be
+   * sent before that work (replication's `sendEarly`).
+   */
+  override transact<T>(f: (transaction: Y.Transaction) => T, origin: unknown = null): T {
+    if (this._transaction !== null || this._transactionCleanups.length === 0 || this.onDeferred === null) return super.transact(f, origin)
+    let transaction: Y.Transaction | null = null
+    const result = super.transact((begun) => {
+      transaction = begun
+      return f(begun)
+    }, origin)
+    if (transaction !== null) this.onDeferred(transaction)
+    return result
   }
 }
 
@@ -103,7 +124,7 @@ interface Held {
   readonly move: Move
   readonly cover: Cover
   readonly seed: Uint8Array
-  readonly doc: Y.Doc
+  readonly doc: RoomDoc
   readonly view: EpochView
   replication: Replication | null
   /** Clock units of the document (its items, overwritten ones included), as counted after the last turn that changed it. */
@@ -243,7 +264,7 @@ export class Epochs extends LeanObservable<EpochsEvents> {
   }
 
   /** An epoch's document, view and listeners; its replication starts with `#start`. */
-  #hold (move: Move, seed: Uint8Array, doc: Y.Doc): Held {
+  #hold (move: Move, seed: Uint8Array, doc: RoomDoc): Held {
     const held: Held = {
       move,
       cover: coverOf(move.cover),
@@ -386,6 +407,7 @@ export class Epochs extends LeanObservable<EpochsEvents> {
     })
     replication.on('refused', (event) => this.emit('refused', [event]))
     held.replication = replication
+    held.doc.onDeferred = (transaction) => replication.sendEarly(transaction)
   }
 
   #release (held: Held): void {

@@ -114,6 +114,32 @@ const roomOf = async (names: string[], { manual = false, ...options }: { manual?
 }
 
 describe('epochs', () => {
+  it('an answer written in an observer of a remote write is sent before the rest of that write\'s cleanup, once', async () => {
+    const [a, b] = (await roomOf(['a', 'b'])).peers as [Peer, Peer]
+    await connected(a, b)
+    const connection = b.link.connections[0] as LinkConnection
+    const send = connection.send.bind(connection)
+    let sent = 0
+    // Update messages only (35, inside an epoch's data message), not the epochs' own traffic.
+    connection.send = (message: Uint8Array) => {
+      const decoder = decoding.createDecoder(message)
+      if (decoding.readVarUint(decoder) === 44 && readEpochData(decoder)?.message[0] === 35) sent++
+      return send(message)
+    }
+    b.store.observeChanges(['ping'], (_key, value) => { b.store.set('pong', value as number) })
+    // An observer after the store's: the rest of the ping transaction's cleanup.
+    const sentAtPing: number[] = []
+    b.epochs.doc.getMap(ROOT).observe((event) => {
+      if (event.keysChanged.has('ping')) sentAtPing.push(sent)
+    })
+    await a.store.set('ping', 7)
+    await waitFor(() => a.store.get('pong') === 7, { what: 'the answer at a' })
+    expect(sentAtPing).toEqual([1])
+    await settled(a, b)
+    // Sent early, so not again once Yjs cleans the answer's transaction up.
+    expect(sent).toBe(1)
+  })
+
   it('a peer moves the room when the history passes compactAfter; every peer follows, the history stays bounded', async () => {
     const [a, b, c] = (await roomOf(['a', 'b', 'c'], { compactAfter: 200 })).peers as [Peer, Peer, Peer]
     await connected(a, b, c)

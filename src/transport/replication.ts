@@ -117,6 +117,8 @@ export class Replication extends LeanObservable<ReplicationEvents> {
   #antiEntropy: ReturnType<typeof setTimeout> | null = null
   /** The last batch encoded, reused while the next connection was collected the same changes. */
   #lastBatch: { items: Change[], message: Uint8Array } | null = null
+  /** Local transactions sent before their cleanup (`sendEarly`). */
+  readonly #sentEarly = new WeakSet<Y.Transaction>()
   #destroyed = false
 
   constructor (doc: Y.Doc, awareness: awarenessProtocol.Awareness, link: Link, options: ReplicationOptions = {}) {
@@ -425,10 +427,40 @@ export class Replication extends LeanObservable<ReplicationEvents> {
     this.#send(remote.connection, message)
   }
 
+  /**
+   * Sends what a local transaction changed before Yjs cleans it up: one begun in an observer of
+   * another transaction waits for the end of that one's cleanup (epochs.ts, RoomDoc), and an
+   * answer written in an observer would wait with it. Its changes are final once its body has
+   * run: the structs past its state before (of this peer's client, or of a carry's), and its
+   * delete set (sorted and merged later, in place; its ranges do not overlap). #onTransaction
+   * skips it then.
+   */
+  sendEarly (transaction: Y.Transaction): void {
+    if (this.#destroyed || !transaction.local || this.#sentEarly.has(transaction)) return
+    const from = new Map<number, number>()
+    let units = 0
+    for (const client of this.#doc.store.clients.keys()) {
+      const before = transaction.beforeState.get(client) ?? 0
+      const after = Y.getState(this.#doc.store, client)
+      if (after > before) {
+        from.set(client, before)
+        units += after - before
+      }
+    }
+    const deleteSet = transaction.deleteSet as unknown as DeleteSet
+    if (from.size === 0 && deleteSet.clients.size === 0) return
+    this.#sentEarly.add(transaction)
+    this.#distribute(transaction, { from, deleteSet, units: Math.max(1, units) })
+  }
+
   /** After every transaction: what changed goes to the connections that are to get it. */
   #onTransaction = (transaction: Y.Transaction): void => {
+    if (this.#sentEarly.has(transaction)) return
     const change = changeOf(transaction)
-    if (change === null) return
+    if (change !== null) this.#distribute(transaction, change)
+  }
+
+  #distribute (transaction: Y.Transaction, change: Change): void {
     addDeletions(this.#digest, change.deleteSet)
     const origin: unknown = transaction.origin
     const from = this.#remoteOf(origin)
