@@ -302,8 +302,12 @@ export class Epochs extends LeanObservable<EpochsEvents> {
       this.#note(key, text as string, write)
     }
     this.#seen.add(move.cover)
-    map.observe((event) => {
-      if (!this.#held.includes(held)) return
+    // A deep observer: Yjs calls it after every observer of the map, the store's included, so an
+    // app's callbacks (and the answers they write, sent at once: Replication.sendEarly) come
+    // before this bookkeeping. Only the map's own event counts (admission refuses nested types).
+    map.observeDeep((events) => {
+      const event = events[0]?.target === map ? events[0] as Y.YMapEvent<unknown> : undefined
+      if (event === undefined || !this.#held.includes(held)) return
       for (const key of event.keysChanged) {
         const text = map.get(key)
         const write = writeOf(text)
