@@ -437,20 +437,12 @@ export class Replication extends LeanObservable<ReplicationEvents> {
    */
   sendEarly (transaction: Y.Transaction): void {
     if (this.#destroyed || !transaction.local || this.#sentEarly.has(transaction)) return
-    const from = new Map<number, number>()
-    let units = 0
-    for (const client of this.#doc.store.clients.keys()) {
-      const before = transaction.beforeState.get(client) ?? 0
-      const after = Y.getState(this.#doc.store, client)
-      if (after > before) {
-        from.set(client, before)
-        units += after - before
-      }
-    }
-    const deleteSet = transaction.deleteSet as unknown as DeleteSet
-    if (from.size === 0 && deleteSet.clients.size === 0) return
+    // Yjs computes the state after only in the cleanup: read it off the store now.
+    const store = this.#doc.store
+    const change = changeOf(transaction, new Map(Array.from(store.clients.keys(), (client) => [client, Y.getState(store, client)])))
+    if (change === null) return
     this.#sentEarly.add(transaction)
-    this.#distribute(transaction, { from, deleteSet, units: Math.max(1, units) })
+    this.#distribute(transaction, change)
   }
 
   /** After every transaction: what changed goes to the connections that are to get it. */
@@ -519,11 +511,14 @@ export class Replication extends LeanObservable<ReplicationEvents> {
   }
 }
 
-/** What a transaction changed, or null when nothing (Yjs would emit no update for it). */
-const changeOf = (transaction: Y.Transaction): Change | null => {
+/**
+ * What a transaction changed, or null when nothing (Yjs would emit no update for it), given the
+ * document's state after it (Yjs's `afterState`, once it has been cleaned up).
+ */
+const changeOf = (transaction: Y.Transaction, afterState: ReadonlyMap<number, number> = transaction.afterState): Change | null => {
   const from = new Map<number, number>()
   let units = 0
-  for (const [client, clock] of transaction.afterState) {
+  for (const [client, clock] of afterState) {
     const before = transaction.beforeState.get(client) ?? 0
     if (before !== clock) {
       from.set(client, before)
