@@ -589,8 +589,7 @@ export class SessionStore {
     const text = encodeEnvelope(id, at, since, metadataText, valueText, { lock, grant, deleted })
     // Every field spelled out (no spreads): one object shape for every write, built on the hot path.
     const entry: Verified = { key, text, bytes, value: JSON.parse(valueText) as Json, by: id, metadata, at, since, seal: undefined, lock, grant, deleted: deleted || undefined, user: '' }
-    this.#written.set(key, entry)
-    this.#transact(() => this.#map.set(key, text))
+    this.#put(entry)
     return deleted ? undefined : cloneJson(entry.value)
   }
 
@@ -641,8 +640,7 @@ export class SessionStore {
         key, text, bytes, value: JSON.parse(valueText) as Json, by: id, metadata, at, since,
         seal: { ...seal, signature, unsigned }, lock, grant, deleted: deleted || undefined, user: signer.user
       }
-      this.#written.set(key, entry)
-      this.#transact(() => this.#map.set(key, text))
+      this.#put(entry)
       return this.get(key)
     }
     const result = this.#queue.then(land, land)
@@ -708,6 +706,12 @@ export class SessionStore {
     const doc = this.#map.doc
     if (doc === null) fn()
     else doc.transact(fn, this.#origin)
+  }
+
+  /** Writes `entry`'s text under its key, kept in #written for the map event that follows. */
+  #put (entry: Entry): void {
+    this.#written.set(entry.key, entry)
+    this.#transact(() => this.#map.set(entry.key, entry.text))
   }
 
   /** The entry this peer wrote under `key`, if `raw` is its text (read once: the map event consumes it). */
@@ -922,8 +926,7 @@ export class SessionStore {
       this.#restores.delete(key)
       const current = this.#best.get(key)
       if (this.#closed || current === undefined || this.#awaiting.has(key) || this.#map.get(key) === current.text) return
-      this.#written.set(key, current)
-      this.#transact(() => this.#map.set(key, current.text))
+      this.#put(current)
     }, Math.random() * this.#restoreDelay))
   }
 
