@@ -6,7 +6,7 @@
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises'
 import { REPO_ROOT } from './child.js'
 import { latencyChart } from './svg.js'
-import { judgeTargets } from './targets.js'
+import { chunkTails, judgeTargets } from './targets.js'
 import type { PreviousIdle, Results } from './results.js'
 import { LABELS, type ContenderName, type Failure } from '../scenarios/context.js'
 import type { LatencyResult } from '../scenarios/latency.js'
@@ -87,10 +87,12 @@ const latencySection = (l: LatencyResult | Failure | undefined): string => {
   const floor = l.rows.find((r) => r.contender === 'simple-peer')?.summary.p50 ?? Number.NaN
   const stock = l.rows.find((r) => r.contender === 'y-webrtc')?.summary
   return `${head}${count(l.iterations, 'round trip')} each after ${l.warmup} of warm-up, in ${count(l.chunks, 'chunk')} per contender, taking turns (forwards, then backwards). Milliseconds.\n\n` +
-    table(['contender', 'p50', 'p99', 'max', 'mean', 'p50 × floor', 'p50 × y-webrtc', 'p99 × y-webrtc', 'p50 of each chunk'], l.rows.map((r) => [
+    'The library moves a room to a fresh document (an epoch) each time its history passes 10,000 clock units, about every 5,000 round trips here: ' +
+    'the chunks in which it did are marked in the p99 column.\n\n' +
+    table(['contender', 'p50', 'p99', 'max', 'mean', 'p50 × floor', 'p50 × y-webrtc', 'p99 × y-webrtc', 'p50 of each chunk', 'p99 of each chunk'], l.rows.map((r) => [
       LABELS[r.contender], ms(r.summary.p50), ms(r.summary.p99), ms(r.summary.max), ms(r.summary.mean),
       times(r.summary.p50 / floor), stock === undefined ? '–' : times(r.summary.p50 / stock.p50), stock === undefined ? '–' : times(r.summary.p99 / stock.p99),
-      r.chunkP50s.map((x) => x.toFixed(3)).join(', ')
+      r.chunkP50s.map((x) => x.toFixed(3)).join(', '), chunkTails(r)
     ])) + '\n'
 }
 

@@ -6,6 +6,7 @@
 import type { Results, TargetRow } from './results.js'
 import type { Failure } from '../scenarios/context.js'
 import type { JoinAttempt } from '../scenarios/join.js'
+import type { LatencyRow } from '../scenarios/latency.js'
 import type { RoomContender, RoomPoint, RoomsResult } from '../scenarios/rooms.js'
 
 const ok = <T extends object>(x: T | Failure | undefined): x is T => x !== undefined && !('error' in x)
@@ -28,6 +29,13 @@ const MAX_IDLE_BYTES = 4_000
 
 const na = (target: string, note: string): TargetRow => ({ target, ours: '', anchor: '', ratio: '', verdict: 'n/a', note })
 
+/** The p99 of each chunk, with the epoch moves made in it. */
+export const chunkTails = (r: LatencyRow): string =>
+  r.chunkP99s.map((x, i) => {
+    const moves = r.chunkMoves[i] ?? 0
+    return moves > 0 ? `${x.toFixed(3)} (${moves === 1 ? 'a move' : `${moves} moves`})` : x.toFixed(3)
+  }).join(', ')
+
 const compare = (target: string, ours: number, anchor: number, format: (x: number) => string, pass: (ratio: number) => boolean, note = ''): TargetRow => {
   const ratio = ours / anchor
   return { target, ours: format(ours), anchor: format(anchor), ratio: times(ratio), verdict: pass(ratio) ? 'pass' : 'short', note }
@@ -46,7 +54,10 @@ export const judgeTargets = (results: Results): TargetRow[] => {
         `p50 of each chunk: ${latency.rows.find((r) => r.contender === 'session-store')?.chunkP50s.map((x) => x.toFixed(3)).join(', ') ?? ''} (raw: ${latency.rows.find((r) => r.contender === 'simple-peer')?.chunkP50s.map((x) => x.toFixed(3)).join(', ') ?? ''})`))
     }
     if (ours !== undefined && anchor !== undefined) {
-      rows.push(compare('Round trip p99 no worse than stock y-webrtc', ours.p99, anchor.p99, ms, (r) => r <= 1))
+      const row = latency.rows.find((r) => r.contender === 'session-store')
+      const stockRow = latency.rows.find((r) => r.contender === 'y-webrtc')
+      rows.push(compare('Round trip p99 no worse than stock y-webrtc', ours.p99, anchor.p99, ms, (r) => r <= 1,
+        row === undefined || stockRow === undefined ? '' : `p99 of each chunk: ${chunkTails(row)} (y-webrtc: ${chunkTails(stockRow)})`))
     }
   } else {
     rows.push(na('Round trip p50 within 1.3× of the raw data channel, p99 no worse than stock y-webrtc', latency === undefined ? 'not run' : latency.error))

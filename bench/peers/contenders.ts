@@ -66,6 +66,8 @@ export interface KvPeer {
   observe: (keys: readonly string[], fn: (key: string, value: unknown) => void) => void
   /** Open WebRTC connections to other peers. */
   connectedPeers: () => number
+  /** The number of the epoch the peer's store is in (the library's history moves), or null for y-webrtc. */
+  epoch: () => number | null
   leave: () => Promise<void>
 }
 
@@ -163,6 +165,7 @@ const joinYWebrtc = (spec: JoinSpec): KvPeer => {
         }
       })
     },
+    epoch: () => null,
     connectedPeers: () => {
       let open = 0
       provider.room?.webrtcConns.forEach((conn: { connected: boolean }) => { if (conn.connected) open++ })
@@ -206,6 +209,7 @@ const joinSessionStore = (spec: JoinSpec): KvPeer => {
     get: (key) => store?.get(key),
     observe: (keys, fn) => { need().observeChanges(keys, fn) },
     connectedPeers: () => session.status.webrtcPeers,
+    epoch: () => session.epoch.n,
     leave: () => session.leave()
   }
 }

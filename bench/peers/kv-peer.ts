@@ -114,6 +114,7 @@ const commands = {
       if (value === expected && answered !== null) answered(now())
     })
     const samples: number[] = []
+    const epochBefore = p.epoch()
     for (let i = 0; i < warmup + iterations; i++) {
       expected = i
       const round = new Promise<number>((resolve) => { answered = resolve })
@@ -123,7 +124,8 @@ const commands = {
       if (i >= warmup) samples.push(at - sentAt)
       await yieldToEventLoop()
     }
-    return { samples }
+    // The epochs A went through (the library moves the room to a fresh document past its history limit).
+    return { samples, moves: epochBefore === null ? null : (p.epoch() ?? epochBefore) - epochBefore }
   },
 
   /** Starts counting throughput writes seen from the other peer. */

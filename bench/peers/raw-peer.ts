@@ -58,7 +58,7 @@ const commands = {
       if (i >= warmup) samples.push(at - sentAt)
       await yieldToEventLoop()
     }
-    return { samples }
+    return { samples, moves: null as number | null }
   },
 
   /** The throughput floor: ~100-byte binary messages (the write number first), same loop shape as the key-value writers. */

@@ -22,6 +22,10 @@ export interface LatencyRow {
   curve: Array<[number, number]>
   /** The p50 of each chunk, in order: how much the machine drifted during the run. */
   chunkP50s: number[]
+  /** The p99 of each chunk, in order: where in the run the tail was made. */
+  chunkP99s: number[]
+  /** Per chunk, the epoch moves A's store made in it (warm-up included), or null for contenders without epochs. */
+  chunkMoves: Array<number | null>
 }
 
 export interface LatencyResult {
@@ -67,6 +71,8 @@ export const runLatency = async (ctx: Context): Promise<LatencyResult> => {
   const pairs = new Map<ContenderName, Pair>()
   const samples = new Map<ContenderName, number[]>(contenders.map((c) => [c, []]))
   const chunkP50s = new Map<ContenderName, number[]>(contenders.map((c) => [c, []]))
+  const chunkP99s = new Map<ContenderName, number[]>(contenders.map((c) => [c, []]))
+  const chunkMoves = new Map<ContenderName, Array<number | null>>(contenders.map((c) => [c, []]))
   try {
     for (const contender of contenders) {
       ctx.log(`connecting a ${contender} pair`)
@@ -85,11 +91,13 @@ export const runLatency = async (ctx: Context): Promise<LatencyResult> => {
       for (const contender of turnOrder(contenders, chunk)) {
         const pair = pairs.get(contender) as Pair
         const args = { warmup: chunk === 0 ? warmup : 50, iterations: Math.ceil(iterations / chunks), timeout: 5_000 }
-        const { samples: chunkSamples } = await pair.a.call('pingLoop', args, 120_000)
+        const { samples: chunkSamples, moves } = await pair.a.call('pingLoop', args, 120_000)
         samples.get(contender)?.push(...chunkSamples)
-        const { p50 } = summarize(chunkSamples)
+        const { p50, p99 } = summarize(chunkSamples)
         chunkP50s.get(contender)?.push(p50)
-        ctx.log(`${contender} chunk ${chunk + 1}/${chunks}: p50 ${p50.toFixed(3)} ms`)
+        chunkP99s.get(contender)?.push(p99)
+        chunkMoves.get(contender)?.push(moves)
+        ctx.log(`${contender} chunk ${chunk + 1}/${chunks}: p50 ${p50.toFixed(3)} ms, p99 ${p99.toFixed(3)} ms${moves === null ? '' : `, epoch moves: ${moves}`}`)
       }
     }
   } finally {
@@ -101,7 +109,7 @@ export const runLatency = async (ctx: Context): Promise<LatencyResult> => {
     chunks,
     rows: contenders.map((contender) => {
       const all = samples.get(contender) as number[]
-      return { contender, summary: summarize(all), curve: quantileCurve(all), chunkP50s: chunkP50s.get(contender) ?? [] }
+      return { contender, summary: summarize(all), curve: quantileCurve(all), chunkP50s: chunkP50s.get(contender) ?? [], chunkP99s: chunkP99s.get(contender) ?? [], chunkMoves: chunkMoves.get(contender) ?? [] }
     })
   }
 }
