@@ -15,7 +15,7 @@ import * as Y from 'yjs'
 import * as decoding from 'lib0/decoding'
 import { decodeEnvelope } from './store/envelope.js'
 import {
-  applyCarries, ascending, compareEpochs, coverOf, FIRST_EPOCH, inherited, itemOf, laterThan, MAX_COVER, sameEpoch, SeenCover, seedId, seedUpdate, toCarry, writeOf,
+  applyCarries, ascending, compareEpochs, coverOf, FIRST_EPOCH, inherited, itemOf, laterThan, MAX_COVER, sameEpoch, SeenCover, seedId, toCarry, writeSeed, writeOf,
   type Cover, type EpochId, type Latest, type Move
 } from './store/epochs.js'
 import type { Limits } from './store/limits.js'
@@ -123,7 +123,6 @@ export interface EpochsEvents {
 interface Held {
   readonly move: Move
   readonly cover: Cover
-  readonly seed: Uint8Array
   readonly doc: RoomDoc
   readonly view: EpochView
   replication: Replication | null
@@ -185,7 +184,7 @@ export class Epochs extends LeanObservable<EpochsEvents> {
     const first: Move = { epoch: FIRST_EPOCH, parent: FIRST_EPOCH, cover: [], entries: [], seeded: true }
     const doc = new RoomDoc({ gc: true })
     doc.clientID = options.clientId
-    const held = this.#hold(first, new Uint8Array(0), doc)
+    const held = this.#hold(first, doc)
     this.#held = [held]
     this.#start(held)
     const { link } = options
@@ -264,11 +263,10 @@ export class Epochs extends LeanObservable<EpochsEvents> {
   }
 
   /** An epoch's document, view and listeners; its replication starts with `#start`. */
-  #hold (move: Move, seed: Uint8Array, doc: RoomDoc): Held {
+  #hold (move: Move, doc: RoomDoc): Held {
     const held: Held = {
       move,
       cover: coverOf(move.cover),
-      seed,
       doc,
       view: new EpochView(move.epoch, () => this.#options.link.localId, () => this.#held[0] === held),
       replication: null,
@@ -451,11 +449,10 @@ export class Epochs extends LeanObservable<EpochsEvents> {
     const old = this.#held
     const from = this.epoch
     // A move without its seed comes to a peer that holds nothing: the seed comes with the sync.
-    const seed = move.seeded ? seedUpdate(move.epoch, this.#options.root, move.entries) : new Uint8Array(0)
     const doc = new RoomDoc({ gc: true })
+    if (move.seeded) writeSeed(doc, move.epoch, this.#options.root, move.entries, MOVE_ORIGIN)
     doc.clientID = this.#options.clientId
-    if (move.seeded) Y.applyUpdateV2(doc, seed, MOVE_ORIGIN)
-    const held = this.#hold(move, seed, doc)
+    const held = this.#hold(move, doc)
     // The older ones it keeps: the greatest HELD - 1 of what it held, the rest dropped after carrying.
     const kept = [...old].sort((a, b) => compareEpochs(b.move.epoch, a.move.epoch)).slice(0, HELD - 1)
     this.#held = [held, ...kept]

@@ -14,7 +14,7 @@ import { createRoomToken, generateIssuerKeys } from '../src/auth.js'
 import { Epochs } from '../src/epochs.js'
 import { joinRoom, type Session } from '../src/session.js'
 import { decodeEnvelope, encodeEnvelope } from '../src/store/envelope.js'
-import { applyCarries, carryId, compareEpochs, FIRST_EPOCH, historyOf, itemOf, seedId, SESSION_CLIENTS, sessionClientId, type EpochId } from '../src/store/epochs.js'
+import { applyCarries, carryId, compareEpochs, FIRST_EPOCH, historyOf, itemOf, seedId, SESSION_CLIENTS, sessionClientId, writeSeed, type EpochId } from '../src/store/epochs.js'
 import { DEFAULT_LIMITS } from '../src/store/limits.js'
 import { SessionStore, type LockRules } from '../src/store/store.js'
 import { checkHello, HANDSHAKE_VERSION } from '../src/transport/authenticated-link.js'
@@ -217,6 +217,24 @@ describe('epochs', () => {
     await drain(hub)
     await settled(a, b)
     expect(a.epochs.epoch.n).toBe(1)
+  })
+
+  it('a seed written in place is the structs a standalone document of client s makes (so peers of every version agree)', () => {
+    const entries: Array<readonly [string, string]> = [['a', '"1"'], ['b', 'x'.repeat(900)], ['z', '{}']]
+    for (const s of [1, 2 ** 30 + 5, 2 ** 31 - 1]) {
+      const epoch = { n: 3, s }
+      const standalone = new Y.Doc()
+      standalone.clientID = s
+      const map = standalone.getMap('store')
+      standalone.transact(() => { for (const [key, text] of entries) map.set(key, text) })
+      const doc = new Y.Doc()
+      let transactions = 0
+      doc.on('afterTransaction', (transaction: Y.Transaction) => { transactions++; expect(transaction.origin).toBe('move') })
+      writeSeed(doc, epoch, 'store', entries, 'move')
+      expect(transactions).toBe(1)
+      expect(Y.encodeStateAsUpdateV2(doc)).toEqual(Y.encodeStateAsUpdateV2(standalone))
+      expect(Y.encodeStateVector(doc)).toEqual(Y.encodeStateVector(standalone))
+    }
   })
 
   it('writes made concurrently with a move are carried over; a write made after seeing a carry is not undone', async () => {

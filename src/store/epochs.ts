@@ -106,17 +106,20 @@ export const ascending = (entries: SeedEntries): boolean => {
   return true
 }
 
-/** The seed's structs as a V2 update: client `epoch.s` writes the entries in key order, in one transaction. */
-export const seedUpdate = (epoch: EpochId, root: string, entries: SeedEntries): Uint8Array => {
-  const doc = new Y.Doc({ gc: true })
+/**
+ * Writes the seed into `doc`, a fresh document: client `epoch.s` writes the entries in key order, in
+ * one transaction of `origin`. Every peer writes the same structs (the same client, clocks and
+ * contents), so the seeds of one move are one seed however many peers write it. Written in place,
+ * not encoded and applied: it takes the path of a live write (map sets in a transaction), whose
+ * code is hot, instead of a state update's encoding and decoding, which a room otherwise runs only
+ * at a join. The caller sets the document's own client id after.
+ */
+export const writeSeed = (doc: Y.Doc, epoch: EpochId, root: string, entries: SeedEntries, origin: unknown): void => {
   doc.clientID = epoch.s
   const map = doc.getMap(root)
   doc.transact(() => {
     for (const [key, text] of entries) map.set(key, text)
-  })
-  const update = Y.encodeStateAsUpdateV2(doc)
-  doc.destroy()
-  return update
+  }, origin)
 }
 
 /** What this module reads of a map item. */
