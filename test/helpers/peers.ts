@@ -37,6 +37,10 @@ export class PeerProcess extends EventEmitter {
         if (message.event !== 'error' || this.listenerCount('error') > 0) this.emit(message.event, message)
       }
     })
+    // A call racing the child's death (a sampler's, as the test ends and kills it) fails to write
+    // (EPIPE): an 'error' event nobody listens to would fail the whole run. The exit below rejects
+    // every call still waiting.
+    child.on('error', () => {})
     this.exited = new Promise((resolve) => child.once('exit', (code, signal) => {
       for (const waiter of this.pending.values()) waiter.reject(new Error(`${name} exited (${String(code ?? signal)})`))
       this.pending.clear()
