@@ -6,7 +6,7 @@
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises'
 import { REPO_ROOT } from './child.js'
 import { latencyChart } from './svg.js'
-import { chunkTails, judgeTargets } from './targets.js'
+import { chunkHelpers, chunkTails, judgeTargets } from './targets.js'
 import type { PreviousIdle, Results } from './results.js'
 import { LABELS, type ContenderName, type Failure } from '../scenarios/context.js'
 import type { LatencyResult } from '../scenarios/latency.js'
@@ -88,11 +88,13 @@ const latencySection = (l: LatencyResult | Failure | undefined): string => {
   const stock = l.rows.find((r) => r.contender === 'y-webrtc')?.summary
   return `${head}${count(l.iterations, 'round trip')} each after ${l.warmup} of warm-up, in ${count(l.chunks, 'chunk')} per contender, taking turns (forwards, then backwards). Milliseconds.\n\n` +
     'The library moves a room to a fresh document (an epoch) each time its history passes 10,000 clock units, about every 5,000 round trips here: ' +
-    'the chunks in which it did are marked in the p99 column.\n\n' +
-    table(['contender', 'p50', 'p99', 'max', 'mean', 'p50 × floor', 'p50 × y-webrtc', 'p99 × y-webrtc', 'p50 of each chunk', 'p99 of each chunk'], l.rows.map((r) => [
+    'the chunks in which it did are marked in the p99 column. ' +
+    'Helper ms is the CPU time of both peers\' Node helper threads in each chunk (from /proc; V8\'s background compiler, mostly, and its GC helpers): ' +
+    'on a small machine they take cores from both peers\' main and libwebrtc threads, and the chunks where V8 compiles much are the chunks with long tails.\n\n' +
+    table(['contender', 'p50', 'p99', 'max', 'mean', 'p50 × floor', 'p50 × y-webrtc', 'p99 × y-webrtc', 'p50 of each chunk', 'p99 of each chunk', 'helper ms of each chunk'], l.rows.map((r) => [
       LABELS[r.contender], ms(r.summary.p50), ms(r.summary.p99), ms(r.summary.max), ms(r.summary.mean),
       times(r.summary.p50 / floor), stock === undefined ? '–' : times(r.summary.p50 / stock.p50), stock === undefined ? '–' : times(r.summary.p99 / stock.p99),
-      r.chunkP50s.map((x) => x.toFixed(3)).join(', '), chunkTails(r)
+      r.chunkP50s.map((x) => x.toFixed(3)).join(', '), chunkTails(r), chunkHelpers(r)
     ])) + '\n'
 }
 

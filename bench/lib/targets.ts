@@ -36,6 +36,9 @@ export const chunkTails = (r: LatencyRow): string =>
     return moves > 0 ? `${x.toFixed(3)} (${moves === 1 ? 'a move' : `${moves} moves`})` : x.toFixed(3)
   }).join(', ')
 
+/** The CPU milliseconds of both peers' helper threads (V8's background compiler, mostly) in each chunk. */
+export const chunkHelpers = (r: LatencyRow): string => (r.chunkThreads ?? []).map((t) => String(Math.round(t.helpers))).join(', ')
+
 const compare = (target: string, ours: number, anchor: number, format: (x: number) => string, pass: (ratio: number) => boolean, note = ''): TargetRow => {
   const ratio = ours / anchor
   return { target, ours: format(ours), anchor: format(anchor), ratio: times(ratio), verdict: pass(ratio) ? 'pass' : 'short', note }
@@ -57,7 +60,7 @@ export const judgeTargets = (results: Results): TargetRow[] => {
       const row = latency.rows.find((r) => r.contender === 'session-store')
       const stockRow = latency.rows.find((r) => r.contender === 'y-webrtc')
       rows.push(compare('Round trip p99 no worse than stock y-webrtc', ours.p99, anchor.p99, ms, (r) => r <= 1,
-        row === undefined || stockRow === undefined ? '' : `p99 of each chunk: ${chunkTails(row)} (y-webrtc: ${chunkTails(stockRow)})`))
+        row === undefined || stockRow === undefined ? '' : `p99 of each chunk: ${chunkTails(row)} (y-webrtc: ${chunkTails(stockRow)}); helper-thread CPU ms of each chunk, both peers: ${chunkHelpers(row)} (y-webrtc: ${chunkHelpers(stockRow)})`))
     }
   } else {
     rows.push(na('Round trip p50 within 1.3× of the raw data channel, p99 no worse than stock y-webrtc', latency === undefined ? 'not run' : latency.error))

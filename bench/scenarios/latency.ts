@@ -10,6 +10,7 @@
 
 import type { Child, Commands } from '../lib/child.js'
 import { dismiss, freshRoom, spawnMesh, spawnRaw, type KvChild, type RawChild } from '../lib/peers.js'
+import { threadCpuMs, type ThreadCpu } from '../lib/proc.js'
 import { quantileCurve, summarize, type Summary } from '../lib/stats.js'
 import type { KvContenderName } from '../peers/contenders.js'
 import type { RawCommands } from '../peers/raw-peer.js'
@@ -26,6 +27,12 @@ export interface LatencyRow {
   chunkP99s: number[]
   /** Per chunk, the epoch moves A's store made in it (warm-up included), or null for contenders without epochs. */
   chunkMoves: Array<number | null>
+  /**
+   * Per chunk (warm-up included), CPU milliseconds of A's and B's threads together, by kind. On a
+   * small machine the helpers' share (V8 compiling in the background) takes cores from the main
+   * and libwebrtc threads of both peers: where it is high, the chunk's tail is long.
+   */
+  chunkThreads: ThreadCpu[]
 }
 
 export interface LatencyResult {
@@ -73,6 +80,12 @@ export const runLatency = async (ctx: Context): Promise<LatencyResult> => {
   const chunkP50s = new Map<ContenderName, number[]>(contenders.map((c) => [c, []]))
   const chunkP99s = new Map<ContenderName, number[]>(contenders.map((c) => [c, []]))
   const chunkMoves = new Map<ContenderName, Array<number | null>>(contenders.map((c) => [c, []]))
+  const chunkThreads = new Map<ContenderName, ThreadCpu[]>(contenders.map((c) => [c, []]))
+  /** Both peers' thread CPU so far, summed by kind. */
+  const pairCpu = (pair: Pair): ThreadCpu => {
+    const [a, b] = [threadCpuMs(pair.a.pid), threadCpuMs(pair.b.pid)]
+    return { main: a.main + b.main, helpers: a.helpers + b.helpers, native: a.native + b.native }
+  }
   try {
     for (const contender of contenders) {
       ctx.log(`connecting a ${contender} pair`)
@@ -91,13 +104,17 @@ export const runLatency = async (ctx: Context): Promise<LatencyResult> => {
       for (const contender of turnOrder(contenders, chunk)) {
         const pair = pairs.get(contender) as Pair
         const args = { warmup: chunk === 0 ? warmup : 50, iterations: Math.ceil(iterations / chunks), timeout: 5_000 }
+        const cpuBefore = pairCpu(pair)
         const { samples: chunkSamples, moves } = await pair.a.call('pingLoop', args, 120_000)
+        const cpuAfter = pairCpu(pair)
+        const threads = { main: cpuAfter.main - cpuBefore.main, helpers: cpuAfter.helpers - cpuBefore.helpers, native: cpuAfter.native - cpuBefore.native }
+        chunkThreads.get(contender)?.push(threads)
         samples.get(contender)?.push(...chunkSamples)
         const { p50, p99 } = summarize(chunkSamples)
         chunkP50s.get(contender)?.push(p50)
         chunkP99s.get(contender)?.push(p99)
         chunkMoves.get(contender)?.push(moves)
-        ctx.log(`${contender} chunk ${chunk + 1}/${chunks}: p50 ${p50.toFixed(3)} ms, p99 ${p99.toFixed(3)} ms${moves === null ? '' : `, epoch moves: ${moves}`}`)
+        ctx.log(`${contender} chunk ${chunk + 1}/${chunks}: p50 ${p50.toFixed(3)} ms, p99 ${p99.toFixed(3)} ms${moves === null ? '' : `, epoch moves: ${moves}`}, CPU ms main/helpers/native ${threads.main}/${threads.helpers}/${threads.native}`)
       }
     }
   } finally {
@@ -109,7 +126,7 @@ export const runLatency = async (ctx: Context): Promise<LatencyResult> => {
     chunks,
     rows: contenders.map((contender) => {
       const all = samples.get(contender) as number[]
-      return { contender, summary: summarize(all), curve: quantileCurve(all), chunkP50s: chunkP50s.get(contender) ?? [], chunkP99s: chunkP99s.get(contender) ?? [], chunkMoves: chunkMoves.get(contender) ?? [] }
+      return { contender, summary: summarize(all), curve: quantileCurve(all), chunkP50s: chunkP50s.get(contender) ?? [], chunkP99s: chunkP99s.get(contender) ?? [], chunkMoves: chunkMoves.get(contender) ?? [], chunkThreads: chunkThreads.get(contender) ?? [] }
     })
   }
 }
