@@ -1,16 +1,18 @@
 /**
  * `npm run bench:move-deopts`: how much of V8's optimized code an epoch move throws away. Two
- * sessions in one process, over the memory link, play the latency scenario's ping-pong (A sets
- * `ping`, B's callback answers `pong`) for 8,000 round trips: 16,000 writes, so the room moves
- * once, past the default `compactAfter` of 10,000 units, at about round trip 5,000. The child runs
- * with `--trace-deopt`; this counts V8's deoptimizations (eager bailouts, and optimized functions
- * invalidated at once by a broken assumption) per 500 round trips, and names the functions
- * deoptimized around each move.
+ * sessions in one process, over the memory link, play a ping-pong (A sets `ping0` or `ping1` in
+ * turns, B's callback answers with `pong0` or `pong1`) for 8,000 round trips: 16,000 writes that
+ * Yjs cannot merge (each side alternates two keys; the latency scenario's one key per side merges
+ * and makes no history), so the room moves once, past the default `compactAfter` of 10,000
+ * structs, at about round trip 5,000. The child runs with `--trace-deopt`; this counts V8's
+ * deoptimizations (eager bailouts, and optimized functions invalidated at once by a broken
+ * assumption) per 500 round trips, and names the functions deoptimized around each move.
  *
- * Why: in the latency scenario the library's p99 matches stock y-webrtc's between moves and not
- * after the first one, where the round trips of the next few seconds run in code V8 is optimizing
- * again (README, Performance). Measured on 2026-12-02: 55-61 deoptimizations at the first move,
- * 0-3 at each later move (`-- --compact-after 2000`: moves every 1,000 round trips).
+ * Why: a room's first move makes V8 optimize much of the data plane again, and on a small machine
+ * that background compiling lengthens the tail of the round trips after it (README, Performance).
+ * Measured on 2026-12-02: 55-61 deoptimizations at the first move, 0-3 at each later move
+ * (`-- --compact-after 2000`: moves every 1,000 round trips); 49 once the seed was written in
+ * place.
  */
 
 import { spawnSync } from 'node:child_process'
@@ -29,15 +31,15 @@ const child = async (): Promise<void> => {
   const a = joinRoom('move-deopts', options, { link: hub.link })
   const b = joinRoom('move-deopts', options, { link: hub.link })
   const [storeA, storeB] = await Promise.all([a.sessionStore, b.sessionStore])
-  storeB.observeChanges(['ping'], (_key, value) => { if (typeof value === 'number') void storeB.set('pong', value) })
+  storeB.observeChanges(['ping0', 'ping1'], (_key, value) => { if (typeof value === 'number') void storeB.set(`pong${value % 2}`, value) })
   let expected = -1
   let answered: (() => void) | null = null
-  storeA.observeChanges(['pong'], (_key, value) => { if (value === expected) answered?.() })
+  storeA.observeChanges(['pong0', 'pong1'], (_key, value) => { if (value === expected) answered?.() })
   let epoch = a.epoch.n
   for (let i = 0; i < ROUND_TRIPS; i++) {
     expected = i
     const round = new Promise<void>((resolve) => { answered = resolve })
-    void storeA.set('ping', i)
+    void storeA.set(`ping${i % 2}`, i)
     await round
     if (a.epoch.n !== epoch) {
       epoch = a.epoch.n

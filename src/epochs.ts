@@ -15,7 +15,7 @@ import * as Y from 'yjs'
 import * as decoding from 'lib0/decoding'
 import { decodeEnvelope } from './store/envelope.js'
 import {
-  applyCarries, ascending, compareEpochs, coverOf, FIRST_EPOCH, inherited, itemOf, laterThan, MAX_COVER, sameEpoch, SeenCover, seedId, toCarry, writeSeed, writeOf,
+  applyCarries, ascending, compareEpochs, coverOf, FIRST_EPOCH, inherited, itemOf, laterThan, MAX_COVER, sameEpoch, SeenCover, seedId, structsOf, toCarry, writeSeed, writeOf,
   type Cover, type EpochId, type Latest, type Move
 } from './store/epochs.js'
 import type { Limits } from './store/limits.js'
@@ -31,8 +31,8 @@ import { LeanObservable, emitTo } from './events.js'
 import type { ObservableV2 } from 'lib0/observable'
 
 /**
- * The default history (clock units beyond the live keys) after which a peer moves: about 2.5 MiB
- * of heap per peer at its peak (bench/history-room.ts). 0 would never start a move (a peer still
+ * The default history (structs beyond the live keys) after which a peer moves: about 2.5 MiB of
+ * heap per peer at its peak (bench/history-room.ts). 0 would never start a move (a peer still
  * follows the moves of others).
  */
 export const DEFAULT_COMPACT_AFTER = 10_000
@@ -47,13 +47,6 @@ const MOVE_SEND_REFILL = 2000
 
 /** How long writes to an older epoch gather before they are carried (ms). */
 const CARRY_DELAY = 50
-
-/** The clock units of `doc`: its structs, overwritten ones included. */
-const unitsOf = (doc: Y.Doc): number => {
-  let units = 0
-  for (const client of doc.store.clients.keys()) units += Y.getState(doc.store, client)
-  return units
-}
 
 /**
  * A room document: a Y.Doc whose events skip lib0's per-emit copies when nobody listens. Yjs emits
@@ -126,8 +119,8 @@ interface Held {
   readonly doc: RoomDoc
   readonly view: EpochView
   replication: Replication | null
-  /** Clock units of the document (its items, overwritten ones included), as counted after the last turn that changed it. */
-  units: number
+  /** Structs of the document (its items, overwritten ones included), as counted after the last turn that changed it. */
+  structs: number
 }
 
 interface Remote {
@@ -270,9 +263,9 @@ export class Epochs extends LeanObservable<EpochsEvents> {
       doc,
       view: new EpochView(move.epoch, () => this.#options.link.localId, () => this.#held[0] === held),
       replication: null,
-      units: 0
+      structs: 0
     }
-    held.units = unitsOf(doc)
+    held.structs = structsOf(doc)
     // Counted once per turn that changed the document, after it, not at each transaction: a sum
     // over every client of the document (each carry is a client of its own), which a write's path
     // need not pay for.
@@ -289,7 +282,7 @@ export class Epochs extends LeanObservable<EpochsEvents> {
         wrote = false
         // Only the current epoch's history decides a move.
         if (this.#held[0] !== held) return
-        held.units = unitsOf(doc)
+        held.structs = structsOf(doc)
         this.#checkHistory(held, writer)
       }, 0)
     })
@@ -418,11 +411,11 @@ export class Epochs extends LeanObservable<EpochsEvents> {
     held.doc.destroy()
   }
 
-  /** After a turn that changed the current epoch (its units counted): past the threshold, a move. */
+  /** After a turn that changed the current epoch (its structs counted): past the threshold, a move. */
   #checkHistory (held: Held, wrote: boolean): void {
-    // The units bound the history from above: the map's size (a walk over its keys) is counted only past the threshold.
-    if (this.#compactAfter <= 0 || held.units < this.#compactAfter) return
-    const history = held.units - held.doc.getMap(this.#options.root).size
+    // The structs bound the history from above: the map's size (a walk over its keys) is counted only past the threshold.
+    if (this.#compactAfter <= 0 || held.structs < this.#compactAfter) return
+    const history = held.structs - held.doc.getMap(this.#options.root).size
     if (history < this.#compactAfter) return
     // A peer that wrote in the turn that took the history past the threshold moves: it has none of
     // its own writes in flight, so a room with one busy writer carries nothing (a move by an idle

@@ -35,9 +35,9 @@ export interface JoinOptions {
   /** Makes the room protected: per-key write rights from an app-issued room token (README "Permissions"). Default none. */
   auth?: AuthOptions | undefined
   /**
-   * Bounded history (README "Long sessions"): the overwrites of the current epoch after which this
-   * peer moves the room to a fresh document holding the live entries. Default 10000; 0: this peer
-   * never starts a move (it still follows the moves of others).
+   * Bounded history (README "Long sessions"): the overwritten structs the current epoch may hold
+   * (overwrites Yjs could not merge) before this peer moves the room to a fresh document holding
+   * the live entries. Default 10000; 0: this peer never starts a move (it still follows others').
    */
   compactAfter?: number | undefined
 }

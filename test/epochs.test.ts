@@ -157,6 +157,28 @@ describe('epochs', () => {
     }
   })
 
+  it('history is what the document holds: overwrites that Yjs merges (each peer its own key) never move the room', async () => {
+    const [a, b] = (await roomOf(['a', 'b'], { compactAfter: 200 })).peers as [Peer, Peer]
+    await connected(a, b)
+    // The latency bench's ping-pong: 300 writes, 300 clock units (1.5 x compactAfter), four structs.
+    for (let i = 0; i < 150; i++) {
+      await a.store.set('ping', i)
+      await waitFor(() => b.store.get('ping') === i)
+      await b.store.set('pong', i)
+      await waitFor(() => a.store.get('pong') === i)
+    }
+    await settled(a, b)
+    for (const p of [a, b]) {
+      expect(p.epochs.epoch.n).toBe(0)
+      expect(historyOf(p.epochs.doc, ROOT)).toBeLessThan(10)
+    }
+    // One writer, two keys in turns: its overwrites do not merge, and the room moves.
+    for (let i = 0; i < 300; i++) await a.store.set(`k${i % 2}`, i)
+    await settled(a, b)
+    await waitFor(() => a.epochs.epoch.n >= 1 && b.epochs.epoch.n === a.epochs.epoch.n, { what: 'a move, followed' })
+    expect(b.store.toJSON()).toEqual({ ping: 149, pong: 149, k0: 298, k1: 299 })
+  })
+
   it('the previous epoch is held while a neighbour may still write to it, and dropped once every neighbour moved', async () => {
     const { hub, peers } = await roomOf(['a', 'b', 'c'], { manual: true })
     const [a, b, c] = peers as [Peer, Peer, Peer]
@@ -392,7 +414,11 @@ describe('epochs through joinRoom', () => {
     const guest = await join('guest', ['hand/guest'])
     await waitFor(() => host.session.permissions !== null && guest.session.permissions !== null)
     await guest.store.set('hand/guest', true)
-    for (let i = 0; i < 60; i++) await host.store.set(`slide`, i)
+    // Two keys in turns: one key's overwrites by one writer merge in Yjs and make no history.
+    for (let i = 0; i < 60; i++) {
+      await host.store.set('slide', i)
+      await host.store.set('notes', i)
+    }
     await waitFor(() => host.session.epoch.n >= 1 && guest.session.epoch.n === host.session.epoch.n && guest.store.get('slide') === 59, { what: 'a move, followed' })
     const sealed = host.session.doc.getMap(ROOT).get('hand/guest') as string
     expect(decodeEnvelope('hand/guest', sealed, DEFAULT_LIMITS)).toMatchObject({ seal: { signer: expect.any(String) } })
@@ -403,7 +429,7 @@ describe('epochs through joinRoom', () => {
     await waitFor(() => host.session.doc.getMap(ROOT).get('slide') === best && guest.session.doc.getMap(ROOT).get('slide') === best, { what: 'the best entry put back' })
     const viewer = await join('viewer', [])
     expect(viewer.session.epoch).toEqual(host.session.epoch)
-    expect(viewer.store.toJSON()).toEqual({ 'hand/guest': true, slide: 59 })
+    expect(viewer.store.toJSON()).toEqual({ 'hand/guest': true, slide: 59, notes: 59 })
     expect(viewer.store.entry('slide')?.updatedBy.user).toBe('host')
   })
 })

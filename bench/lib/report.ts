@@ -87,8 +87,8 @@ const latencySection = (l: LatencyResult | Failure | undefined): string => {
   const floor = l.rows.find((r) => r.contender === 'simple-peer')?.summary.p50 ?? Number.NaN
   const stock = l.rows.find((r) => r.contender === 'y-webrtc')?.summary
   return `${head}${count(l.iterations, 'round trip')} each after ${l.warmup} of warm-up, in ${count(l.chunks, 'chunk')} per contender, taking turns (forwards, then backwards). Milliseconds.\n\n` +
-    'The library moves a room to a fresh document (an epoch) each time its history passes 10,000 clock units, about every 5,000 round trips here: ' +
-    'the chunks in which it did are marked in the p99 column. ' +
+    'The library moves a room to a fresh document (an epoch) when the structs its history holds pass `compactAfter`; here each side overwrites its own key, ' +
+    'whose overwritten items Yjs merges into one struct, so the ping-pong makes no history: a chunk in which a move ran anyway is marked in the p99 column. ' +
     'Helper ms is the CPU time of both peers\' Node helper threads in each chunk (from /proc; V8\'s background compiler, mostly, and its GC helpers): ' +
     'on a small machine they take cores from both peers\' main and libwebrtc threads, and the chunks where V8 compiles much are the chunks with long tails.\n\n' +
     table(['contender', 'p50', 'p99', 'max', 'mean', 'p50 × floor', 'p50 × y-webrtc', 'p99 × y-webrtc', 'p50 of each chunk', 'p99 of each chunk', 'helper ms of each chunk'], l.rows.map((r) => [
