@@ -86,15 +86,18 @@ const latencySection = (l: LatencyResult | Failure | undefined): string => {
   if (!ok(l)) return `${head}\n\n${failed('Latency', l)}\n`
   const floor = l.rows.find((r) => r.contender === 'simple-peer')?.summary.p50 ?? Number.NaN
   const stock = l.rows.find((r) => r.contender === 'y-webrtc')?.summary
-  return `${head}${count(l.iterations, 'round trip')} each after ${l.warmup} of warm-up, in ${count(l.chunks, 'chunk')} per contender, taking turns (forwards, then backwards). Milliseconds.\n\n` +
+  return `${head}${count(l.iterations, 'round trip')} each, in ${count(l.chunks, 'chunk')} per contender, taking turns (forwards, then backwards), after a warm-up: ` +
+    `rounds of ${l.warmup.round} round trips until V8 was done compiling the pair's code (both peers' helper threads at most ${l.warmup.settledHelperMs} ms of CPU in each of two rounds in a row; at most ${l.warmup.max}), ` +
+    'whose round trips and tail are shown apart (what the first seconds of a session cost). Milliseconds.\n\n' +
     'The library moves a room to a fresh document (an epoch) when the structs its history holds pass `compactAfter`; here each side overwrites its own key, ' +
     'whose overwritten items Yjs merges into one struct, so the ping-pong makes no history: a chunk in which a move ran anyway is marked in the p99 column. ' +
     'Helper ms is the CPU time of both peers\' Node helper threads in each chunk (from /proc; V8\'s background compiler, mostly, and its GC helpers): ' +
     'on a small machine they take cores from both peers\' main and libwebrtc threads, and the chunks where V8 compiles much are the chunks with long tails.\n\n' +
-    table(['contender', 'p50', 'p99', 'max', 'mean', 'p50 × floor', 'p50 × y-webrtc', 'p99 × y-webrtc', 'p50 of each chunk', 'p99 of each chunk', 'helper ms of each chunk'], l.rows.map((r) => [
+    table(['contender', 'p50', 'p99', 'max', 'mean', 'p50 × floor', 'p50 × y-webrtc', 'p99 × y-webrtc', 'p50 of each chunk', 'p99 of each chunk', 'helper ms of each chunk', 'warm-up: round trips, p50 / p99', 'helper ms of each warm-up round'], l.rows.map((r) => [
       LABELS[r.contender], ms(r.summary.p50), ms(r.summary.p99), ms(r.summary.max), ms(r.summary.mean),
       times(r.summary.p50 / floor), stock === undefined ? '–' : times(r.summary.p50 / stock.p50), stock === undefined ? '–' : times(r.summary.p99 / stock.p99),
-      r.chunkP50s.map((x) => x.toFixed(3)).join(', '), chunkTails(r), chunkHelpers(r)
+      r.chunkP50s.map((x) => x.toFixed(3)).join(', '), chunkTails(r), chunkHelpers(r),
+      `${r.warmupRoundTrips}, ${ms(r.cold.p50)} / ${ms(r.cold.p99)}`, r.warmupHelpers.join(', ')
     ])) + '\n'
 }
 

@@ -60,7 +60,8 @@ export const judgeTargets = (results: Results): TargetRow[] => {
       const row = latency.rows.find((r) => r.contender === 'session-store')
       const stockRow = latency.rows.find((r) => r.contender === 'y-webrtc')
       rows.push(compare('Round trip p99 no worse than stock y-webrtc', ours.p99, anchor.p99, ms, (r) => r <= 1,
-        row === undefined || stockRow === undefined ? '' : `p99 of each chunk: ${chunkTails(row)} (y-webrtc: ${chunkTails(stockRow)}); helper-thread CPU ms of each chunk, both peers: ${chunkHelpers(row)} (y-webrtc: ${chunkHelpers(stockRow)})`))
+        row === undefined || stockRow === undefined ? '' : `p99 of each chunk: ${chunkTails(row)} (y-webrtc: ${chunkTails(stockRow)}); helper-thread CPU ms of each chunk, both peers: ${chunkHelpers(row)} (y-webrtc: ${chunkHelpers(stockRow)}); ` +
+          `before, while V8 compiled (warm-up): ${row.warmupRoundTrips} round trips, p99 ${ms(row.cold.p99)} (y-webrtc: ${stockRow.warmupRoundTrips}, ${ms(stockRow.cold.p99)})`))
     }
   } else {
     rows.push(na('Round trip p50 within 1.3× of the raw data channel, p99 no worse than stock y-webrtc', latency === undefined ? 'not run' : latency.error))
