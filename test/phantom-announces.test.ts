@@ -164,7 +164,8 @@ describe('signed phantoms in an open room', () => {
     }, 200)
     onTestFinished(() => clearInterval(sample))
     const share = 'pending connections at their cap, and this sender holds its share'
-    await waitFor(async () => total('answers') >= 1 && ((await stats(host)).dropped[share] ?? 0) >= 20, { what: 'the flood to fill the host\'s pending slots' })
+    // Filling the host's slots took longer than waitFor's default 10 s once, under a full test run's load (19 s for the whole test alone).
+    await waitFor(async () => total('answers') >= 1 && ((await stats(host)).dropped[share] ?? 0) >= 20, { what: 'the flood to fill the host\'s pending slots', timeout: 30_000 })
 
     const attacked = await timedJoin('joiner')
     const joiner = attacked.peer
