@@ -27,7 +27,6 @@ import type { Link, LinkConnection } from './transport/link.js'
 import type { Replication } from './transport/replication.js'
 import { MESSAGE_RATE } from './transport/admission.js'
 import { createTokenBucket, type TokenBucket } from './transport/budgets.js'
-import { endOfTurn } from './transport/coalescer.js'
 import { LeanObservable, emitTo } from './events.js'
 import type { ObservableV2 } from 'lib0/observable'
 
@@ -269,10 +268,7 @@ export class Epochs extends LeanObservable<EpochsEvents> {
     held.structs = structsOf(doc)
     // Counted once per turn that changed the document, after it, not at each transaction: a sum
     // over every client of the document (each carry is a client of its own), which a write's path
-    // need not pay for. At the end of the turn, not on a timer: a 0 ms timeout is a 1 ms one in
-    // Node, which woke each process once more per write, a millisecond later, while the next
-    // messages were in flight (the latency bench's p99 over stock's: 1.15x mean over nine runs
-    // with it, 1.03x over six without).
+    // need not pay for.
     let counting = false
     let wrote = false
     doc.on('afterTransaction', (transaction: Y.Transaction) => {
@@ -280,7 +276,7 @@ export class Epochs extends LeanObservable<EpochsEvents> {
       if (transaction.local && transaction.origin !== MOVE_ORIGIN) wrote = true
       if (counting) return
       counting = true
-      endOfTurn(() => {
+      setTimeout(() => {
         counting = false
         const writer = wrote
         wrote = false
@@ -288,7 +284,7 @@ export class Epochs extends LeanObservable<EpochsEvents> {
         if (this.#held[0] !== held) return
         held.structs = structsOf(doc)
         this.#checkHistory(held, writer)
-      })
+      }, 0)
     })
     const map = doc.getMap<unknown>(this.#options.root)
     for (const [key, text] of map.entries()) {
