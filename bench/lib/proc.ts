@@ -14,13 +14,15 @@ export const rssBytes = (pid: number): number => {
 /** Clock ticks per second of /proc/PID/stat's times (USER_HZ, 100 on every Linux build that matters). */
 const TICKS_PER_SECOND = 100
 
-/** User + system CPU milliseconds `pid` has used, from /proc/PID/stat (10 ms resolution). */
-export const cpuMs = (pid: number): number => {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+/** User + system CPU milliseconds in a /proc stat line (a process's or a thread's). */
+const statCpuMs = (stat: string): number => {
   // Fields after the command name, which is in parentheses and may hold spaces.
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
   return (Number(fields[11]) + Number(fields[12])) * 1000 / TICKS_PER_SECOND
 }
+
+/** User + system CPU milliseconds `pid` has used, from /proc/PID/stat (10 ms resolution). */
+export const cpuMs = (pid: number): number => statCpuMs(readFileSync(`/proc/${pid}/stat`, 'utf8'))
 
 /** Whether `pin` can work here: two cores or more, and taskset present. */
 export const canPin = (): boolean => {
@@ -79,8 +81,7 @@ export const threadCpuMs = (pid: number): ThreadCpu => {
       continue // the thread ended
     }
     const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'))
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-    const ms = (Number(fields[11]) + Number(fields[12])) * 1000 / TICKS_PER_SECOND
+    const ms = statCpuMs(stat)
     if (Number(tid) === pid) cpu.main += ms
     else if (name === 'node') cpu.helpers += ms
     else cpu.native += ms
