@@ -12,9 +12,15 @@
  * other fingerprints on each side.
  *
  * Until both HELLOs are through, nothing else is delivered either way. A connection whose remote
- * sends anything else first (a stock y-webrtc peer, which starts with sync step 1), sends a HELLO
- * that does not verify, claims a Yjs client id already bound to another connection (or this
- * peer's own), or stays silent for HELLO_TIMEOUT, is closed and reported.
+ * starts with y-protocols' sync (a stock y-webrtc peer, which starts with sync step 1), sends a
+ * HELLO that does not verify, claims a Yjs client id already bound to another connection (or this
+ * peer's own), or sends no HELLO within HELLO_TIMEOUT, is closed and reported.
+ *
+ * Chromium can lose the first message the answering side sends on a fresh data channel (seen
+ * under load, about once in 20 reloads: the HELLO sent, the messages behind it arriving, the
+ * HELLO never). So a connection whose first message is another of this protocol's asks for the
+ * HELLO again (HELLO_AGAIN), once, and holds what arrives meanwhile, as it does behind a HELLO
+ * being checked; each side resends its HELLO when asked, at most MAX_HELLO_RESENDS times.
  */
 
 import * as encoding from 'lib0/encoding'
@@ -26,6 +32,15 @@ import { LeanObservable } from '../events.js'
 
 /** The message type of the handshake (the data plane's are others: replication.ts, sync-v2.ts). */
 export const MESSAGE_HELLO = 16
+/** `[17]`: "your HELLO did not arrive first: send it again" (a lost first message). */
+export const MESSAGE_HELLO_AGAIN = 17
+/** y-protocols' sync message: what a stock y-webrtc peer sends first. */
+const MESSAGE_YJS_SYNC = 0
+/** How many times a side resends its HELLO when asked (a remote asking more gets nothing more). */
+export const MAX_HELLO_RESENDS = 2
+const HELLO_AGAIN = new Uint8Array([MESSAGE_HELLO_AGAIN])
+/** Counted in `dropped` (nothing is dropped: the remote's HELLO was asked for again). */
+const ASKED_AGAIN = 'first messages that were not the HELLO (lost in the channel?): the HELLO asked for again'
 /** A connection whose remote has not completed the handshake by then is closed. */
 export const HELLO_TIMEOUT = 5000
 /**
@@ -72,7 +87,12 @@ interface Pending {
   /** The remote's HELLO arrived (and is being checked, or passed). */
   hello: boolean
   verified: Verified | null
-  /** What arrived after the remote's HELLO while it was being checked: delivered once open. */
+  /** This side's HELLO as sent, for a remote that asks for it again. */
+  own: Uint8Array | null
+  resent: number
+  /** This side asked the remote for its HELLO again (its first message was another). */
+  asked: boolean
+  /** What arrived while the remote's HELLO was awaited (after asking) or checked: delivered once open. */
   queue: Uint8Array[]
   queued: number
 }
@@ -81,7 +101,7 @@ interface Pending {
 const MAX_QUEUED_BYTES = 1024 * 1024
 
 class Verified implements VerifiedConnection {
-  constructor (readonly inner: LinkConnection, readonly client: number) {}
+  constructor (readonly inner: LinkConnection, readonly client: number, readonly own: Uint8Array, public resent: number) {}
   get remoteId (): string { return this.inner.remoteId }
   get binding (): { local: string, remote: string } { return this.inner.binding }
   get writable (): boolean { return this.inner.writable }
@@ -148,6 +168,9 @@ export class AuthenticatedLink extends LeanObservable<LinkEvents> implements Lin
       sent: false,
       hello: false,
       verified: null,
+      own: null,
+      resent: 0,
+      asked: false,
       queue: [],
       queued: 0
     }
@@ -170,7 +193,8 @@ export class AuthenticatedLink extends LeanObservable<LinkEvents> implements Lin
       const encoder = encoding.createEncoder()
       encoding.writeVarUint(encoder, MESSAGE_HELLO)
       encoding.writeVarString(encoder, jws)
-      connection.send(encoding.toUint8Array(encoder))
+      pending.own = encoding.toUint8Array(encoder)
+      connection.send(pending.own)
       pending.sent = true
       this.#maybeOpen(connection, pending)
     } catch (err) {
@@ -181,21 +205,38 @@ export class AuthenticatedLink extends LeanObservable<LinkEvents> implements Lin
   #onMessage = ({ connection, message }: { connection: LinkConnection, message: Uint8Array }): void => {
     const open = this.#open.get(connection)
     if (open !== undefined) {
+      if (message[0] === MESSAGE_HELLO_AGAIN && message.length === 1) {
+        if (open.resent++ < MAX_HELLO_RESENDS) connection.send(open.own)
+        return
+      }
+      // A HELLO sent again (the remote was asked for it more than once): nothing for the layers above.
+      if (message[0] === MESSAGE_HELLO) return
       this.emit('message', [{ connection: open, message }])
       return
     }
     const pending = this.#pending.get(connection)
     if (pending === undefined) return
-    if (!pending.hello) {
-      if (message[0] !== MESSAGE_HELLO) {
-        this.#refuse(connection, 'a message before its handshake (a stock y-webrtc peer, or an older y-session-store)')
-        return
-      }
-      pending.hello = true
-      void this.#verifyHello(connection, pending, message)
+    if (message[0] === MESSAGE_HELLO_AGAIN && message.length === 1) {
+      // Both first messages were lost, or the remote asked before this side's HELLO was out.
+      if (pending.own !== null && pending.resent++ < MAX_HELLO_RESENDS) connection.send(pending.own)
       return
     }
-    if (message[0] === MESSAGE_HELLO) {
+    if (!pending.hello) {
+      if (message[0] === MESSAGE_HELLO) {
+        pending.hello = true
+        void this.#verifyHello(connection, pending, message)
+        return
+      }
+      if (!pending.asked) {
+        if (message[0] === MESSAGE_YJS_SYNC) {
+          this.#refuse(connection, 'a message before its handshake (a stock y-webrtc peer, or an older y-session-store)')
+          return
+        }
+        pending.asked = true
+        this.#dropped[ASKED_AGAIN] = (this.#dropped[ASKED_AGAIN] ?? 0) + 1
+        connection.send(HELLO_AGAIN)
+      }
+    } else if (message[0] === MESSAGE_HELLO) {
       this.#refuse(connection, 'a second handshake')
       return
     }
@@ -226,7 +267,7 @@ export class AuthenticatedLink extends LeanObservable<LinkEvents> implements Lin
       this.#refuse(connection, problem)
       return
     }
-    pending.verified = new Verified(connection, hello?.client as number)
+    pending.verified = new Verified(connection, hello?.client as number, pending.own as Uint8Array, pending.resent)
     this.#maybeOpen(connection, pending)
   }
 
