@@ -8,7 +8,7 @@ import { describe, expect, it, onTestFinished } from 'vitest'
 import { WebSocket } from 'ws'
 import { joinPeer, spawnPeer, type PeerProcess } from './helpers/peers.js'
 import { startSignaling, uniqueRoom } from './helpers/server.js'
-import { once, waitFor } from './helpers/wait.js'
+import { TimeoutError, once, waitFor } from './helpers/wait.js'
 
 const phantomId = (n: number, above: boolean): string => `${above ? '~' : '!'}phantom-${n}`
 
@@ -165,7 +165,13 @@ describe('signed phantoms in an open room', () => {
     onTestFinished(() => clearInterval(sample))
     const share = 'pending connections at their cap, and this sender holds its share'
     // Filling the host's slots took longer than waitFor's default 10 s once, under a full test run's load (19 s for the whole test alone).
+    // Timing out, it says how far the flood got and what the host did with it (the once-seen
+    // failure under load left no trace of which of the two it was).
     await waitFor(async () => total('answers') >= 1 && ((await stats(host)).dropped[share] ?? 0) >= 20, { what: 'the flood to fill the host\'s pending slots', timeout: 30_000 })
+      .catch(async (err: unknown) => {
+        if (err instanceof TimeoutError) err.message += ` (flood: ${JSON.stringify(floods.map((flood) => ({ ...flood.counts, closedWith: flood.closedWith })))}; host: ${JSON.stringify(await stats(host).catch(String))})`
+        throw err
+      })
 
     const attacked = await timedJoin('joiner')
     const joiner = attacked.peer

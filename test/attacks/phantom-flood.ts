@@ -39,6 +39,8 @@ export interface FloodCounts {
 
 export interface Flood {
   readonly counts: FloodCounts
+  /** The close code of the flood's socket if the server closed it (the flood then goes silent), else null. */
+  readonly closedWith: number | null
   stop: () => void
 }
 
@@ -66,6 +68,8 @@ export const startPhantomFlood = async ({ url, room, pivot, rate = 30, burst = 6
   const phantoms = new Map<string, { identity: Identity, seq: number, answered?: boolean }>()
   const honest = new Set<string>()
   let stopped = false
+  let closedWith: number | null = null
+  ws.on('close', (code) => { if (!stopped) closedWith = code })
   let made = 0
 
   const publish = async (phantom: { identity: Identity, seq: number }, payload: Parameters<typeof signSignal>[3]): Promise<void> => {
@@ -127,5 +131,5 @@ export const startPhantomFlood = async ({ url, room, pivot, rate = 30, burst = 6
     ws.terminate()
   }
   onTestFinished(stop)
-  return { counts, stop }
+  return { counts, stop, get closedWith () { return closedWith } }
 }
