@@ -288,6 +288,7 @@ export class RedisArbiter implements LockArbiter {
     this.cmd.on('ready', () => {
       // Checks that failed while Redis was away run again.
       for (const [room, state] of this.watched) for (const [key, tracked] of state.leases) this.schedule(room, key, tracked, 0)
+      this.resyncWhenUp()
     })
   }
 
@@ -427,8 +428,19 @@ export class RedisArbiter implements LockArbiter {
     this.sub.subscribe(this.names.events).then(() => {
       this.subscribed = true
       // Whatever was published while we were away is lost: the watchers get a snapshot.
-      this.resyncListener()
+      this.resyncWhenUp()
     }, (err: unknown) => this.opts.logger.debug({ err }, 'redis (locks): subscribing failed'))
+  }
+
+  /**
+   * Each time the arbiter comes up (either connection back, the other one ready), the watchers get
+   * a snapshot. It is taken with the command connection, which reconnects on its own schedule:
+   * called when the subscriber was back first, every snapshot failed, and the watchers never
+   * heard that the locks were gone; a command connection that drops under a snapshot gives
+   * another when it is back.
+   */
+  private resyncWhenUp (): void {
+    if (this.state === 'up') this.resyncListener()
   }
 
   private onMessage (text: string): void {

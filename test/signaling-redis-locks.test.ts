@@ -5,6 +5,7 @@
  * two signaling instances sharing a Redis, with raw clients and with ArbiterClient.
  */
 
+import { Redis } from 'ioredis'
 import { describe, expect, it, onTestFinished } from 'vitest'
 import { ErrorCodes, SessionStoreError } from '../src/errors.js'
 import type { LockEvent } from '../signaling/lock-arbiter.js'
@@ -30,6 +31,47 @@ const collect = (arbiter: RedisArbiter): LockEvent[] => {
 }
 
 describe('RedisArbiter', () => {
+  it('when the subscriber is back before the command connection, the watchers still get a snapshot, taken once both are up', { timeout: 30_000 }, async () => {
+    const redis = await startRedis()
+    const arbiter = await startArbiter(redis.url, { prefix: 'resync-test:' })
+    const room = uniqueTopic('room')
+    // What the signaling's lock service does on a resync: list every watched room.
+    const snapshots: Array<{ state: string, locks: unknown }> = []
+    arbiter.onResync(() => {
+      const state = arbiter.state
+      void arbiter.list(room).then((locks) => snapshots.push({ state, locks }))
+    })
+    const admin = new Redis(redis.url, { lazyConnect: true, maxRetriesPerRequest: 1 })
+    onTestFinished(() => { admin.disconnect() })
+    await admin.connect()
+    /** Kills the arbiter's connections whose name starts with `name` (its two: signaling-locks-*, signaling-lock-events-*). */
+    const kill = async (name: string): Promise<void> => {
+      const list = await admin.call('CLIENT', 'LIST') as string
+      for (const line of list.split('\n')) {
+        if (!line.includes(` name=${name}${arbiter.instanceId} `)) continue
+        const id = /(?:^| )id=(\d+)/.exec(line)?.[1]
+        if (id !== undefined) await admin.call('CLIENT', 'KILL', 'ID', id).catch(() => {})
+      }
+    }
+    // Both connections drop, as when Redis restarts; the command connection is kept away until the
+    // subscriber is back and subscribed: the order that, under load, once left watchers without
+    // any snapshot (the resync ran at once, and its list failed).
+    await Promise.all([kill('signaling-lock-events-'), kill('signaling-locks-')])
+    await waitFor(async () => {
+      await kill('signaling-locks-')
+      const [, subscribers] = await admin.call('PUBSUB', 'NUMSUB', 'resync-test:lock-events') as [string, number]
+      return subscribers >= 1
+    }, { timeout: 10_000, interval: 5, what: 'the subscriber back while the command connection is kept away' })
+    // Once more: a command connection back in the last moment drops under the resync's list.
+    await kill('signaling-locks-')
+    // Killed a moment ago, it reconnects 100 ms or more later (the arbiter's retry strategy).
+    await waitFor(() => arbiter.state === 'up', { timeout: 10_000, what: 'the command connection back' })
+    await waitFor(() => Array.isArray(snapshots.at(-1)?.locks), { timeout: 5_000, what: 'a listed snapshot once both connections are back' })
+    // Every resync ran with the arbiter up, and the last one (each time it came up) was listed.
+    expect(snapshots.every(({ state }) => state === 'up')).toBe(true)
+    expect(snapshots.at(-1)?.locks).toEqual([])
+  })
+
   it('two arbiters on one Redis never both grant a lock; tokens grow round after round', async () => {
     const redis = await startRedis()
     const arbiters = [await startArbiter(redis.url), await startArbiter(redis.url)]
