@@ -87,9 +87,6 @@ interface Pending {
   /** The remote's HELLO arrived (and is being checked, or passed). */
   hello: boolean
   verified: Verified | null
-  /** This side's HELLO as sent, for a remote that asks for it again. */
-  own: Uint8Array | null
-  resent: number
   /** This side asked the remote for its HELLO again (its first message was another). */
   asked: boolean
   /** What arrived while the remote's HELLO was awaited (after asking) or checked: delivered once open. */
@@ -101,7 +98,7 @@ interface Pending {
 const MAX_QUEUED_BYTES = 1024 * 1024
 
 class Verified implements VerifiedConnection {
-  constructor (readonly inner: LinkConnection, readonly client: number, readonly own: Uint8Array, public resent: number) {}
+  constructor (readonly inner: LinkConnection, readonly client: number) {}
   get remoteId (): string { return this.inner.remoteId }
   get binding (): { local: string, remote: string } { return this.inner.binding }
   get writable (): boolean { return this.inner.writable }
@@ -114,6 +111,8 @@ export class AuthenticatedLink extends LeanObservable<LinkEvents> implements Lin
   readonly #options: HandshakeOptions
   readonly #pending = new Map<LinkConnection, Pending>()
   readonly #open = new Map<LinkConnection, Verified>()
+  /** This side's HELLO on each connection, as sent, for a remote that asks for it again. */
+  readonly #hellos = new WeakMap<LinkConnection, { hello: Uint8Array, resent: number }>()
 
   constructor (inner: Link, options: HandshakeOptions) {
     super()
@@ -168,8 +167,6 @@ export class AuthenticatedLink extends LeanObservable<LinkEvents> implements Lin
       sent: false,
       hello: false,
       verified: null,
-      own: null,
-      resent: 0,
       asked: false,
       queue: [],
       queued: 0
@@ -193,8 +190,9 @@ export class AuthenticatedLink extends LeanObservable<LinkEvents> implements Lin
       const encoder = encoding.createEncoder()
       encoding.writeVarUint(encoder, MESSAGE_HELLO)
       encoding.writeVarString(encoder, jws)
-      pending.own = encoding.toUint8Array(encoder)
-      connection.send(pending.own)
+      const hello = encoding.toUint8Array(encoder)
+      this.#hellos.set(connection, { hello, resent: 0 })
+      connection.send(hello)
       pending.sent = true
       this.#maybeOpen(connection, pending)
     } catch (err) {
@@ -203,24 +201,20 @@ export class AuthenticatedLink extends LeanObservable<LinkEvents> implements Lin
   }
 
   #onMessage = ({ connection, message }: { connection: LinkConnection, message: Uint8Array }): void => {
+    if (message[0] === MESSAGE_HELLO_AGAIN && message.length === 1) {
+      // Open or not (both first messages lost); nothing yet if this side's HELLO is not out.
+      const sent = this.#hellos.get(connection)
+      if (sent !== undefined && sent.resent++ < MAX_HELLO_RESENDS) connection.send(sent.hello)
+      return
+    }
     const open = this.#open.get(connection)
     if (open !== undefined) {
-      if (message[0] === MESSAGE_HELLO_AGAIN && message.length === 1) {
-        if (open.resent++ < MAX_HELLO_RESENDS) connection.send(open.own)
-        return
-      }
       // A HELLO sent again (the remote was asked for it more than once): nothing for the layers above.
-      if (message[0] === MESSAGE_HELLO) return
-      this.emit('message', [{ connection: open, message }])
+      if (message[0] !== MESSAGE_HELLO) this.emit('message', [{ connection: open, message }])
       return
     }
     const pending = this.#pending.get(connection)
     if (pending === undefined) return
-    if (message[0] === MESSAGE_HELLO_AGAIN && message.length === 1) {
-      // Both first messages were lost, or the remote asked before this side's HELLO was out.
-      if (pending.own !== null && pending.resent++ < MAX_HELLO_RESENDS) connection.send(pending.own)
-      return
-    }
     if (!pending.hello) {
       if (message[0] === MESSAGE_HELLO) {
         pending.hello = true
@@ -267,7 +261,7 @@ export class AuthenticatedLink extends LeanObservable<LinkEvents> implements Lin
       this.#refuse(connection, problem)
       return
     }
-    pending.verified = new Verified(connection, hello?.client as number, pending.own as Uint8Array, pending.resent)
+    pending.verified = new Verified(connection, hello?.client as number)
     this.#maybeOpen(connection, pending)
   }
 
